@@ -1,0 +1,105 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "titanium",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "load-balancer", targets: ["LoadBalancer"]),
+        .executable(name: "api-gateway", targets: ["APIGateway"]),
+        .executable(name: "auth-service", targets: ["AuthService"]),
+        .executable(name: "user-service", targets: ["UserService"]),
+        .executable(name: "blog-service", targets: ["BlogService"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: []),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/swift-otel/swift-w3c-trace-context.git", from: "1.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // MARK: Shared kit — one job per module
+        .target(
+            name: "TitaniumLogging",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/TitaniumLogging",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "TitaniumTracing",
+            dependencies: [
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Shared/TitaniumTracing",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "TitaniumMetrics",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Shared/TitaniumMetrics",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "TitaniumHTTP",
+            dependencies: [
+                "TitaniumLogging", "TitaniumTracing", "TitaniumMetrics",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/TitaniumHTTP",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Services
+        .executableTarget(name: "LoadBalancer", dependencies: ["TitaniumHTTP"], path: "Services/load-balancer", swiftSettings: swiftSettings),
+        .executableTarget(name: "APIGateway", dependencies: ["TitaniumHTTP"], path: "Services/api-gateway", swiftSettings: swiftSettings),
+        .executableTarget(name: "AuthService", dependencies: ["TitaniumHTTP"], path: "Services/auth-service", swiftSettings: swiftSettings),
+        .executableTarget(name: "UserService", dependencies: ["TitaniumHTTP"], path: "Services/user-service", swiftSettings: swiftSettings),
+        .executableTarget(name: "BlogService", dependencies: ["TitaniumHTTP"], path: "Services/blog-service", swiftSettings: swiftSettings),
+
+        // MARK: Tests
+        .testTarget(
+            name: "TitaniumKitTests",
+            dependencies: [
+                "TitaniumHTTP",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/TitaniumKitTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            path: "Tests/IntegrationTests",
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

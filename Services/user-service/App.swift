@@ -1,0 +1,10 @@
+import TitaniumHTTP
+
+@main
+struct App {
+    static func main() async {
+        await ServiceMain.run(service: "user-service", defaultPort: 7302) { kit, _ in
+            try buildApplication(kit: kit)
+        }
+    }
+}

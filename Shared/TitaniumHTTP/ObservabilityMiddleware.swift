@@ -1,0 +1,202 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import TitaniumMetrics
+import TitaniumTracing
+import Tracing
+
+/// The one middleware every service runs first. Per request it:
+/// - accepts a well-formed `X-Request-ID` or makes one, and echoes it;
+/// - continues the caller's W3C trace (or starts one) in a server span, echoed as `traceparent`;
+/// - rejects bodies over the size limit with 413;
+/// - turns every thrown error into the shared JSON error shape;
+/// - records `http_requests_total`, `http_request_duration_seconds`, the in-flight gauge and the
+///   traffic window (labelled by route template, never the raw path);
+/// - writes one JSON access line.
+public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: RouterMiddleware {
+    public static var unmatchedRoute: String { "unmatched" }
+
+    let tracer: W3CTracer
+    let metrics: HTTPMetrics
+    let window: TrafficWindow
+    let bodyLimit: Int
+    let countsInWindow: @Sendable (Request) -> Bool
+
+    public init(
+        tracer: W3CTracer,
+        metrics: HTTPMetrics,
+        window: TrafficWindow,
+        bodyLimit: Int,
+        countsInWindow: @escaping @Sendable (Request) -> Bool = ObservabilityMiddleware.isBusinessRequest
+    ) {
+        self.tracer = tracer
+        self.metrics = metrics
+        self.window = window
+        self.bodyLimit = bodyLimit
+        self.countsInWindow = countsInWindow
+    }
+
+    /// Operational endpoints (`/health/*`, `/metrics`, `/stats`) stay out of the traffic window.
+    @Sendable public static func isBusinessRequest(_ request: Request) -> Bool {
+        let path = request.uri.path
+        return !(path.hasPrefix("/health/") || path == "/metrics" || path == "/stats")
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let startNanos = TrafficWindow.monotonicNanos()
+        self.metrics.requestStarted()
+
+        let requestID = request.headers[.xRequestID].flatMap(RequestID.accept) ?? RequestID.make()
+        var serviceContext = ServiceContext.topLevel
+        self.tracer.extract(request.headers, into: &serviceContext, using: HTTPFieldsExtractor())
+        serviceContext.requestID = requestID
+        let route = context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? Self.unmatchedRoute
+        let method = request.method.rawValue
+        let span = self.tracer.startSpan("\(method) \(route)", context: serviceContext, ofKind: .server)
+
+        var context = context
+        context.requestID = requestID
+        context.spanContext = span.spanContext
+        context.bodyLimit = self.bodyLimit
+        context.logger[metadataKey: "request_id"] = .string(requestID)
+        context.logger[metadataKey: "trace_id"] = .string(span.spanContext.traceID)
+        context.logger[metadataKey: "span_id"] = .string(span.spanContext.spanID)
+
+        var response: Response
+        do {
+            if let length = request.headers[.contentLength].flatMap(Int.init), length > self.bodyLimit {
+                throw APIError(.contentTooLarge, message: "request body of \(length) bytes exceeds the limit of \(self.bodyLimit) bytes")
+            }
+            response = try await ServiceContext.$current.withValue(span.context) {
+                try await next(request, context)
+            }
+        } catch {
+            let apiError = APIError.from(error)
+            if apiError.status.code >= 500 {
+                context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            response = apiError.response(requestID: requestID)
+        }
+        response.headers[.xRequestID] = requestID
+        response.headers[.traceparent] = span.spanContext.traceparent
+
+        let finish = Finish(
+            middleware: self, span: span, logger: context.logger, method: method, route: route,
+            path: request.uri.path, status: Int(response.status.code), startNanos: startNanos,
+            countsInWindow: self.countsInWindow(request), clientIP: context.peerIP,
+            userAgent: request.headers[.userAgent]
+        )
+        if let length = response.body.contentLength {
+            finish.record(bytes: length)
+        } else {
+            // Streamed bodies are measured when the last byte has been written.
+            let body = response.body
+            response.body = ResponseBody { writer in
+                let count = ByteCount()
+                do {
+                    try await body.write(CountingWriter(base: writer, count: count))
+                    finish.record(bytes: count.value)
+                } catch {
+                    finish.record(bytes: count.value)
+                    throw error
+                }
+            }
+        }
+        return response
+    }
+
+    private struct Finish: Sendable {
+        let middleware: ObservabilityMiddleware
+        let span: W3CSpan
+        let logger: Logger
+        let method: String
+        let route: String
+        let path: String
+        let status: Int
+        let startNanos: UInt64
+        let countsInWindow: Bool
+        let clientIP: String
+        let userAgent: String?
+
+        func record(bytes: Int) {
+            let now = TrafficWindow.monotonicNanos()
+            let elapsed = now &- self.startNanos
+            let isError = self.status >= 500
+            self.middleware.metrics.requestFinished(method: self.method, route: self.route, status: self.status, duration: .nanoseconds(Int64(elapsed)))
+            if self.countsInWindow {
+                self.middleware.window.record(latencyNanos: elapsed, isError: isError, nowNanos: now)
+            }
+            self.span.attributes = [
+                "http.request.method": .string(self.method),
+                "http.route": .string(self.route),
+                "url.path": .string(self.path),
+                "http.response.status_code": .int64(Int64(self.status)),
+            ]
+            if isError { self.span.setStatus(.init(code: .error)) }
+            self.span.end()
+            self.logger.info(
+                "request",
+                metadata: [
+                    "method": .string(self.method),
+                    "route": .string(self.route),
+                    "path": .string(self.path),
+                    "status": .stringConvertible(self.status),
+                    "duration_ms": .stringConvertible(Double(elapsed / 1_000) / 1_000),
+                    "bytes": .stringConvertible(bytes),
+                    "client_ip": .string(self.clientIP),
+                    "user_agent": .string(self.userAgent ?? ""),
+                ]
+            )
+        }
+    }
+}
+
+private final class ByteCount: @unchecked Sendable {
+    var value = 0
+}
+
+private struct CountingWriter: ResponseBodyWriter {
+    var base: any ResponseBodyWriter
+    let count: ByteCount
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+        self.count.value += buffer.readableBytes
+        try await self.base.write(buffer)
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+        try await self.base.finish(trailingHeaders)
+    }
+}
+
+/// `X-Request-ID` values: accepted when 1–128 characters of `[A-Za-z0-9._:-]`, otherwise replaced.
+public enum RequestID {
+    public static func accept(_ value: String) -> String? {
+        guard (1...128).contains(value.utf8.count) else { return nil }
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"),
+                UInt8(ascii: "."), UInt8(ascii: ":"):
+                continue
+            default:
+                return nil
+            }
+        }
+        return value
+    }
+
+    /// 32 random hex digits.
+    public static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        return Self.hex(high) + Self.hex(low)
+    }
+
+    private static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}

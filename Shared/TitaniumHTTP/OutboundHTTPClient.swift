@@ -1,0 +1,60 @@
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import TitaniumTracing
+import Tracing
+
+/// The pooled outbound HTTP client every service uses to call another.
+///
+/// Connect and read timeouts come from ``OutboundClientConfiguration``; every request also has
+/// an overall deadline. The current W3C trace continues in a client span whose `traceparent`
+/// (and the current `X-Request-ID`) travel with the request. Run it as a `Service` so that it
+/// shuts down after the server has drained.
+public final class OutboundHTTPClient: Service, Sendable {
+    public let client: HTTPClient
+    public let configuration: OutboundClientConfiguration
+
+    public init(configuration: OutboundClientConfiguration, tracer: W3CTracer?) {
+        var clientConfiguration = HTTPClient.Configuration(
+            timeout: .init(
+                connect: .nanoseconds(configuration.connectTimeout.nanoseconds),
+                read: .nanoseconds(configuration.readTimeout.nanoseconds)
+            ),
+            connectionPool: .init(idleTimeout: .nanoseconds(configuration.idleTimeout.nanoseconds))
+        )
+        clientConfiguration.tracing.tracer = tracer
+        clientConfiguration.decompression = .disabled
+        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        self.configuration = configuration
+    }
+
+    /// Sends `request` with the current request id and trace context.
+    /// - Parameter timeout: the deadline for the response head; defaults to connect + read timeout.
+    public func execute(_ request: HTTPClientRequest, timeout: Duration? = nil) async throws -> HTTPClientResponse {
+        var request = request
+        // The tracer adds the client span's traceparent; drop any copied from elsewhere.
+        request.headers.remove(name: "traceparent")
+        request.headers.remove(name: "tracestate")
+        if let requestID = ServiceContext.current?.requestID {
+            request.headers.replaceOrAdd(name: "X-Request-ID", value: requestID)
+        }
+        let deadline = timeout ?? (self.configuration.connectTimeout + self.configuration.readTimeout)
+        return try await self.client.execute(request, timeout: .nanoseconds(deadline.nanoseconds))
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await self.client.shutdown()
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, saturating.
+    public var nanoseconds: Int64 {
+        let (seconds, attoseconds) = self.components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        return product &+ attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,182 @@
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import TitaniumLogging
+import TitaniumMetrics
+import TitaniumTracing
+import Tracing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything a service is built from: its configuration and its observability kit.
+/// `main` builds one per process (``ServiceMain``); tests build as many as they like, each with
+/// its own registry and tracer, because nothing here touches a global system.
+public struct ServiceKit: Sendable {
+    public let configuration: ServiceConfiguration
+    public let registry: PrometheusCollectorRegistry
+    public let metrics: HTTPMetrics
+    public let exposition: MetricsExposition
+    public let process: ProcessMetrics
+    public let window: TrafficWindow
+    public let tracer: W3CTracer
+    public let logger: Logger
+
+    public init(
+        configuration: ServiceConfiguration,
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        tracer: W3CTracer = W3CTracer(),
+        logger: Logger? = nil
+    ) {
+        self.configuration = configuration
+        self.registry = registry
+        self.metrics = HTTPMetrics(registry: registry)
+        self.process = ProcessMetrics()
+        self.exposition = MetricsExposition(registry: registry, process: self.process)
+        self.window = TrafficWindow(windowSeconds: 10)
+        self.tracer = tracer
+        var logger = logger ?? Logger(label: configuration.service)
+        logger.logLevel = configuration.logLevel
+        self.logger = logger
+    }
+
+    /// A router whose every route, the not-found answer included, runs the observability middleware.
+    public func makeRouter() -> Router<TitaniumRequestContext> {
+        let router = Router(context: TitaniumRequestContext.self, options: .autoGenerateHeadEndpoints)
+        router.add(middleware: self.makeObservabilityMiddleware())
+        return router
+    }
+
+    public func makeObservabilityMiddleware<Context: IdentifiedRequestContext>(
+        countsInWindow: @escaping @Sendable (Request) -> Bool = ObservabilityMiddleware<Context>.isBusinessRequest
+    ) -> ObservabilityMiddleware<Context> {
+        ObservabilityMiddleware(
+            tracer: self.tracer,
+            metrics: self.metrics,
+            window: self.window,
+            bodyLimit: self.configuration.maxBodyBytes,
+            countsInWindow: countsInWindow
+        )
+    }
+
+    /// A pooled outbound client with this service's timeouts and tracer.
+    public func makeHTTPClient() -> OutboundHTTPClient {
+        OutboundHTTPClient(configuration: self.configuration.client, tracer: self.tracer)
+    }
+
+    /// Builds the application: registers the operational routes, answers 405 (with `Allow`) for
+    /// known paths called with another method, and applies the server timeouts.
+    ///
+    /// Hummingbird exposes the idle timeout (`HTTP_IDLE_TIMEOUT_SECONDS`); it has no separate
+    /// read-header or write timeout, so a slow client is bounded by the idle timeout.
+    public func makeApplication<Context: IdentifiedRequestContext>(
+        router: Router<Context>,
+        checks: [DependencyCheck] = [],
+        details: @escaping @Sendable () async -> [String: JSONValue]? = { nil },
+        services: [any Service] = [],
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol where Context.Source == ApplicationRequestContextSource {
+        OperationalRoutes<Context>(kit: self, checks: checks, details: details).register(on: router)
+        MethodNotAllowed.register(on: router)
+        let logger = self.logger
+        let service = self.configuration.service
+        return Application(
+            router: router,
+            server: .http1(configuration: .init(idleTimeout: .nanoseconds(self.configuration.idleTimeout.nanoseconds))),
+            configuration: .init(
+                address: .hostname(self.configuration.host, port: self.configuration.port),
+                serverName: service
+            ),
+            services: services,
+            onServerRunning: { channel in
+                logger.notice(
+                    "listening",
+                    metadata: [
+                        "host": .string(channel.localAddress?.ipAddress ?? ""),
+                        "port": .stringConvertible(channel.localAddress?.port ?? 0),
+                    ]
+                )
+                await onServerRunning(channel)
+            },
+            logger: logger
+        )
+    }
+}
+
+/// Answers 405 with an `Allow` header when a known route is called with a method it lacks.
+enum MethodNotAllowed {
+    static let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options]
+
+    static func register<Context: RequestContext>(on router: Router<Context>) {
+        var allowed: [String: Set<String>] = [:]
+        var paths: [String: RouterPath] = [:]
+        for route in router.routes {
+            allowed[route.path.description, default: []].insert(route.method.rawValue)
+            paths[route.path.description] = route.path
+        }
+        for (key, methods) in allowed {
+            guard let path = paths[key] else { continue }
+            var allow = methods
+            if allow.contains("GET") { allow.insert("HEAD") }
+            let allowHeader = allow.sorted().joined(separator: ", ")
+            for method in self.methods where !allow.contains(method.rawValue) {
+                router.on(path, method: method) { _, _ -> Response in
+                    throw APIError(
+                        .methodNotAllowed,
+                        message: "method not allowed on \(key); allowed: \(allowHeader)",
+                        headers: [.allow: allowHeader]
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// The process entry point shared by the five services: read the configuration (exit 1 with
+/// one line naming the variable when it is invalid), bootstrap logging, metrics and tracing
+/// exactly once, build the application and run it until SIGTERM or SIGINT, draining in-flight
+/// requests before exiting.
+public enum ServiceMain {
+    public static func run<App: ApplicationProtocol>(
+        service: String,
+        defaultPort: Int,
+        build: @Sendable (ServiceKit, Settings) async throws -> App
+    ) async {
+        let settings = Settings.fromEnvironment()
+        let configuration: ServiceConfiguration
+        do {
+            configuration = try ServiceConfiguration(service: service, defaultPort: defaultPort, settings: settings)
+        } catch {
+            Self.exit(service: service, message: error.description)
+        }
+        let registry = PrometheusCollectorRegistry()
+        let tracer = W3CTracer()
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap({ _, provider in
+            JSONLogHandler(service: service, level: level, metadataProvider: provider)
+        }, metadataProvider: .w3cTracing)
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        InstrumentationSystem.bootstrap(tracer)
+
+        let kit = ServiceKit(configuration: configuration, registry: registry, tracer: tracer)
+        do {
+            let app = try await build(kit, settings)
+            try await app.runService()
+        } catch let error as ConfigurationError {
+            Self.exit(service: service, message: error.description)
+        } catch {
+            kit.logger.critical("service stopped with an error", metadata: ["error": "\(error)"])
+            Glibc.exit(1)
+        }
+    }
+
+    private static func exit(service: String, message: String) -> Never {
+        var line = "\(service): \(message)\n"
+        line.withUTF8 { bytes in _ = Glibc.write(2, bytes.baseAddress, bytes.count) }
+        Glibc.exit(1)
+    }
+}

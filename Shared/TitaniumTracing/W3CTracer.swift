@@ -1,0 +1,193 @@
+import Logging
+import NIOConcurrencyHelpers
+import Tracing
+import W3CTraceContext
+
+/// A tracer speaking W3C Trace Context: it extracts and injects `traceparent`/`tracestate`,
+/// starts child spans of whatever span is in the `ServiceContext`, and hands every finished
+/// span to `onSpanEnd` (a trace store, an exporter, a test).
+public struct W3CTracer: Tracer {
+    public typealias Span = W3CSpan
+
+    /// Creates the trace id of a new root trace. Defaults to a random W3C trace id.
+    public var makeTraceID: @Sendable () -> TraceID
+    /// Called once per span when it ends.
+    public var onSpanEnd: @Sendable (FinishedSpan) -> Void
+
+    public init(
+        makeTraceID: @escaping @Sendable () -> TraceID = { TraceID.random() },
+        onSpanEnd: @escaping @Sendable (FinishedSpan) -> Void = { _ in }
+    ) {
+        self.makeTraceID = makeTraceID
+        self.onSpanEnd = onSpanEnd
+    }
+
+    public func startSpan<Instant: TracerInstant>(
+        _ operationName: String,
+        context: @autoclosure () -> ServiceContext,
+        ofKind kind: SpanKind,
+        at instant: @autoclosure () -> Instant,
+        function: String,
+        file fileID: String,
+        line: UInt
+    ) -> W3CSpan {
+        var context = context()
+        let spanContext: W3CSpanContext
+        if let parent = context.w3cSpanContext {
+            spanContext = W3CSpanContext(
+                traceContext: TraceContext(
+                    traceID: parent.traceContext.traceID,
+                    spanID: .random(),
+                    flags: parent.traceContext.flags,
+                    state: parent.traceContext.state
+                ),
+                parentSpanID: parent.traceContext.spanID
+            )
+        } else {
+            spanContext = W3CSpanContext(
+                traceContext: TraceContext(traceID: self.makeTraceID(), spanID: .random(), flags: .sampled, state: TraceState())
+            )
+        }
+        context.w3cSpanContext = spanContext
+        return W3CSpan(
+            operationName: operationName,
+            kind: kind,
+            context: context,
+            spanContext: spanContext,
+            startNanoseconds: instant().nanosecondsSinceEpoch,
+            onEnd: self.onSpanEnd
+        )
+    }
+
+    public func forceFlush() {}
+
+    public func extract<Carrier, Extract: Extractor>(
+        _ carrier: Carrier,
+        into context: inout ServiceContext,
+        using extractor: Extract
+    ) where Extract.Carrier == Carrier {
+        guard let traceparent = extractor.extract(key: "traceparent", from: carrier) else { return }
+        let tracestate = extractor.extract(key: "tracestate", from: carrier)
+        // A malformed header is ignored: the request simply starts a new trace.
+        guard let parsed = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: tracestate)
+        else { return }
+        context.w3cSpanContext = W3CSpanContext(traceContext: parsed, isRemote: true)
+    }
+
+    public func inject<Carrier, Inject: Injector>(
+        _ context: ServiceContext,
+        into carrier: inout Carrier,
+        using injector: Inject
+    ) where Inject.Carrier == Carrier {
+        guard let spanContext = context.w3cSpanContext else { return }
+        injector.inject(spanContext.traceparent, forKey: "traceparent", into: &carrier)
+        if let state = spanContext.traceContext.traceStateHeaderValue, !state.isEmpty {
+            injector.inject(state, forKey: "tracestate", into: &carrier)
+        }
+    }
+}
+
+/// A finished span as handed to ``W3CTracer/onSpanEnd``.
+public struct FinishedSpan: Sendable {
+    public var operationName: String
+    public var kind: SpanKind
+    public var spanContext: W3CSpanContext
+    public var attributes: SpanAttributes
+    public var status: SpanStatus?
+    public var startNanoseconds: UInt64
+    public var endNanoseconds: UInt64
+}
+
+/// A span of ``W3CTracer``. Mutable state sits behind a lock: spans are shared across tasks.
+public final class W3CSpan: Tracing.Span, Sendable {
+    public let context: ServiceContext
+    public let spanContext: W3CSpanContext
+    public let kind: SpanKind
+    public let startNanoseconds: UInt64
+    private let onEnd: @Sendable (FinishedSpan) -> Void
+
+    private struct State {
+        var operationName: String
+        var attributes: SpanAttributes = [:]
+        var status: SpanStatus?
+        var ended = false
+    }
+    private let state: NIOLockedValueBox<State>
+
+    init(
+        operationName: String,
+        kind: SpanKind,
+        context: ServiceContext,
+        spanContext: W3CSpanContext,
+        startNanoseconds: UInt64,
+        onEnd: @escaping @Sendable (FinishedSpan) -> Void
+    ) {
+        self.kind = kind
+        self.context = context
+        self.spanContext = spanContext
+        self.startNanoseconds = startNanoseconds
+        self.onEnd = onEnd
+        self.state = NIOLockedValueBox(State(operationName: operationName))
+    }
+
+    public var operationName: String {
+        get { self.state.withLockedValue { $0.operationName } }
+        set { self.state.withLockedValue { $0.operationName = newValue } }
+    }
+
+    public var attributes: SpanAttributes {
+        get { self.state.withLockedValue { $0.attributes } }
+        set { self.state.withLockedValue { $0.attributes = newValue } }
+    }
+
+    public var isRecording: Bool { self.state.withLockedValue { !$0.ended } }
+
+    public func setStatus(_ status: SpanStatus) {
+        self.state.withLockedValue { $0.status = status }
+    }
+
+    public func addEvent(_ event: SpanEvent) {}
+
+    public func addLink(_ link: SpanLink) {}
+
+    public func recordError<Instant: TracerInstant>(
+        _ error: any Error,
+        attributes: SpanAttributes,
+        at instant: @autoclosure () -> Instant
+    ) {
+        self.state.withLockedValue { $0.attributes["exception.message"] = "\(error)" }
+    }
+
+    public func end<Instant: TracerInstant>(at instant: @autoclosure () -> Instant) {
+        let finished: FinishedSpan? = self.state.withLockedValue { state in
+            guard !state.ended else { return nil }
+            state.ended = true
+            return FinishedSpan(
+                operationName: state.operationName,
+                kind: self.kind,
+                spanContext: self.spanContext,
+                attributes: state.attributes,
+                status: state.status,
+                startNanoseconds: self.startNanoseconds,
+                endNanoseconds: instant().nanosecondsSinceEpoch
+            )
+        }
+        if let finished { self.onEnd(finished) }
+    }
+}
+
+extension Logger.MetadataProvider {
+    /// Adds `trace_id`, `span_id` and `request_id` of the current task's `ServiceContext` to every log line.
+    public static let w3cTracing = Logger.MetadataProvider {
+        guard let context = ServiceContext.current else { return [:] }
+        var metadata: Logger.Metadata = [:]
+        if let span = context.w3cSpanContext {
+            metadata["trace_id"] = .string(span.traceID)
+            metadata["span_id"] = .string(span.spanID)
+        }
+        if let requestID = context.requestID {
+            metadata["request_id"] = .string(requestID)
+        }
+        return metadata
+    }
+}
