@@ -21,6 +21,4 @@ public struct HTTPFieldsInjector: Injector {
 
 extension HTTPField.Name {
     public static let xRequestID = HTTPField.Name("X-Request-ID")!
-    public static let traceparent = HTTPField.Name("traceparent")!
-    public static let tracestate = HTTPField.Name("tracestate")!
 }
