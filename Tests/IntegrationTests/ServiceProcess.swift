@@ -1,0 +1,98 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// One built service executable, started as a real process on 127.0.0.1 with `HTTP_PORT=0`;
+/// its JSON log lines are collected and the port is learned from its "listening" line.
+final class ServiceProcess: Sendable {
+    let name: String
+    private let process: Process
+    private let output = NIOLockedValueBox<[UInt8]>([])
+
+    static var binaryDirectory: URL {
+        if let dir = ProcessInfo.processInfo.environment["TITANIUM_BIN_DIR"], !dir.isEmpty {
+            return URL(fileURLWithPath: dir)
+        }
+        // Tests/IntegrationTests/ServiceProcess.swift → repository root → .build/debug
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug")
+    }
+
+    init(_ name: String, environment: [String: String] = [:]) throws {
+        self.name = name
+        let process = Process()
+        process.executableURL = Self.binaryDirectory.appendingPathComponent(name)
+        var env = ProcessInfo.processInfo.environment
+        env["HTTP_HOST"] = "127.0.0.1"
+        env["HTTP_PORT"] = "0"
+        env["LOG_LEVEL"] = "info"
+        env.merge(environment) { _, new in new }
+        process.environment = env
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let output = self.output
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if !data.isEmpty { output.withLockedValue { $0.append(contentsOf: data) } }
+        }
+        self.process = process
+        try process.run()
+    }
+
+    var text: String { String(decoding: self.output.withLockedValue { $0 }, as: UTF8.self) }
+
+    /// Every stdout line that parses as a JSON object.
+    var logObjects: [[String: Any]] {
+        self.text.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+        }
+    }
+
+    /// Waits for the "listening" log line and returns its port.
+    func port(timeout: Duration = .seconds(20)) async throws -> Int {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let line = self.logObjects.first(where: { $0["message"] as? String == "listening" }), let port = line["port"] as? Int {
+                return port
+            }
+            if !self.process.isRunning {
+                throw ProcessFailure("\(self.name) exited with \(self.process.terminationStatus): \(self.text)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw ProcessFailure("\(self.name) did not report its port: \(self.text)")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    func terminate(timeout: Duration = .seconds(10)) async throws -> Int32 {
+        if self.process.isRunning { self.process.terminate() }
+        return try await self.waitForExit(timeout: timeout)
+    }
+
+    func waitForExit(timeout: Duration = .seconds(10)) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while self.process.isRunning {
+            if ContinuousClock.now > deadline {
+                kill(self.process.processIdentifier, SIGKILL)
+                throw ProcessFailure("\(self.name) did not exit within \(timeout)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return self.process.terminationStatus
+    }
+
+    deinit {
+        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+    }
+}
+
+struct ProcessFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func temporaryDirectory(_ prefix: String) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
