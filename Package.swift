@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "auth-service", targets: ["AuthService"]),
         .executable(name: "user-service", targets: ["UserService"]),
         .executable(name: "blog-service", targets: ["BlogService"]),
+        .executable(name: "kit-overhead-server", targets: ["KitOverheadServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -82,6 +83,9 @@ let package = Package(
         .executableTarget(name: "AuthService", dependencies: ["TitaniumHTTP"], path: "Services/auth-service", swiftSettings: swiftSettings),
         .executableTarget(name: "UserService", dependencies: ["TitaniumHTTP"], path: "Services/user-service", swiftSettings: swiftSettings),
         .executableTarget(name: "BlogService", dependencies: ["TitaniumHTTP"], path: "Services/blog-service", swiftSettings: swiftSettings),
+
+        // MARK: Benchmarks
+        .executableTarget(name: "KitOverheadServer", dependencies: ["TitaniumHTTP"], path: "Benchmarks/kit-overhead/Sources", swiftSettings: swiftSettings),
 
         // MARK: Tests
         .testTarget(

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import TitaniumLogging
 import TitaniumMetrics
 import TitaniumTracing
 import Tracing
@@ -20,6 +21,7 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
     let tracer: W3CTracer
     let metrics: HTTPMetrics
     let window: TrafficWindow
+    let accessLog: AccessLog
     let bodyLimit: Int
     let countsInWindow: @Sendable (Request) -> Bool
 
@@ -27,12 +29,14 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         tracer: W3CTracer,
         metrics: HTTPMetrics,
         window: TrafficWindow,
+        accessLog: AccessLog,
         bodyLimit: Int,
         countsInWindow: @escaping @Sendable (Request) -> Bool = ObservabilityMiddleware.isBusinessRequest
     ) {
         self.tracer = tracer
         self.metrics = metrics
         self.window = window
+        self.accessLog = accessLog
         self.bodyLimit = bodyLimit
         self.countsInWindow = countsInWindow
     }
@@ -59,9 +63,7 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         context.requestID = requestID
         context.spanContext = span.spanContext
         context.bodyLimit = self.bodyLimit
-        context.logger[metadataKey: "request_id"] = .string(requestID)
-        context.logger[metadataKey: "trace_id"] = .string(span.spanContext.traceID)
-        context.logger[metadataKey: "span_id"] = .string(span.spanContext.spanID)
+        // Logs inside the handler get the ids from the ServiceContext (Logger.MetadataProvider.w3cTracing).
 
         var response: Response
         do {
@@ -74,7 +76,13 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         } catch {
             let apiError = APIError.from(error)
             if apiError.status.code >= 500 {
-                context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+                context.logger.error(
+                    "request failed",
+                    metadata: [
+                        "error": "\(String(reflecting: error))", "request_id": .string(requestID),
+                        "trace_id": .string(span.spanContext.traceID), "span_id": .string(span.spanContext.spanID),
+                    ]
+                )
             }
             response = apiError.response(requestID: requestID)
         }
@@ -82,10 +90,10 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         response.headers[.traceparent] = span.spanContext.traceparent
 
         let finish = Finish(
-            middleware: self, span: span, logger: context.logger, method: method, route: route,
+            middleware: self, span: span, method: method, route: route,
             path: request.uri.path, status: Int(response.status.code), startNanos: startNanos,
             countsInWindow: self.countsInWindow(request), clientIP: context.peerIP,
-            userAgent: request.headers[.userAgent]
+            userAgent: request.headers[.userAgent], requestID: requestID
         )
         if let length = response.body.contentLength {
             finish.record(bytes: length)
@@ -109,7 +117,6 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
     private struct Finish: Sendable {
         let middleware: ObservabilityMiddleware
         let span: W3CSpan
-        let logger: Logger
         let method: String
         let route: String
         let path: String
@@ -118,6 +125,7 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         let countsInWindow: Bool
         let clientIP: String
         let userAgent: String?
+        let requestID: String
 
         func record(bytes: Int) {
             let now = TrafficWindow.monotonicNanos()
@@ -127,27 +135,34 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
             if self.countsInWindow {
                 self.middleware.window.record(latencyNanos: elapsed, isError: isError, nowNanos: now)
             }
-            self.span.attributes = [
-                "http.request.method": .string(self.method),
-                "http.route": .string(self.route),
-                "url.path": .string(self.path),
-                "http.response.status_code": .int64(Int64(self.status)),
-            ]
-            if isError { self.span.setStatus(.init(code: .error)) }
-            self.span.end()
-            self.logger.info(
-                "request",
-                metadata: [
-                    "method": .string(self.method),
-                    "route": .string(self.route),
-                    "path": .string(self.path),
-                    "status": .stringConvertible(self.status),
-                    "duration_ms": .stringConvertible(Double(elapsed / 1_000) / 1_000),
-                    "bytes": .stringConvertible(bytes),
-                    "client_ip": .string(self.clientIP),
-                    "user_agent": .string(self.userAgent ?? ""),
+            if self.span.isRecording {
+                self.span.attributes = [
+                    "http.request.method": .string(self.method),
+                    "http.route": .string(self.route),
+                    "url.path": .string(self.path),
+                    "http.response.status_code": .int64(Int64(self.status)),
+                    "client.address": .string(self.clientIP),
                 ]
-            )
+                if isError { self.span.setStatus(.init(code: .error)) }
+            }
+            self.span.end()
+            if self.middleware.accessLog.isEnabled {
+                self.middleware.accessLog.write(
+                    AccessLog.Entry(
+                        requestID: self.requestID,
+                        traceID: self.span.spanContext.traceID,
+                        spanID: self.span.spanContext.spanID,
+                        method: self.method,
+                        route: self.route,
+                        path: self.path,
+                        status: self.status,
+                        durationMicroseconds: elapsed / 1_000,
+                        bytes: bytes,
+                        clientIP: self.clientIP,
+                        userAgent: self.userAgent ?? ""
+                    )
+                )
+            }
         }
     }
 }
@@ -189,7 +204,7 @@ public enum RequestID {
 
     /// 32 random hex digits.
     public static func make() -> String {
-        var generator = SystemRandomNumberGenerator()
+        var generator = IDRandomGenerator()
         let high = generator.next() as UInt64
         let low = generator.next() as UInt64
         return Self.hex(high) + Self.hex(low)

@@ -25,12 +25,14 @@ public struct ServiceKit: Sendable {
     public let window: TrafficWindow
     public let tracer: W3CTracer
     public let logger: Logger
+    public let accessLog: AccessLog
 
     public init(
         configuration: ServiceConfiguration,
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         tracer: W3CTracer = W3CTracer(),
-        logger: Logger? = nil
+        logger: Logger? = nil,
+        accessLogSink: LogSink = .standardOutput
     ) {
         self.configuration = configuration
         self.registry = registry
@@ -42,6 +44,7 @@ public struct ServiceKit: Sendable {
         var logger = logger ?? Logger(label: configuration.service)
         logger.logLevel = configuration.logLevel
         self.logger = logger
+        self.accessLog = AccessLog(service: configuration.service, level: configuration.logLevel, sink: accessLogSink)
     }
 
     /// A router whose every route, the not-found answer included, runs the observability middleware.
@@ -58,6 +61,7 @@ public struct ServiceKit: Sendable {
             tracer: self.tracer,
             metrics: self.metrics,
             window: self.window,
+            accessLog: self.accessLog,
             bodyLimit: self.configuration.maxBodyBytes,
             countsInWindow: countsInWindow
         )

@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Logging
 
 /// A swift-log handler that writes one JSON object per line.
@@ -37,15 +32,10 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = self.metadata
-        if let provided = self.metadataProvider?.get(), !provided.isEmpty {
-            merged.merge(provided) { _, new in new }
-        }
-        if let callMetadata = event.metadata, !callMetadata.isEmpty {
-            merged.merge(callMetadata) { _, new in new }
-        }
-        if let error = event.error, merged["error"] == nil {
-            merged["error"] = "\(error)"
+        let provided = self.metadataProvider?.get() ?? [:]
+        var call = event.metadata ?? [:]
+        if let error = event.error, call["error"] == nil {
+            call["error"] = "\(error)"
         }
         self.sink.write(
             Self.render(
@@ -53,7 +43,7 @@ public struct JSONLogHandler: LogHandler {
                 level: event.level,
                 service: self.service,
                 message: event.message.description,
-                metadata: merged
+                layers: [call, provided, self.metadata]
             )
         )
     }
@@ -66,6 +56,18 @@ public struct JSONLogHandler: LogHandler {
         message: String,
         metadata: Logger.Metadata
     ) -> [UInt8] {
+        self.render(timestamp: timestamp, level: level, service: service, message: message, layers: [metadata])
+    }
+
+    /// Renders from metadata layers, most specific first (call, provider, handler): a key is
+    /// taken from the first layer that has it. No merged dictionary is built.
+    static func render(
+        timestamp: String,
+        level: Logger.Level,
+        service: String,
+        message: String,
+        layers: [Logger.Metadata]
+    ) -> [UInt8] {
         var out = JSONWriter()
         out.beginObject()
         out.key("timestamp"); out.string(timestamp)
@@ -74,12 +76,14 @@ public struct JSONLogHandler: LogHandler {
         out.key("message"); out.string(message)
         for reserved in Self.correlationKeys {
             out.key(reserved)
-            if let value = metadata[reserved] { out.value(value) } else { out.null() }
+            if let value = layers.lazy.compactMap({ $0[reserved] }).first { out.value(value) } else { out.null() }
         }
-        for (key, value) in metadata.sorted(by: { $0.key < $1.key })
-        where !Self.correlationKeys.contains(key) && !Self.fixedKeys.contains(key) {
-            out.key(key)
-            out.value(value)
+        for (index, layer) in layers.enumerated() {
+            for (key, value) in layer where !Self.reservedKeys.contains(key) {
+                if index > 0, layers[0..<index].contains(where: { $0[key] != nil }) { continue }
+                out.key(key)
+                out.value(value)
+            }
         }
         out.endObject()
         out.newline()
@@ -87,7 +91,9 @@ public struct JSONLogHandler: LogHandler {
     }
 
     static let correlationKeys = ["trace_id", "span_id", "request_id"]
-    static let fixedKeys: Set<String> = ["timestamp", "level", "service", "message"]
+    /// Keys written in fixed places; `hb.request.id` is Hummingbird's internal counter, which
+    /// `request_id` supersedes.
+    static let reservedKeys: Set<String> = ["timestamp", "level", "service", "message", "trace_id", "span_id", "request_id", "hb.request.id"]
 }
 
 /// Parses `LOG_LEVEL` values: trace, debug, info, notice, warning (or warn), error, critical.
@@ -100,30 +106,6 @@ extension Logger.Level {
             self = level
         } else {
             return nil
-        }
-    }
-}
-
-/// Where log lines go. Standard output writes each line with a single `write(2)`, so lines
-/// from concurrent tasks never interleave and nothing sits in a buffer at exit.
-public struct LogSink: Sendable {
-    public let write: @Sendable ([UInt8]) -> Void
-
-    public init(write: @escaping @Sendable ([UInt8]) -> Void) {
-        self.write = write
-    }
-
-    public static let standardOutput = LogSink { bytes in
-        bytes.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let written = Glibc.write(1, buffer.baseAddress! + offset, buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                offset += written
-            }
         }
     }
 }

@@ -6,7 +6,7 @@ struct JSONWriter {
     private var needsComma = false
 
     init() {
-        self.bytes.reserveCapacity(256)
+        self.bytes.reserveCapacity(512)
     }
 
     mutating func beginObject() {
@@ -50,6 +50,13 @@ struct JSONWriter {
     mutating func string(_ text: String) {
         self.separate()
         self.bytes.append(UInt8(ascii: "\""))
+        // Most strings need no escaping: copy them in one go.
+        if !Self.needsEscaping(text) {
+            self.bytes.append(contentsOf: text.utf8)
+            self.bytes.append(UInt8(ascii: "\""))
+            self.needsComma = true
+            return
+        }
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""): self.bytes.append(contentsOf: [0x5C, 0x22])
@@ -76,14 +83,14 @@ struct JSONWriter {
             self.string(text)
         case .stringConvertible(let convertible):
             switch convertible {
+            case let int as Int:
+                self.raw(String(int))
             case let bool as Bool:
                 self.raw(bool ? "true" : "false")
-            case let int as any BinaryInteger:
-                self.raw(String(describing: int))
             case let double as Double where double.isFinite:
                 self.raw(String(double))
-            case let float as Float where float.isFinite:
-                self.raw(String(float))
+            case let int as any BinaryInteger:
+                self.raw(String(describing: int))
             default:
                 self.string(convertible.description)
             }
@@ -110,4 +117,14 @@ struct JSONWriter {
     }
 
     private static let hex = Array("0123456789abcdef".utf8)
+
+    private static func needsEscaping(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            for byte in bytes where byte < 0x20 || byte == 0x22 || byte == 0x5C || byte == 0x7F {
+                return true
+            }
+            return false
+        }
+    }
 }

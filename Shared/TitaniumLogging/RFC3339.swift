@@ -3,14 +3,28 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
 /// RFC 3339 UTC timestamps with millisecond precision, e.g. `2026-11-22T04:44:54.123Z`.
 public enum RFC3339 {
     public static func now() -> String {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
-        return self.format(seconds: Int(spec.tv_sec), milliseconds: Int(spec.tv_nsec / 1_000_000))
+        let seconds = Int(spec.tv_sec)
+        let millis = Int(spec.tv_nsec / 1_000_000)
+        // gmtime_r takes glibc's time-zone lock: format the date and time once per second.
+        let prefix = self.cache.withLock { cache -> String in
+            if cache.second != seconds {
+                let full = self.format(seconds: seconds, milliseconds: 0)
+                cache = (seconds, String(full.dropLast(4)))
+            }
+            return cache.prefix
+        }
+        let digits = String(millis)
+        return prefix + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
     }
+
+    private static let cache = Mutex<(second: Int, prefix: String)>((-1, ""))
 
     public static func format(epochSeconds: Double) -> String {
         let whole = Int(epochSeconds.rounded(.down))

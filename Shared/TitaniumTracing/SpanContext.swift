@@ -16,10 +16,9 @@ public struct W3CSpanContext: Sendable, Hashable {
         self.isRemote = isRemote
     }
 
-    public var traceID: String { self.traceContext.traceID.description }
-    public var spanID: String { self.traceContext.spanID.description }
-    public var parentSpanIDString: String? { self.parentSpanID?.description }
-    public var traceparent: String { self.traceContext.traceParentHeaderValue }
+    public var parentSpanIDString: String? {
+        self.parentSpanID.map { id in withUnsafeBytes(of: id.bytes) { Hex.encode($0) } }
+    }
 
     public static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.traceContext.traceID == rhs.traceContext.traceID

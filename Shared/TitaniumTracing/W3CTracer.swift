@@ -1,5 +1,5 @@
 import Logging
-import NIOConcurrencyHelpers
+import Synchronization
 import Tracing
 import W3CTraceContext
 
@@ -11,12 +11,16 @@ public struct W3CTracer: Tracer {
 
     /// Creates the trace id of a new root trace. Defaults to a random W3C trace id.
     public var makeTraceID: @Sendable () -> TraceID
-    /// Called once per span when it ends.
-    public var onSpanEnd: @Sendable (FinishedSpan) -> Void
+    /// Called once per span when it ends. Without it spans carry ids only and record nothing
+    /// (`isRecording` is false), which keeps the per-request cost down.
+    public var onSpanEnd: (@Sendable (FinishedSpan) -> Void)?
 
     public init(
-        makeTraceID: @escaping @Sendable () -> TraceID = { TraceID.random() },
-        onSpanEnd: @escaping @Sendable (FinishedSpan) -> Void = { _ in }
+        makeTraceID: @escaping @Sendable () -> TraceID = {
+            var random = IDRandomGenerator()
+            return TraceID.random(using: &random)
+        },
+        onSpanEnd: (@Sendable (FinishedSpan) -> Void)? = nil
     ) {
         self.makeTraceID = makeTraceID
         self.onSpanEnd = onSpanEnd
@@ -32,12 +36,13 @@ public struct W3CTracer: Tracer {
         line: UInt
     ) -> W3CSpan {
         var context = context()
+        var random = IDRandomGenerator()
         let spanContext: W3CSpanContext
         if let parent = context.w3cSpanContext {
             spanContext = W3CSpanContext(
                 traceContext: TraceContext(
                     traceID: parent.traceContext.traceID,
-                    spanID: .random(),
+                    spanID: .random(using: &random),
                     flags: parent.traceContext.flags,
                     state: parent.traceContext.state
                 ),
@@ -45,7 +50,7 @@ public struct W3CTracer: Tracer {
             )
         } else {
             spanContext = W3CSpanContext(
-                traceContext: TraceContext(traceID: self.makeTraceID(), spanID: .random(), flags: .sampled, state: TraceState())
+                traceContext: TraceContext(traceID: self.makeTraceID(), spanID: .random(using: &random), flags: .sampled, state: TraceState())
             )
         }
         context.w3cSpanContext = spanContext
@@ -104,7 +109,7 @@ public final class W3CSpan: Tracing.Span, Sendable {
     public let spanContext: W3CSpanContext
     public let kind: SpanKind
     public let startNanoseconds: UInt64
-    private let onEnd: @Sendable (FinishedSpan) -> Void
+    private let onEnd: (@Sendable (FinishedSpan) -> Void)?
 
     private struct State {
         var operationName: String
@@ -112,7 +117,7 @@ public final class W3CSpan: Tracing.Span, Sendable {
         var status: SpanStatus?
         var ended = false
     }
-    private let state: NIOLockedValueBox<State>
+    private let state: Mutex<State>
 
     init(
         operationName: String,
@@ -120,30 +125,30 @@ public final class W3CSpan: Tracing.Span, Sendable {
         context: ServiceContext,
         spanContext: W3CSpanContext,
         startNanoseconds: UInt64,
-        onEnd: @escaping @Sendable (FinishedSpan) -> Void
+        onEnd: (@Sendable (FinishedSpan) -> Void)?
     ) {
         self.kind = kind
         self.context = context
         self.spanContext = spanContext
         self.startNanoseconds = startNanoseconds
         self.onEnd = onEnd
-        self.state = NIOLockedValueBox(State(operationName: operationName))
+        self.state = Mutex(State(operationName: operationName))
     }
 
     public var operationName: String {
-        get { self.state.withLockedValue { $0.operationName } }
-        set { self.state.withLockedValue { $0.operationName = newValue } }
+        get { self.state.withLock { $0.operationName } }
+        set { self.state.withLock { $0.operationName = newValue } }
     }
 
     public var attributes: SpanAttributes {
-        get { self.state.withLockedValue { $0.attributes } }
-        set { self.state.withLockedValue { $0.attributes = newValue } }
+        get { self.state.withLock { $0.attributes } }
+        set { self.state.withLock { $0.attributes = newValue } }
     }
 
-    public var isRecording: Bool { self.state.withLockedValue { !$0.ended } }
+    public var isRecording: Bool { self.onEnd != nil && self.state.withLock { !$0.ended } }
 
     public func setStatus(_ status: SpanStatus) {
-        self.state.withLockedValue { $0.status = status }
+        self.state.withLock { $0.status = status }
     }
 
     public func addEvent(_ event: SpanEvent) {}
@@ -155,11 +160,15 @@ public final class W3CSpan: Tracing.Span, Sendable {
         attributes: SpanAttributes,
         at instant: @autoclosure () -> Instant
     ) {
-        self.state.withLockedValue { $0.attributes["exception.message"] = "\(error)" }
+        self.state.withLock { $0.attributes["exception.message"] = "\(error)" }
     }
 
     public func end<Instant: TracerInstant>(at instant: @autoclosure () -> Instant) {
-        let finished: FinishedSpan? = self.state.withLockedValue { state in
+        guard let onEnd = self.onEnd else {
+            self.state.withLock { $0.ended = true }
+            return
+        }
+        let finished: FinishedSpan? = self.state.withLock { state in
             guard !state.ended else { return nil }
             state.ended = true
             return FinishedSpan(
@@ -172,7 +181,7 @@ public final class W3CSpan: Tracing.Span, Sendable {
                 endNanoseconds: instant().nanosecondsSinceEpoch
             )
         }
-        if let finished { self.onEnd(finished) }
+        if let finished { onEnd(finished) }
     }
 }
 

@@ -34,7 +34,7 @@ final class LogCapture: Sendable {
 
 func makeKit(_ environment: [String: String] = [:], logs: LogCapture? = nil) throws -> ServiceKit {
     let configuration = try ServiceConfiguration(service: "test-service", defaultPort: 0, settings: .fromEnvironment(environment))
-    return ServiceKit(configuration: configuration, logger: logs?.logger())
+    return ServiceKit(configuration: configuration, logger: logs?.logger(), accessLogSink: logs?.sink ?? .standardOutput)
 }
 
 func jsonObject(_ buffer: ByteBuffer) throws -> [String: Any] {

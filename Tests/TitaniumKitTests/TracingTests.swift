@@ -7,6 +7,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 import TitaniumHTTP
+import TitaniumLogging
 import TitaniumTracing
 import Tracing
 import W3CTraceContext
@@ -21,7 +22,7 @@ final class SpanRecorder: Sendable {
 
 func kit(tracer: W3CTracer, logs: LogCapture? = nil) throws -> ServiceKit {
     let configuration = try ServiceConfiguration(service: "test-service", defaultPort: 0, settings: .fromEnvironment([:]))
-    return ServiceKit(configuration: configuration, tracer: tracer, logger: logs?.logger())
+    return ServiceKit(configuration: configuration, tracer: tracer, logger: logs?.logger(), accessLogSink: logs?.sink ?? .standardOutput)
 }
 
 @Suite struct TracingTests {

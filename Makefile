@@ -1,0 +1,23 @@
+.PHONY: up up-detached down test build bench-kit
+
+## Build (release) and start the whole stack on http://127.0.0.1:7100; Ctrl-C stops it.
+up:
+	@bash scripts/stack.sh up
+
+## The same, in the background; `make down` stops it.
+up-detached:
+	@bash scripts/stack.sh up --detach
+
+down:
+	@bash scripts/stack.sh down
+
+## Build once and run the whole test suite.
+test:
+	@bash scripts/test.sh
+
+build:
+	swift build
+
+## Middleware overhead benchmark (see Benchmarks/README.md).
+bench-kit:
+	@bash Benchmarks/kit-overhead/run.sh

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The local stack: Redis (when installed) and the five services, data under var/.
+#   scripts/stack.sh up            build (release), start, wait until ready, stay in the
+#                                  foreground; Ctrl-C stops everything
+#   scripts/stack.sh up --detach   the same, returning once the stack is ready
+#   scripts/stack.sh down          stop a stack started with --detach
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+VAR="${TITANIUM_VAR:-$ROOT/var}"
+RUN="$VAR/run"
+LOGS="$VAR/log"
+DATA="$VAR/data"
+REDIS_PORT="${REDIS_PORT:-6379}"
+
+declare -A PORTS=([auth-service]=7301 [user-service]=7302 [blog-service]=7303 [api-gateway]=7200 [load-balancer]=7100)
+ORDER=(auth-service user-service blog-service api-gateway load-balancer)
+
+stop_pid_file() {
+  local file="$1" pid
+  [ -f "$file" ] || return 0
+  pid="$(cat "$file")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+down() {
+  # Front first, so nothing is routed to a stopped backend.
+  for (( i=${#ORDER[@]}-1; i>=0; i-- )); do stop_pid_file "$RUN/${ORDER[$i]}.pid"; done
+  stop_pid_file "$RUN/redis.pid"
+  echo "stack stopped"
+}
+
+wait_ready() {
+  local name="$1" url="$2"
+  for _ in $(seq 1 300); do
+    if curl -fsS -m 2 "$url" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
+      echo "$name exited; last log lines:" >&2; tail -n 20 "$LOGS/$name.log" >&2; return 1
+    fi
+    sleep 0.2
+  done
+  echo "$name not ready after 60 s: $url" >&2
+  return 1
+}
+
+up() {
+  local detach="${1:-}"
+  bash scripts/install-deps.sh run
+  swift build -c release
+  local bin; bin="$(swift build -c release --show-bin-path)"
+  mkdir -p "$RUN" "$LOGS" "$DATA"
+  down >/dev/null 2>&1 || true
+
+  local redis_url="redis://127.0.0.1:$REDIS_PORT"
+  if command -v redis-server >/dev/null 2>&1; then
+    mkdir -p "$DATA/redis"
+    if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+      echo "redis: using the server already on port $REDIS_PORT"
+    else
+      setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DATA/redis" --save "" --appendonly no \
+        >"$LOGS/redis.log" 2>&1 &
+      echo $! >"$RUN/redis.pid"
+    fi
+  else
+    echo "redis-server not installed: the cache and rate limiter run fail-open without it"
+  fi
+
+  for name in "${ORDER[@]}"; do
+    env HTTP_HOST=127.0.0.1 HTTP_PORT="${PORTS[$name]}" DATA_DIR="$DATA/$name" LOG_LEVEL="${LOG_LEVEL:-info}" \
+      REDIS_URL="$redis_url" \
+      AUTH_SERVICE_URL="http://127.0.0.1:7301" USER_SERVICE_URL="http://127.0.0.1:7302" BLOG_SERVICE_URL="http://127.0.0.1:7303" \
+      GATEWAY_URLS="http://127.0.0.1:7200" DASHBOARD_DIR="$ROOT/dashboard-ui" \
+      STATS_TARGETS="load-balancer=http://127.0.0.1:7100,api-gateway=http://127.0.0.1:7200,auth-service=http://127.0.0.1:7301,user-service=http://127.0.0.1:7302,blog-service=http://127.0.0.1:7303" \
+      setsid "$bin/$name" >>"$LOGS/$name.log" 2>&1 &
+    echo $! >"$RUN/$name.pid"
+  done
+  for name in "${ORDER[@]}"; do
+    wait_ready "$name" "http://127.0.0.1:${PORTS[$name]}/health/ready" || { down; exit 1; }
+  done
+  echo "Titanium is up: http://127.0.0.1:7100  (logs: $LOGS, data: $DATA)"
+
+  if [ "$detach" = "--detach" ]; then
+    echo "stop it with: make down"
+    return 0
+  fi
+  trap 'echo; down; exit 0' INT TERM
+  echo "Ctrl-C stops the stack"
+  while true; do
+    for name in "${ORDER[@]}"; do
+      if ! kill -0 "$(cat "$RUN/$name.pid" 2>/dev/null)" 2>/dev/null; then
+        echo "$name stopped unexpectedly; see $LOGS/$name.log" >&2
+        down; exit 1
+      fi
+    done
+    sleep 1
+  done
+}
+
+case "${1:-}" in
+  up) up "${2:-}" ;;
+  down) down ;;
+  *) echo "usage: $0 up [--detach] | down" >&2; exit 2 ;;
+esac
