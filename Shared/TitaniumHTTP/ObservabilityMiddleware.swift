@@ -205,13 +205,6 @@ public enum RequestID {
     /// 32 random hex digits.
     public static func make() -> String {
         var generator = IDRandomGenerator()
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
-        return Self.hex(high) + Self.hex(low)
-    }
-
-    private static func hex(_ value: UInt64) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
+        return W3CSpanContext.hex(generator.next(), generator.next())
     }
 }

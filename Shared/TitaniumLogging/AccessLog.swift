@@ -51,13 +51,14 @@ public struct AccessLog: Sendable {
 
     public func write(_ entry: Entry) {
         guard self.isEnabled else { return }
-        self.sink.write(Self.render(entry, service: self.service, timestamp: RFC3339.now()))
+        self.sink.write(Self.render(entry, service: self.service))
     }
 
-    static func render(_ entry: Entry, service: String, timestamp: String) -> [UInt8] {
+    static func render(_ entry: Entry, service: String, timestamp: String? = nil) -> [UInt8] {
         var out = JSONWriter()
         out.beginObject()
-        out.key("timestamp"); out.string(timestamp)
+        out.key("timestamp")
+        if let timestamp { out.string(timestamp) } else { RFC3339.withNow { out.quotedASCII($0) } }
         out.key("level"); out.string("info")
         out.key("service"); out.string(service)
         out.key("message"); out.string("request")
@@ -67,19 +68,13 @@ public struct AccessLog: Sendable {
         out.key("method"); out.string(entry.method)
         out.key("route"); out.string(entry.route)
         out.key("path"); out.string(entry.path)
-        out.key("status"); out.raw(String(entry.status))
-        out.key("duration_ms"); out.raw(Self.milliseconds(entry.durationMicroseconds))
-        out.key("bytes"); out.raw(String(entry.bytes))
+        out.key("status"); out.number(UInt64(max(entry.status, 0)))
+        out.key("duration_ms"); out.milliseconds(fromMicroseconds: entry.durationMicroseconds)
+        out.key("bytes"); out.number(UInt64(max(entry.bytes, 0)))
         out.key("client_ip"); out.string(entry.clientIP)
         out.key("user_agent"); out.string(entry.userAgent)
         out.endObject()
         out.newline()
         return out.bytes
-    }
-
-    /// Microseconds as milliseconds with three decimals, e.g. 1234 → "1.234".
-    static func milliseconds(_ micros: UInt64) -> String {
-        let fraction = String(micros % 1000)
-        return "\(micros / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
     }
 }

@@ -8,23 +8,44 @@ import Synchronization
 /// RFC 3339 UTC timestamps with millisecond precision, e.g. `2026-11-22T04:44:54.123Z`.
 public enum RFC3339 {
     public static func now() -> String {
+        self.withNow { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Calls `body` with the current time as 24 ASCII bytes, without allocating.
+    /// gmtime_r takes glibc's time-zone lock, so the date and time are formatted once per second.
+    public static func withNow<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         let seconds = Int(spec.tv_sec)
         let millis = Int(spec.tv_nsec / 1_000_000)
-        // gmtime_r takes glibc's time-zone lock: format the date and time once per second.
-        let prefix = self.cache.withLock { cache -> String in
+        var stamp = self.cache.withLock { cache -> Stamp in
             if cache.second != seconds {
-                let full = self.format(seconds: seconds, milliseconds: 0)
-                cache = (seconds, String(full.dropLast(4)))
+                cache = Stamp(second: seconds, text: self.format(seconds: seconds, milliseconds: 0))
             }
-            return cache.prefix
+            return cache
         }
-        let digits = String(millis)
-        return prefix + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
+        return withUnsafeMutableBytes(of: &stamp.bytes) { buffer in
+            buffer[20] = UInt8(ascii: "0") + UInt8(millis / 100)
+            buffer[21] = UInt8(ascii: "0") + UInt8(millis / 10 % 10)
+            buffer[22] = UInt8(ascii: "0") + UInt8(millis % 10)
+            return body(UnsafeRawBufferPointer(buffer))
+        }
     }
 
-    private static let cache = Mutex<(second: Int, prefix: String)>((-1, ""))
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` as a fixed tuple of bytes.
+    private struct Stamp {
+        var second: Int
+        var bytes: (UInt64, UInt64, UInt64) = (0, 0, 0)
+
+        init(second: Int, text: String) {
+            self.second = second
+            withUnsafeMutableBytes(of: &self.bytes) { buffer in
+                for (index, byte) in text.utf8.prefix(24).enumerated() { buffer[index] = byte }
+            }
+        }
+    }
+
+    private static let cache = Mutex<Stamp>(Stamp(second: -1, text: ""))
 
     public static func format(epochSeconds: Double) -> String {
         let whole = Int(epochSeconds.rounded(.down))

@@ -18,6 +18,13 @@ extension W3CSpanContext {
     }
 }
 
+extension W3CSpanContext {
+    /// Two 64-bit values as 32 lower-case hex digits.
+    public static func hex(_ high: UInt64, _ low: UInt64) -> String {
+        withUnsafeBytes(of: (high.bigEndian, low.bigEndian)) { Hex.encode($0) }
+    }
+}
+
 enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 

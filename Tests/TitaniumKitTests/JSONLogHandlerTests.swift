@@ -80,3 +80,62 @@ import TitaniumLogging
         #expect(Logger.Level(configValue: "loud") == nil)
     }
 }
+
+@Suite struct AccessLogTests {
+    @Test func theAccessLineIsValidJSONWithTypedFields() throws {
+        let capture = LogCapture()
+        let log = AccessLog(service: "blog-service", level: .info, sink: capture.sink)
+        let awkward = "curl \"quoted\" \\ back\nslash\t한국어 🚀 \u{01}"
+        log.write(
+            AccessLog.Entry(
+                requestID: "r-1", traceID: "4bf92f3577b34da6a3ce929d0e0e4736", spanID: "00f067aa0ba902b7",
+                method: "GET", route: "/api/posts/{id}", path: "/api/posts/\"1\"", status: 404,
+                durationMicroseconds: 12_045, bytes: 117, clientIP: "127.0.0.1", userAgent: awkward
+            )
+        )
+        let object = try #require(capture.objects.first)
+        #expect(object["message"] as? String == "request")
+        #expect(object["level"] as? String == "info")
+        #expect(object["service"] as? String == "blog-service")
+        #expect(object["user_agent"] as? String == awkward)
+        #expect(object["path"] as? String == "/api/posts/\"1\"")
+        #expect(object["status"] as? Int == 404)
+        #expect(object["bytes"] as? Int == 117)
+        #expect(object["duration_ms"] as? Double == 12.045)
+        #expect(object["trace_id"] as? String == "4bf92f3577b34da6a3ce929d0e0e4736")
+        let timestamp = try #require(object["timestamp"] as? String)
+        #expect(timestamp.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z/) != nil, "\(timestamp)")
+    }
+
+    @Test func levelsAboveInfoTurnAccessLinesOff() {
+        let capture = LogCapture()
+        let entry = AccessLog.Entry(
+            requestID: "r", traceID: "t", spanID: "s", method: "GET", route: "/", path: "/", status: 200,
+            durationMicroseconds: 5, bytes: 0, clientIP: "::1", userAgent: ""
+        )
+        AccessLog(service: "s", level: .warning, sink: capture.sink).write(entry)
+        #expect(capture.rawLines.isEmpty)
+        AccessLog(service: "s", level: .debug, sink: capture.sink).write(entry)
+        #expect(capture.objects.first?["duration_ms"] as? Double == 0.005)
+    }
+
+    @Test func bufferedWriterKeepsLinesWholeAndFlushes() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let writer = BufferedLogWriter(fileDescriptor: fds[1], threshold: 1 << 20, intervalMicroseconds: 10_000_000)
+        for index in 0..<100 { writer.append(Array("{\"n\":\(index)}\n".utf8)) }
+        writer.flush()
+        close(fds[1])
+        var data = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(fds[0], &chunk, chunk.count)
+            if count <= 0 { break }
+            data.append(contentsOf: chunk[0..<count])
+        }
+        close(fds[0])
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        #expect(lines.count == 100)
+        #expect(lines.last == "{\"n\":99}")
+    }
+}
