@@ -66,6 +66,22 @@ let package = Package(
             path: "Shared/TitaniumMetrics",
             swiftSettings: swiftSettings
         ),
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Shared/CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .target(
+            name: "TitaniumRedis",
+            dependencies: [
+                "CHiredis",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/TitaniumRedis",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "TitaniumHTTP",
             dependencies: [
@@ -95,6 +111,7 @@ let package = Package(
             name: "TitaniumKitTests",
             dependencies: [
                 "TitaniumHTTP",
+                "TitaniumRedis",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             path: "Tests/TitaniumKitTests",
