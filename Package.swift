@@ -33,6 +33,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
     ],
     targets: [
         // MARK: Shared kit — one job per module
@@ -100,7 +102,16 @@ let package = Package(
         .executableTarget(name: "LoadBalancer", dependencies: ["TitaniumHTTP"], path: "Services/load-balancer", swiftSettings: swiftSettings),
         .executableTarget(name: "APIGateway", dependencies: ["TitaniumHTTP"], path: "Services/api-gateway", swiftSettings: swiftSettings),
         .executableTarget(name: "AuthService", dependencies: ["TitaniumHTTP"], path: "Services/auth-service", swiftSettings: swiftSettings),
-        .executableTarget(name: "UserService", dependencies: ["TitaniumHTTP"], path: "Services/user-service", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "UserService",
+            dependencies: [
+                "TitaniumHTTP", "TitaniumRedis",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            ],
+            path: "Services/user-service",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(name: "BlogService", dependencies: ["TitaniumHTTP"], path: "Services/blog-service", swiftSettings: swiftSettings),
 
         // MARK: Benchmarks
@@ -112,14 +123,25 @@ let package = Package(
             dependencies: [
                 "TitaniumHTTP",
                 "TitaniumRedis",
+                "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             path: "Tests/TitaniumKitTests",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
+                "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             path: "Tests/IntegrationTests",

@@ -1,11 +1,43 @@
 import Foundation
 import Hummingbird
+import HummingbirdBcrypt
+import NIOPosix
+import Prometheus
 import TitaniumHTTP
+import TitaniumRedis
 
-/// Builds the user-service application. Tests call this with their own kit.
-func buildApplication(kit: ServiceKit) throws -> some ApplicationProtocol {
-    let dataDirectory = kit.configuration.dataDirectory
-    try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+/// Builds the user-service application: SQLite store, Redis cache, routes, checks.
+func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
+    let configuration = try UserServiceConfiguration(common: kit.configuration, settings: settings)
+    let store = try UserStore(path: configuration.databasePath)
+    let redis = RedisClient(configuration: configuration.redis)
+    let cache = UserCache(redis: redis, ttlSeconds: configuration.cacheTTLSeconds, registry: kit.registry, logger: kit.logger)
+    let registrations = kit.registry.makeCounter(name: "user_registrations_total", help: "Users registered.")
+
+    let cost = UInt8(configuration.bcryptCost)
+    let decoyHash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(UUID().uuidString, cost: cost) }
+
     let router = kit.makeRouter()
-    return kit.makeApplication(router: router, checks: [.writableDirectory(path: dataDirectory)])
+    UserController(
+        store: store, cache: cache, bcryptCost: configuration.bcryptCost, registrations: registrations, decoyHash: decoyHash
+    ).register(on: router)
+
+    let checks = [
+        DependencyCheck(name: "database") { await store.ping() },
+        // A down cache leaves the service ready (degraded): reads fall back to SQLite.
+        DependencyCheck(name: "cache", critical: false) {
+            await redis.ping() ? .online : DependencyStatus(.offline, error: redis.lastError ?? "unreachable")
+        },
+    ]
+    return kit.makeApplication(
+        router: router,
+        checks: checks,
+        details: {
+            var details: [String: JSONValue] = [:]
+            if let users = try? await store.count() { details["users"] = .number(Double(users)) }
+            details["cache_hit_ratio"] = cache.hitRatio.map { .number(($0 * 1000).rounded() / 1000) } ?? .null
+            return details
+        },
+        services: [redis]
+    )
 }

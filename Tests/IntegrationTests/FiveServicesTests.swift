@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import TestSupport
 import Testing
 
 /// Starts the five built executables as processes and checks the kit on each of them.
@@ -75,33 +76,3 @@ import Testing
     }
 }
 
-struct Fetched {
-    var status: HTTPResponseStatus
-    var headers: HTTPHeaders
-    var body: String
-}
-
-func get(_ client: HTTPClient, _ url: String, headers: [String: String] = [:]) async throws -> Fetched {
-    var request = HTTPClientRequest(url: url)
-    for (name, value) in headers { request.headers.add(name: name, value: value) }
-    let response = try await client.execute(request, timeout: .seconds(5))
-    let body = try await response.body.collect(upTo: 1 << 22)
-    return Fetched(status: response.status, headers: response.headers, body: String(buffer: body))
-}
-
-func json(_ text: String) throws -> [String: Any] {
-    guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
-        throw ProcessFailure("not a JSON object: \(text)")
-    }
-    return object
-}
-
-/// Polls `probe` until it returns a value (log lines reach the pipe asynchronously).
-func eventually<T>(timeout: Duration = .seconds(5), _ probe: () throws -> T?) async throws -> T {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if let value = try probe() { return value }
-        try await Task.sleep(for: .milliseconds(25))
-    }
-    throw ProcessFailure("condition not met within \(timeout)")
-}

@@ -3,21 +3,21 @@ import NIOConcurrencyHelpers
 
 /// One built service executable, started as a real process on 127.0.0.1 with `HTTP_PORT=0`;
 /// its JSON log lines are collected and the port is learned from its "listening" line.
-final class ServiceProcess: Sendable {
-    let name: String
+public final class ServiceProcess: Sendable {
+    public let name: String
     private let process: Process
     private let output = NIOLockedValueBox<[UInt8]>([])
 
-    static var binaryDirectory: URL {
+    public static var binaryDirectory: URL {
         if let dir = ProcessInfo.processInfo.environment["TITANIUM_BIN_DIR"], !dir.isEmpty {
             return URL(fileURLWithPath: dir)
         }
-        // Tests/IntegrationTests/ServiceProcess.swift → repository root → .build/debug
+        // Tests/TestSupport/ServiceProcess.swift → repository root → .build/debug
         return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent(".build/debug")
     }
 
-    init(_ name: String, environment: [String: String] = [:]) throws {
+    public init(_ name: String, environment: [String: String] = [:]) throws {
         self.name = name
         let process = Process()
         process.executableURL = Self.binaryDirectory.appendingPathComponent(name)
@@ -39,17 +39,17 @@ final class ServiceProcess: Sendable {
         try process.run()
     }
 
-    var text: String { String(decoding: self.output.withLockedValue { $0 }, as: UTF8.self) }
+    public var text: String { String(decoding: self.output.withLockedValue { $0 }, as: UTF8.self) }
 
     /// Every stdout line that parses as a JSON object.
-    var logObjects: [[String: Any]] {
+    public var logObjects: [[String: Any]] {
         self.text.split(separator: "\n").compactMap { line in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
         }
     }
 
     /// Waits for the "listening" log line and returns its port.
-    func port(timeout: Duration = .seconds(20)) async throws -> Int {
+    public func port(timeout: Duration = .seconds(20)) async throws -> Int {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let line = self.logObjects.first(where: { $0["message"] as? String == "listening" }), let port = line["port"] as? Int {
@@ -64,12 +64,12 @@ final class ServiceProcess: Sendable {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    func terminate(timeout: Duration = .seconds(10)) async throws -> Int32 {
+    public func terminate(timeout: Duration = .seconds(10)) async throws -> Int32 {
         if self.process.isRunning { self.process.terminate() }
         return try await self.waitForExit(timeout: timeout)
     }
 
-    func waitForExit(timeout: Duration = .seconds(10)) async throws -> Int32 {
+    public func waitForExit(timeout: Duration = .seconds(10)) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
         while self.process.isRunning {
             if ContinuousClock.now > deadline {
@@ -86,12 +86,12 @@ final class ServiceProcess: Sendable {
     }
 }
 
-struct ProcessFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct ProcessFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
-func temporaryDirectory(_ prefix: String) throws -> URL {
+public func temporaryDirectory(_ prefix: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url

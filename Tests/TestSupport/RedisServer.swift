@@ -3,22 +3,22 @@ import NIOCore
 import NIOPosix
 
 /// A real `redis-server` on a free 127.0.0.1 port, started and stopped by the test.
-final class RedisServer: @unchecked Sendable {
-    let port: Int
+public final class RedisServer: @unchecked Sendable {
+    public let port: Int
     private var process: Process?
 
     static var executable: String? {
         ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    init(port: Int? = nil) async throws {
+    public init(port: Int? = nil) async throws {
         self.port = try port ?? Self.freePort()
         try await self.start()
     }
 
-    var url: String { "redis://127.0.0.1:\(self.port)" }
+    public var url: String { "redis://127.0.0.1:\(self.port)" }
 
-    func start() async throws {
+    public func start() async throws {
         guard let executable = Self.executable else { throw RedisServerError("redis-server is not installed") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -36,7 +36,7 @@ final class RedisServer: @unchecked Sendable {
     }
 
     /// Kills the server (SIGKILL, as a crash would) and waits until the port refuses connections.
-    func stop() async {
+    public func stop() async {
         guard let process = self.process else { return }
         kill(process.processIdentifier, SIGKILL)
         for _ in 0..<400 where Self.accepts(port: self.port) {
@@ -49,7 +49,7 @@ final class RedisServer: @unchecked Sendable {
         if let process = self.process { kill(process.processIdentifier, SIGKILL) }
     }
 
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(socket) }
         var address = sockaddr_in()
@@ -64,7 +64,7 @@ final class RedisServer: @unchecked Sendable {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    static func accepts(port: Int) -> Bool {
+    public static func accepts(port: Int) -> Bool {
         let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(socket) }
         var address = sockaddr_in()
@@ -77,7 +77,7 @@ final class RedisServer: @unchecked Sendable {
     }
 }
 
-struct RedisServerError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct RedisServerError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,123 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdBcrypt
+import NIOPosix
+import Prometheus
+import TitaniumHTTP
+
+/// The user routes: register, fetch by id, and the internal credential check auth-service uses.
+struct UserController: Sendable {
+    let store: UserStore
+    let cache: UserCache
+    let bcryptCost: Int
+    let registrations: Counter
+    /// A hash of a random string nobody knows, verified for unknown users.
+    let decoyHash: String
+
+    func register(on router: Router<TitaniumRequestContext>) {
+        router.post("/api/users", use: self.create)
+        router.get("/api/users/{id}", use: self.show)
+        router.post("/internal/users/authenticate", use: self.authenticate)
+    }
+
+    struct RegisterRequest: Decodable {
+        var username: String?
+        var email: String?
+        var password: String?
+    }
+
+    @Sendable func create(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        let body = try await request.decodeJSON(as: RegisterRequest.self, context: context)
+        let problems = UserValidation.problems(username: body.username, email: body.email, password: body.password)
+        guard problems.isEmpty, let username = body.username, let email = body.email, let password = body.password else {
+            throw APIError.validation(problems)
+        }
+        let cost = UInt8(self.bcryptCost)
+        let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+        do {
+            let user = try await self.store.create(username: username, email: email, passwordHash: hash)
+            self.registrations.increment()
+            return try JSONResponse(user).response(status: .created)
+        } catch UserStore.CreateError.taken(let field) {
+            throw APIError(.conflict, message: "\(field) is already taken", fields: [field: "is already taken"])
+        }
+    }
+
+    @Sendable func show(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        guard let id = context.parameters.get("id").flatMap(Int64.init), id > 0 else {
+            throw APIError(.notFound, message: "no such user")
+        }
+        let (user, cacheResult) = try await self.cache.user(id: id) { try await self.store.user(id: id) }
+        guard let user else { throw APIError(.notFound, message: "no such user") }
+        var response = try JSONResponse(user).response(status: .ok)
+        response.headers[.xCache] = cacheResult
+        return response
+    }
+
+    struct Credentials: Decodable {
+        var username: String?
+        var password: String?
+    }
+
+    struct AuthenticatedUser: Encodable, Sendable {
+        var id: Int64
+        var username: String
+    }
+
+    /// 200 `{id, username}` or 401 with one message whether or not the user exists; an unknown
+    /// user still costs one bcrypt verification, so timing does not tell them apart.
+    @Sendable func authenticate(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        let body = try await request.decodeJSON(as: Credentials.self, context: context)
+        guard let username = body.username, let password = body.password, !username.isEmpty, !password.isEmpty else {
+            throw APIError.validation(
+                [body.username?.isEmpty == false ? nil : ("username", "is required"), body.password?.isEmpty == false ? nil : ("password", "is required")]
+                    .compactMap { $0 }.reduce(into: [:]) { $0[$1.0] = $1.1 }
+            )
+        }
+        let found = try await self.store.credentials(username: username)
+        let hash = found?.passwordHash ?? self.decoyHash
+        let matches = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
+        guard matches, let user = found?.user else {
+            throw APIError(.unauthorized, message: "invalid username or password")
+        }
+        return try JSONResponse(AuthenticatedUser(id: user.id, username: user.username)).response(status: .ok)
+    }
+}
+
+extension HTTPField.Name {
+    /// `hit`, `miss` or `error` (Redis unavailable): how a cached read was served.
+    static let xCache = HTTPField.Name("X-Cache")!
+}
+
+/// The registration rules: username 3–32 of `[A-Za-z0-9_.-]`, a plausible email, password 8–128 characters.
+enum UserValidation {
+    static func problems(username: String?, email: String?, password: String?) -> [String: String] {
+        var problems: [String: String] = [:]
+        if let username {
+            let allowed = username.unicodeScalars.allSatisfy { scalar in
+                scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "_.-".unicodeScalars.contains(scalar))
+            }
+            if !(3...32).contains(username.count) || !allowed {
+                problems["username"] = "must be 3 to 32 characters of letters, digits, '_', '.' or '-'"
+            }
+        } else {
+            problems["username"] = "is required"
+        }
+        if let email {
+            if email.count > 254 || email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) == nil {
+                problems["email"] = "must be a valid email address"
+            }
+        } else {
+            problems["email"] = "is required"
+        }
+        if let password {
+            if !(8...128).contains(password.count) {
+                problems["password"] = "must be 8 to 128 characters"
+            }
+        } else {
+            problems["password"] = "is required"
+        }
+        return problems
+    }
+}

@@ -1,0 +1,28 @@
+import TitaniumHTTP
+import TitaniumRedis
+
+/// user-service settings, on top of ``ServiceConfiguration``.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `USER_DB_PATH` | `$DATA_DIR/users.db` | the SQLite database |
+/// | `REDIS_URL` | `redis://127.0.0.1:6379` | the cache |
+/// | `USER_CACHE_TTL` | 300 | seconds a cached user lives |
+/// | `BCRYPT_COST` | 10 | bcrypt work factor (10–15; lower only for tests) |
+struct UserServiceConfiguration {
+    var databasePath: String
+    var redis: RedisConfiguration
+    var cacheTTLSeconds: Int
+    var bcryptCost: Int
+
+    init(common: ServiceConfiguration, settings: Settings) throws(ConfigurationError) {
+        self.databasePath = settings.string("user.db.path", default: common.dataDirectory + "/users.db")
+        let redisURL = settings.string("redis.url", default: "redis://127.0.0.1:6379")
+        guard let redis = RedisConfiguration(url: redisURL) else {
+            throw ConfigurationError(key: "redis.url", value: redisURL, expected: "redis://[:password@]host[:port][/db]")
+        }
+        self.redis = redis
+        self.cacheTTLSeconds = try settings.int("user.cache.ttl", default: 300, range: 1...86_400)
+        self.bcryptCost = try settings.int("bcrypt.cost", default: 10, range: 4...15)
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import GRDB
+import TitaniumHTTP
+import TitaniumLogging
+
+/// A user as every response shows it: never the password hash.
+struct PublicUser: Codable, Sendable, Equatable {
+    var id: Int64
+    var username: String
+    var email: String
+    var created_at: String
+}
+
+/// Users in SQLite (GRDB, WAL, busy timeout). Every write is one transaction.
+struct UserStore: Sendable {
+    let pool: DatabasePool
+
+    init(path: String) throws {
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true
+        )
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.label = "users"
+        self.pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(self.pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-users") { db in
+            try db.create(table: "users") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("username", .text).notNull().collate(.nocase)
+                table.column("email", .text).notNull().collate(.nocase)
+                table.column("password_hash", .text).notNull()
+                table.column("created_at", .integer).notNull()
+            }
+            try db.create(index: "users_username_unique", on: "users", columns: ["username"], options: .unique)
+            try db.create(index: "users_email_unique", on: "users", columns: ["email"], options: .unique)
+        }
+        return migrator
+    }
+
+    enum CreateError: Error {
+        case taken(field: String)
+    }
+
+    func create(username: String, email: String, passwordHash: String) async throws -> PublicUser {
+        let createdAt = Int64(Date().timeIntervalSince1970 * 1000)
+        do {
+            return try await self.pool.write { db in
+                try db.execute(
+                    sql: "INSERT INTO users (username, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                    arguments: [username, email, passwordHash, createdAt]
+                )
+                return PublicUser(id: db.lastInsertedRowID, username: username, email: email, created_at: Self.timestamp(createdAt))
+            }
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw CreateError.taken(field: (error.message ?? "").contains("email") ? "email" : "username")
+        }
+    }
+
+    func user(id: Int64) async throws -> PublicUser? {
+        try await self.pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT id, username, email, created_at FROM users WHERE id = ?", arguments: [id])
+                .map(Self.publicUser)
+        }
+    }
+
+    /// The user and its password hash, for authentication only.
+    func credentials(username: String) async throws -> (user: PublicUser, passwordHash: String)? {
+        try await self.pool.read { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT id, username, email, created_at, password_hash FROM users WHERE username = ?", arguments: [username]
+            ) else { return nil }
+            return (Self.publicUser(row), row["password_hash"])
+        }
+    }
+
+    func count() async throws -> Int {
+        try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users") ?? 0 }
+    }
+
+    func ping() async -> DependencyStatus {
+        do {
+            _ = try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+            return .online
+        } catch {
+            return DependencyStatus(.offline, error: "\(error)")
+        }
+    }
+
+    private static func publicUser(_ row: Row) -> PublicUser {
+        PublicUser(id: row["id"], username: row["username"], email: row["email"], created_at: Self.timestamp(row["created_at"]))
+    }
+
+    static func timestamp(_ milliseconds: Int64) -> String {
+        RFC3339.format(seconds: Int(milliseconds / 1000), milliseconds: Int(milliseconds % 1000))
+    }
+}
