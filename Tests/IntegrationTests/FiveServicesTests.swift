@@ -12,7 +12,10 @@ import Testing
     @Test func everyServiceRunsTheFullKit() async throws {
         let dataDir = try temporaryDirectory("titanium-it")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let processes = try Self.services.map { try ServiceProcess($0, environment: ["DATA_DIR": dataDir.appendingPathComponent($0).path]) }
+        let redis = try await RedisServer()
+        let processes = try Self.services.map {
+            try ServiceProcess($0, environment: ["DATA_DIR": dataDir.appendingPathComponent($0).path, "REDIS_URL": redis.url, "BCRYPT_COST": "4"])
+        }
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             for service in processes {
@@ -61,9 +64,11 @@ import Testing
             }
         } catch {
             try await client.shutdown()
+            await redis.stop()
             throw error
         }
         try await client.shutdown()
+        await redis.stop()
     }
 
     @Test func anInvalidSettingStopsStartUpNamingTheVariable() async throws {
