@@ -35,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
     ],
     targets: [
         // MARK: Shared kit — one job per module
@@ -85,6 +86,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "TitaniumAuth",
+            dependencies: [
+                "TitaniumHTTP",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            path: "Shared/TitaniumAuth",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "TitaniumHTTP",
             dependencies: [
                 "TitaniumLogging", "TitaniumTracing", "TitaniumMetrics",
@@ -101,7 +111,7 @@ let package = Package(
         // MARK: Services
         .executableTarget(name: "LoadBalancer", dependencies: ["TitaniumHTTP"], path: "Services/load-balancer", swiftSettings: swiftSettings),
         .executableTarget(name: "APIGateway", dependencies: ["TitaniumHTTP"], path: "Services/api-gateway", swiftSettings: swiftSettings),
-        .executableTarget(name: "AuthService", dependencies: ["TitaniumHTTP"], path: "Services/auth-service", swiftSettings: swiftSettings),
+        .executableTarget(name: "AuthService", dependencies: ["TitaniumHTTP", "TitaniumAuth"], path: "Services/auth-service", swiftSettings: swiftSettings),
         .executableTarget(
             name: "UserService",
             dependencies: [
@@ -112,7 +122,12 @@ let package = Package(
             path: "Services/user-service",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "BlogService", dependencies: ["TitaniumHTTP"], path: "Services/blog-service", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "BlogService",
+            dependencies: ["TitaniumHTTP", "TitaniumAuth", .product(name: "GRDB", package: "GRDB.swift")],
+            path: "Services/blog-service",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Benchmarks
         .executableTarget(name: "KitOverheadServer", dependencies: ["TitaniumHTTP"], path: "Benchmarks/kit-overhead/Sources", swiftSettings: swiftSettings),
@@ -142,6 +157,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "TestSupport",
+                "TitaniumAuth",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             path: "Tests/IntegrationTests",

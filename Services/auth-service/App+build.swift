@@ -1,11 +1,39 @@
 import Foundation
 import Hummingbird
+import Prometheus
+import TitaniumAuth
 import TitaniumHTTP
 
-/// Builds the auth-service application. Tests call this with their own kit.
-func buildApplication(kit: ServiceKit) throws -> some ApplicationProtocol {
-    let dataDirectory = kit.configuration.dataDirectory
-    try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+/// Builds the auth-service application: the signing key (created on first start), the
+/// user-service client, routes and checks.
+func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
+    let configuration = try AuthServiceConfiguration(common: kit.configuration, settings: settings)
+    let issuer = try await TokenIssuer(
+        privateKeyPath: configuration.privateKeyPath, policy: configuration.policy, lifetime: configuration.tokenLifetime
+    )
+    let client = kit.makeHTTPClient()
+    let help = "Login attempts by result."
+    let controller = AuthController(
+        issuer: issuer,
+        verifier: .local(issuer),
+        client: client,
+        userServiceURL: configuration.userServiceURL,
+        logins: (
+            kit.registry.makeCounter(name: "auth_logins_total", labels: [("result", "success")], help: help),
+            kit.registry.makeCounter(name: "auth_logins_total", labels: [("result", "failure")], help: help)
+        )
+    )
     let router = kit.makeRouter()
-    return kit.makeApplication(router: router, checks: [.writableDirectory(path: dataDirectory)])
+    controller.register(on: router)
+    let keyPath = configuration.privateKeyPath
+    return kit.makeApplication(
+        router: router,
+        checks: [
+            DependencyCheck(name: "signing_key") {
+                FileManager.default.isReadableFile(atPath: keyPath) ? .online : DependencyStatus(.offline, error: "\(keyPath) is not readable")
+            }
+        ],
+        details: { ["key_id": .string(issuer.kid)] },
+        services: [client]
+    )
 }

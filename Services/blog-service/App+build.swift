@@ -1,11 +1,30 @@
-import Foundation
 import Hummingbird
+import Prometheus
+import TitaniumAuth
 import TitaniumHTTP
 
-/// Builds the blog-service application. Tests call this with their own kit.
-func buildApplication(kit: ServiceKit) throws -> some ApplicationProtocol {
-    let dataDirectory = kit.configuration.dataDirectory
-    try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+/// Builds the blog-service application: SQLite store, token verifier (key set from
+/// auth-service, cached), routes, the sample page and checks.
+func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
+    let configuration = try BlogServiceConfiguration(common: kit.configuration, settings: settings)
+    let store = try PostStore(path: configuration.databasePath)
+    let client = kit.makeHTTPClient()
+    let verifier = TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.policy, client: client)
+
     let router = kit.makeRouter()
-    return kit.makeApplication(router: router, checks: [.writableDirectory(path: dataDirectory)])
+    PostController(
+        store: store,
+        verifier: verifier,
+        created: kit.registry.makeCounter(name: "posts_created_total", help: "Posts created."),
+        updated: kit.registry.makeCounter(name: "posts_updated_total", help: "Posts updated."),
+        deleted: kit.registry.makeCounter(name: "posts_deleted_total", help: "Posts deleted.")
+    ).register(on: router)
+    SamplePage.register(on: router)
+
+    return kit.makeApplication(
+        router: router,
+        checks: [DependencyCheck(name: "database") { await store.ping() }],
+        details: { (try? await store.count()).map { ["posts": .number(Double($0))] } },
+        services: [client]
+    )
 }

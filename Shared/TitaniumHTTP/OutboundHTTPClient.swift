@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import HTTPTypes
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
@@ -56,5 +57,18 @@ extension Duration {
         let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }
         return product &+ attoseconds / 1_000_000_000
+    }
+}
+
+extension APIError {
+    /// The error for a failed call to another service: 504 when it timed out, 502 otherwise
+    /// (refused, reset, unresolvable).
+    public static func upstream(_ error: any Error, service: String) -> APIError {
+        if let clientError = error as? HTTPClientError,
+            [HTTPClientError.deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout].contains(clientError)
+        {
+            return APIError(.gatewayTimeout, message: "\(service) did not answer in time")
+        }
+        return APIError(.badGateway, message: "\(service) is unreachable")
     }
 }

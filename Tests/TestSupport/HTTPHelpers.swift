@@ -7,6 +7,12 @@ public struct Fetched: Sendable {
     public var status: HTTPResponseStatus
     public var headers: HTTPHeaders
     public var body: String
+
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders, body: String) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
 }
 
 public func get(_ client: HTTPClient, _ url: String, headers: [String: String] = [:]) async throws -> Fetched {

@@ -1,0 +1,98 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import JWTKit
+import NIOHTTP1
+import NIOCore
+import Prometheus
+import TitaniumAuth
+import TitaniumHTTP
+
+/// Login, token verification and the public key set.
+struct AuthController: Sendable {
+    let issuer: TokenIssuer
+    let verifier: TokenVerifier
+    let client: OutboundHTTPClient
+    let userServiceURL: String
+    let logins: (success: Counter, failure: Counter)
+
+    func register(on router: Router<TitaniumRequestContext>) {
+        router.post("/api/auth/login", use: self.login)
+        router.get("/api/auth/verify", use: self.verify)
+        router.get("/.well-known/jwks.json", use: self.jwks)
+    }
+
+    struct LoginRequest: Codable {
+        var username: String?
+        var password: String?
+    }
+
+    struct TokenResponse: Encodable, Sendable {
+        var access_token: String
+        var token_type = "Bearer"
+        var expires_in: Int
+    }
+
+    struct AuthenticatedUser: Decodable {
+        var id: Int64
+        var username: String
+    }
+
+    @Sendable func login(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        let body = try await request.decodeJSON(as: LoginRequest.self, context: context)
+        var problems: [String: String] = [:]
+        if body.username?.isEmpty ?? true { problems["username"] = "is required" }
+        if body.password?.isEmpty ?? true { problems["password"] = "is required" }
+        guard problems.isEmpty else { throw APIError.validation(problems) }
+
+        var check = HTTPClientRequest(url: self.userServiceURL + "/internal/users/authenticate")
+        check.method = .POST
+        check.headers.add(name: "Content-Type", value: "application/json")
+        check.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        let response: HTTPClientResponse
+        let payload: ByteBuffer
+        do {
+            response = try await self.client.execute(check)
+            payload = try await response.body.collect(upTo: 1 << 16)
+        } catch {
+            throw APIError.upstream(error, service: "user-service")
+        }
+        switch response.status.code {
+        case 200:
+            let user = try JSONDecoder().decode(AuthenticatedUser.self, from: Data(payload.readableBytesView))
+            let (token, _) = try await self.issuer.issue(userID: user.id, username: user.username)
+            self.logins.success.increment()
+            return try JSONResponse(
+                TokenResponse(access_token: token, expires_in: Int(self.issuer.lifetime.components.seconds))
+            ).response(status: .ok)
+        case 401, 422:
+            self.logins.failure.increment()
+            throw APIError(.unauthorized, message: "invalid username or password")
+        default:
+            throw APIError(.badGateway, message: "user-service answered \(response.status.code)")
+        }
+    }
+
+    struct VerifyResponse: Encodable, Sendable {
+        var user_id: Int64
+        var username: String
+        var expires_at: String
+    }
+
+    @Sendable func verify(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        let claims = try await self.verifier.claims(for: request)
+        return try JSONResponse(
+            VerifyResponse(
+                user_id: claims.userID ?? 0,
+                username: claims.username,
+                expires_at: ISO8601DateFormatter().string(from: claims.exp.value)
+            )
+        ).response(status: .ok)
+    }
+
+    @Sendable func jwks(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        var response = try JSONResponse(self.issuer.jwks).response(status: .ok)
+        response.headers[.cacheControl] = "public, max-age=300"
+        return response
+    }
+}

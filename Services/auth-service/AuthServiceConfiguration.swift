@@ -1,0 +1,32 @@
+import TitaniumAuth
+import TitaniumHTTP
+
+/// auth-service settings, on top of ``ServiceConfiguration``.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `JWT_PRIVATE_KEY_FILE` | `$DATA_DIR/jwt-es256.pem` | ES256 signing key (PEM); created on first start when missing |
+/// | `JWT_ISSUER` | `titanium-auth` | `iss` of issued tokens |
+/// | `JWT_AUDIENCE` | `titanium` | `aud` of issued tokens |
+/// | `JWT_TTL_SECONDS` | 900 | token lifetime |
+/// | `USER_SERVICE_URL` | `http://127.0.0.1:7302` | where credentials are checked |
+struct AuthServiceConfiguration {
+    var privateKeyPath: String
+    var policy: TokenPolicy
+    var tokenLifetime: Duration
+    var userServiceURL: String
+
+    init(common: ServiceConfiguration, settings: Settings) throws(ConfigurationError) {
+        self.privateKeyPath = settings.string("jwt.private.key.file", default: common.dataDirectory + "/jwt-es256.pem")
+        self.policy = TokenPolicy(
+            issuer: settings.string("jwt.issuer", default: "titanium-auth"),
+            audience: settings.string("jwt.audience", default: "titanium")
+        )
+        self.tokenLifetime = .seconds(try settings.int("jwt.ttl.seconds", default: 900, range: 1...86_400))
+        let url = settings.list("user.service.url", default: ["http://127.0.0.1:7302"]).first ?? "http://127.0.0.1:7302"
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ConfigurationError(key: "user.service.url", value: url, expected: "an http:// or https:// URL")
+        }
+        self.userServiceURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+    }
+}

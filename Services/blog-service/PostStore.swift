@@ -1,0 +1,123 @@
+import Foundation
+import GRDB
+import TitaniumHTTP
+import TitaniumLogging
+
+struct Post: Codable, Sendable, Equatable {
+    var id: Int64
+    var author_id: Int64
+    var author: String
+    var title: String
+    var body: String
+    var created_at: String
+    var updated_at: String
+}
+
+/// Posts in SQLite (GRDB, WAL, busy timeout). A change and its ownership check run in one transaction.
+struct PostStore: Sendable {
+    let pool: DatabasePool
+
+    init(path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.label = "posts"
+        self.pool = try DatabasePool(path: path, configuration: configuration)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-posts") { db in
+            try db.create(table: "posts") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("author_id", .integer).notNull()
+                table.column("author", .text).notNull()
+                table.column("title", .text).notNull()
+                table.column("body", .text).notNull()
+                table.column("created_at", .integer).notNull()
+                table.column("updated_at", .integer).notNull()
+            }
+            try db.create(index: "posts_author", on: "posts", columns: ["author_id"])
+        }
+        try migrator.migrate(self.pool)
+    }
+
+    enum ChangeResult: Sendable {
+        case done(Post?)
+        case notFound
+        case forbidden
+    }
+
+    func list(limit: Int, offset: Int) async throws -> (posts: [Post], total: Int) {
+        try await self.pool.read { db in
+            let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM posts") ?? 0
+            let posts = try Row.fetchAll(
+                db, sql: "SELECT * FROM posts ORDER BY id DESC LIMIT ? OFFSET ?", arguments: [limit, offset]
+            ).map(Self.post)
+            return (posts, total)
+        }
+    }
+
+    func post(id: Int64) async throws -> Post? {
+        try await self.pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM posts WHERE id = ?", arguments: [id]).map(Self.post) }
+    }
+
+    func create(authorID: Int64, author: String, title: String, body: String) async throws -> Post {
+        let now = Self.now()
+        return try await self.pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO posts (author_id, author, title, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [authorID, author, title, body, now, now]
+            )
+            return Post(
+                id: db.lastInsertedRowID, author_id: authorID, author: author, title: title, body: body,
+                created_at: Self.timestamp(now), updated_at: Self.timestamp(now)
+            )
+        }
+    }
+
+    func update(id: Int64, authorID: Int64, title: String?, body: String?) async throws -> ChangeResult {
+        let now = Self.now()
+        return try await self.pool.write { db in
+            guard let owner = try Int64.fetchOne(db, sql: "SELECT author_id FROM posts WHERE id = ?", arguments: [id]) else { return .notFound }
+            guard owner == authorID else { return .forbidden }
+            try db.execute(
+                sql: "UPDATE posts SET title = COALESCE(?, title), body = COALESCE(?, body), updated_at = ? WHERE id = ?",
+                arguments: [title, body, now, id]
+            )
+            return .done(try Row.fetchOne(db, sql: "SELECT * FROM posts WHERE id = ?", arguments: [id]).map(Self.post))
+        }
+    }
+
+    func delete(id: Int64, authorID: Int64) async throws -> ChangeResult {
+        try await self.pool.write { db in
+            guard let owner = try Int64.fetchOne(db, sql: "SELECT author_id FROM posts WHERE id = ?", arguments: [id]) else { return .notFound }
+            guard owner == authorID else { return .forbidden }
+            try db.execute(sql: "DELETE FROM posts WHERE id = ?", arguments: [id])
+            return .done(nil)
+        }
+    }
+
+    func ping() async -> DependencyStatus {
+        do {
+            _ = try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+            return .online
+        } catch {
+            return DependencyStatus(.offline, error: "\(error)")
+        }
+    }
+
+    func count() async throws -> Int {
+        try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM posts") ?? 0 }
+    }
+
+    private static func post(_ row: Row) -> Post {
+        Post(
+            id: row["id"], author_id: row["author_id"], author: row["author"], title: row["title"], body: row["body"],
+            created_at: Self.timestamp(row["created_at"]), updated_at: Self.timestamp(row["updated_at"])
+        )
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    static func timestamp(_ milliseconds: Int64) -> String {
+        RFC3339.format(seconds: Int(milliseconds / 1000), milliseconds: Int(milliseconds % 1000))
+    }
+}

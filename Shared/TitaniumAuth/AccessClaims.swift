@@ -1,0 +1,44 @@
+import Foundation
+import JWTKit
+
+/// The claims of a Titanium access token.
+public struct AccessClaims: JWTPayload, Equatable {
+    public var sub: SubjectClaim
+    public var username: String
+    public var iss: IssuerClaim
+    public var aud: AudienceClaim
+    public var iat: IssuedAtClaim
+    public var nbf: NotBeforeClaim
+    public var exp: ExpirationClaim
+
+    public init(userID: Int64, username: String, issuer: String, audience: String, issuedAt: Date, lifetime: Duration) {
+        self.sub = SubjectClaim(value: String(userID))
+        self.username = username
+        self.iss = IssuerClaim(value: issuer)
+        self.aud = AudienceClaim(value: audience)
+        self.iat = IssuedAtClaim(value: issuedAt)
+        // One second of slack for clocks a little behind the issuer's.
+        self.nbf = NotBeforeClaim(value: issuedAt.addingTimeInterval(-1))
+        self.exp = ExpirationClaim(value: issuedAt.addingTimeInterval(Double(lifetime.components.seconds)))
+    }
+
+    public var userID: Int64? { Int64(self.sub.value) }
+
+    /// Signature checks happen before this; here: time window only. Issuer and audience are
+    /// checked by ``TokenVerifier``, which knows the expected values.
+    public func verify(using algorithm: some JWTAlgorithm) throws {
+        try self.exp.verifyNotExpired()
+        try self.nbf.verifyNotBefore()
+    }
+}
+
+/// Token settings shared by the issuer and every verifier.
+public struct TokenPolicy: Sendable, Equatable {
+    public var issuer: String
+    public var audience: String
+
+    public init(issuer: String = "titanium-auth", audience: String = "titanium") {
+        self.issuer = issuer
+        self.audience = audience
+    }
+}

@@ -1,0 +1,139 @@
+import AsyncHTTPClient
+import Foundation
+import JWTKit
+import NIOCore
+import NIOHTTP1
+import TestSupport
+import Testing
+import TitaniumAuth
+
+/// user-service, auth-service and blog-service as processes: tokens issued by auth-service are
+/// checked by blog-service locally (even with auth-service stopped); forged ones are rejected;
+/// only a post's author may change it.
+@Suite(.serialized) struct TokenAndPostTests {
+    func send(_ client: HTTPClient, _ method: HTTPMethod, _ url: String, token: String?, body: String? = nil) async throws -> Fetched {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await client.execute(request, timeout: .seconds(10))
+        let collected = try await response.body.collect(upTo: 1 << 20)
+        return Fetched(status: response.status, headers: response.headers, body: String(buffer: collected))
+    }
+
+    @Test func tokensAuthorshipAndForgeries() async throws {
+        let dataDir = try temporaryDirectory("titanium-tokens")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let noRedis = "redis://127.0.0.1:\(try RedisServer.freePort())"
+        let users = try ServiceProcess("user-service", environment: ["DATA_DIR": dataDir.appendingPathComponent("users").path, "REDIS_URL": noRedis, "BCRYPT_COST": "4"])
+        let usersURL = "http://127.0.0.1:\(try await users.port())"
+        let keyFile = dataDir.appendingPathComponent("auth/jwt-es256.pem").path
+        let auth = try ServiceProcess("auth-service", environment: ["DATA_DIR": dataDir.appendingPathComponent("auth").path, "USER_SERVICE_URL": usersURL])
+        let authURL = "http://127.0.0.1:\(try await auth.port())"
+        let blog = try ServiceProcess("blog-service", environment: [
+            "DATA_DIR": dataDir.appendingPathComponent("blog").path, "JWKS_URL": "\(authURL)/.well-known/jwks.json",
+        ])
+        let blogURL = "http://127.0.0.1:\(try await blog.port())"
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            for (name, email) in [("alice", "alice@example.com"), ("bob", "bob@example.com")] {
+                let created = try await post(client, "\(usersURL)/api/users", body: #"{"username":"\#(name)","email":"\#(email)","password":"password-\#(name)"}"#)
+                #expect(created.status == .created)
+            }
+            func login(_ name: String, _ password: String) async throws -> Fetched {
+                try await post(client, "\(authURL)/api/auth/login", body: #"{"username":"\#(name)","password":"\#(password)"}"#)
+            }
+            let aliceLogin = try await login("alice", "password-alice")
+            #expect(aliceLogin.status == .ok, "\(aliceLogin.body)")
+            #expect(try json(aliceLogin.body)["token_type"] as? String == "Bearer")
+            let alice = try #require(try json(aliceLogin.body)["access_token"] as? String)
+            let bob = try #require(try json(try await login("bob", "password-bob").body)["access_token"] as? String)
+            let wrongPassword = try await login("alice", "nope nope")
+            let unknownUser = try await login("mallory", "nope nope")
+            #expect(wrongPassword.status == .unauthorized && unknownUser.status == .unauthorized)
+            #expect(wrongPassword.body.replacing(/"request_id":"[^"]+"/, with: "") == unknownUser.body.replacing(/"request_id":"[^"]+"/, with: ""))
+
+            let verified = try await send(client, .GET, "\(authURL)/api/auth/verify", token: alice)
+            #expect(verified.status == .ok)
+            #expect(try json(verified.body)["username"] as? String == "alice")
+            #expect(try await send(client, .GET, "\(authURL)/api/auth/verify", token: nil).status == .unauthorized)
+
+            // Authorship.
+            #expect(try await send(client, .POST, "\(blogURL)/api/posts", token: nil, body: #"{"title":"t","body":"b"}"#).status == .unauthorized)
+            let created = try await send(client, .POST, "\(blogURL)/api/posts", token: alice, body: #"{"title":"Hello","body":"First post"}"#)
+            #expect(created.status == .created, "\(created.body)")
+            let postID = try #require(try json(created.body)["id"] as? Int)
+            #expect(try json(created.body)["author"] as? String == "alice")
+            let postURL = "\(blogURL)/api/posts/\(postID)"
+            #expect(try await send(client, .PATCH, postURL, token: bob, body: #"{"title":"Hijacked"}"#).status == .forbidden)
+            #expect(try await send(client, .DELETE, postURL, token: bob).status == .forbidden)
+            #expect(try json(try await get(client, postURL).body)["title"] as? String == "Hello")
+            let patched = try await send(client, .PATCH, postURL, token: alice, body: #"{"title":"Hello, again"}"#)
+            #expect(patched.status == .ok)
+            #expect(try json(patched.body)["body"] as? String == "First post")
+
+            // With auth-service stopped, blog-service still accepts its tokens (cached key set).
+            #expect(try await auth.terminate() == 0)
+            let whileAuthDown = try await send(client, .POST, "\(blogURL)/api/posts", token: alice, body: #"{"title":"Offline auth","body":"still works"}"#)
+            #expect(whileAuthDown.status == .created)
+
+            // Forgeries.
+            let parts = alice.split(separator: ".").map(String.init)
+            var payload = try #require(Self.decode(parts[1]))
+            payload = payload.replacingOccurrences(of: "\"alice\"", with: "\"bob\"")
+            let tampered = [parts[0], Self.encode(payload), parts[2]].joined(separator: ".")
+            let header = try #require(Self.decode(parts[0]))
+            let noneHeader = header.replacingOccurrences(of: "ES256", with: "none")
+            let algNone = [Self.encode(noneHeader), parts[1], ""].joined(separator: ".")
+            let hsHeader = header.replacingOccurrences(of: "ES256", with: "HS256")
+            let wrongAlg = [Self.encode(hsHeader), parts[1], parts[2]].joined(separator: ".")
+            let realKey = try ES256PrivateKey(pem: String(contentsOfFile: keyFile, encoding: .utf8))
+            let expired = try await TokenIssuer(key: realKey, policy: TokenPolicy(), lifetime: .seconds(60))
+                .issue(userID: 1, username: "alice", now: Date().addingTimeInterval(-3600)).token
+            let notYetValid = try await TokenIssuer(key: realKey, policy: TokenPolicy(), lifetime: .seconds(60))
+                .issue(userID: 1, username: "alice", now: Date().addingTimeInterval(3600)).token
+            let wrongAudience = try await TokenIssuer(key: realKey, policy: TokenPolicy(audience: "elsewhere"), lifetime: .seconds(60))
+                .issue(userID: 1, username: "alice").token
+            let wrongKey = try await TokenIssuer(key: ES256PrivateKey(), policy: TokenPolicy(), lifetime: .seconds(60))
+                .issue(userID: 1, username: "alice").token
+            for (name, token) in [
+                ("tampered", tampered), ("alg none", algNone), ("HS256", wrongAlg), ("expired", expired),
+                ("not yet valid", notYetValid), ("wrong audience", wrongAudience), ("wrong key", wrongKey), ("garbage", "a.b.c"),
+            ] {
+                let response = try await send(client, .DELETE, postURL, token: token)
+                #expect(response.status == .unauthorized, "\(name): \(response.status)")
+            }
+            #expect(try await get(client, postURL).status == .ok)
+            #expect(try await send(client, .DELETE, postURL, token: alice).status == .noContent)
+            #expect(try await get(client, postURL).status == .notFound)
+
+            let page = try json(try await get(client, "\(blogURL)/api/posts?limit=500").body)
+            #expect(page["total"] as? Int == 1)
+            #expect(page["limit"] as? Int == 100)
+            #expect(try await get(client, "\(blogURL)/api/posts?limit=abc").status == .unprocessableEntity)
+            #expect(try await get(client, "\(blogURL)/blog/").headers["Content-Type"].first?.hasPrefix("text/html") == true)
+            let metrics = try await get(client, "\(blogURL)/metrics").body
+            #expect(metrics.contains("posts_created_total 2") && metrics.contains("posts_updated_total 1") && metrics.contains("posts_deleted_total 1"))
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+        _ = try await blog.terminate()
+        _ = try await users.terminate()
+    }
+
+    static func decode(_ part: String) -> String? {
+        var base64 = part.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        return Data(base64Encoded: base64).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    static func encode(_ text: String) -> String {
+        Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}
