@@ -115,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "UserService",
             dependencies: [
-                "TitaniumHTTP", "TitaniumRedis",
+                "TitaniumHTTP", "TitaniumRedis", "TitaniumAuth",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],

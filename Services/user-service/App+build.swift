@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdBcrypt
 import NIOPosix
 import Prometheus
+import TitaniumAuth
 import TitaniumHTTP
 import TitaniumRedis
 
@@ -17,9 +18,13 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let cost = UInt8(configuration.bcryptCost)
     let decoyHash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(UUID().uuidString, cost: cost) }
 
+    let client = kit.makeHTTPClient()
+    let verifier = TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.policy, client: client)
+
     let router = kit.makeRouter()
     UserController(
-        store: store, cache: cache, bcryptCost: configuration.bcryptCost, registrations: registrations, decoyHash: decoyHash
+        store: store, cache: cache, bcryptCost: configuration.bcryptCost, registrations: registrations, decoyHash: decoyHash,
+        verifier: verifier
     ).register(on: router)
 
     let checks = [
@@ -38,6 +43,6 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
             details["cache_hit_ratio"] = cache.hitRatio.map { .number(($0 * 1000).rounded() / 1000) } ?? .null
             return details
         },
-        services: [redis]
+        services: [redis, client]
     )
 }

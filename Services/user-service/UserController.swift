@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdBcrypt
 import NIOPosix
 import Prometheus
+import TitaniumAuth
 import TitaniumHTTP
 
 /// The user routes: register, fetch by id, and the internal credential check auth-service uses.
@@ -14,9 +15,12 @@ struct UserController: Sendable {
     let registrations: Counter
     /// A hash of a random string nobody knows, verified for unknown users.
     let decoyHash: String
+    let verifier: TokenVerifier
 
     func register(on router: Router<TitaniumRequestContext>) {
         router.post("/api/users", use: self.create)
+        router.get("/api/users/me", use: self.me)
+        router.patch("/api/users/me", use: self.updateMe)
         router.get("/api/users/{id}", use: self.show)
         router.post("/internal/users/authenticate", use: self.authenticate)
     }
@@ -48,6 +52,44 @@ struct UserController: Sendable {
         guard let id = context.parameters.get("id").flatMap(Int64.init), id > 0 else {
             throw APIError(.notFound, message: "no such user")
         }
+        return try await self.cachedUser(id: id)
+    }
+
+    /// The user the bearer token belongs to.
+    @Sendable func me(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        let claims = try await self.verifier.claims(for: request)
+        return try await self.cachedUser(id: claims.userID ?? 0)
+    }
+
+    struct UpdateRequest: Decodable {
+        var email: String?
+        var password: String?
+    }
+
+    /// Changes the token owner's email and/or password; the cached copy is dropped.
+    @Sendable func updateMe(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        let claims = try await self.verifier.claims(for: request)
+        let body = try await request.decodeJSON(as: UpdateRequest.self, context: context)
+        var problems = UserValidation.problems(username: "valid", email: body.email ?? "a@b.co", password: body.password ?? "long enough")
+        if body.email == nil && body.password == nil { problems["email"] = "email or password is required" }
+        guard problems.isEmpty, let id = claims.userID else { throw APIError.validation(problems) }
+        var hash: String?
+        if let password = body.password {
+            let cost = UInt8(self.bcryptCost)
+            hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+        }
+        let updated: PublicUser?
+        do {
+            updated = try await self.store.update(id: id, email: body.email, passwordHash: hash)
+        } catch UserStore.CreateError.taken(let field) {
+            throw APIError(.conflict, message: "\(field) is already taken", fields: [field: "is already taken"])
+        }
+        await self.cache.invalidate(id: id)
+        guard let updated else { throw APIError(.notFound, message: "no such user") }
+        return try JSONResponse(updated).response(status: .ok)
+    }
+
+    private func cachedUser(id: Int64) async throws -> Response {
         let (user, cacheResult) = try await self.cache.user(id: id) { try await self.store.user(id: id) }
         guard let user else { throw APIError(.notFound, message: "no such user") }
         var response = try JSONResponse(user).response(status: .ok)

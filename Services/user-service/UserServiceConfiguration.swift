@@ -1,3 +1,4 @@
+import TitaniumAuth
 import TitaniumHTTP
 import TitaniumRedis
 
@@ -9,7 +10,11 @@ import TitaniumRedis
 /// | `REDIS_URL` | `redis://127.0.0.1:6379` | the cache |
 /// | `USER_CACHE_TTL` | 300 | seconds a cached user lives |
 /// | `BCRYPT_COST` | 10 | bcrypt work factor (10–15; lower only for tests) |
+/// | `JWKS_URL` | `http://127.0.0.1:7301/.well-known/jwks.json` | auth-service's public keys (for `/api/users/me`) |
+/// | `JWT_ISSUER` / `JWT_AUDIENCE` | `titanium-auth` / `titanium` | expected token claims |
 struct UserServiceConfiguration {
+    var jwksURL: String
+    var policy: TokenPolicy
     var databasePath: String
     var redis: RedisConfiguration
     var cacheTTLSeconds: Int
@@ -24,5 +29,10 @@ struct UserServiceConfiguration {
         self.redis = redis
         self.cacheTTLSeconds = try settings.int("user.cache.ttl", default: 300, range: 1...86_400)
         self.bcryptCost = try settings.int("bcrypt.cost", default: 10, range: 4...15)
+        self.jwksURL = settings.string("jwks.url", default: "http://127.0.0.1:7301/.well-known/jwks.json")
+        self.policy = TokenPolicy(
+            issuer: settings.string("jwt.issuer", default: "titanium-auth"),
+            audience: settings.string("jwt.audience", default: "titanium")
+        )
     }
 }

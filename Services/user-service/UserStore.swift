@@ -61,6 +61,23 @@ struct UserStore: Sendable {
         }
     }
 
+    /// Changes email and/or password hash in one transaction; nil when the user does not exist.
+    func update(id: Int64, email: String?, passwordHash: String?) async throws -> PublicUser? {
+        do {
+            return try await self.pool.write { db in
+                try db.execute(
+                    sql: "UPDATE users SET email = COALESCE(?, email), password_hash = COALESCE(?, password_hash) WHERE id = ?",
+                    arguments: [email, passwordHash, id]
+                )
+                guard db.changesCount > 0 else { return nil }
+                return try Row.fetchOne(db, sql: "SELECT id, username, email, created_at FROM users WHERE id = ?", arguments: [id])
+                    .map(Self.publicUser)
+            }
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw CreateError.taken(field: "email")
+        }
+    }
+
     func user(id: Int64) async throws -> PublicUser? {
         try await self.pool.read { db in
             try Row.fetchOne(db, sql: "SELECT id, username, email, created_at FROM users WHERE id = ?", arguments: [id])

@@ -27,12 +27,19 @@ import TitaniumAuth
     @Test func tokensAuthorshipAndForgeries() async throws {
         let dataDir = try temporaryDirectory("titanium-tokens")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let noRedis = "redis://127.0.0.1:\(try RedisServer.freePort())"
-        let users = try ServiceProcess("user-service", environment: ["DATA_DIR": dataDir.appendingPathComponent("users").path, "REDIS_URL": noRedis, "BCRYPT_COST": "4"])
+        let redis = try await RedisServer()
+        let authPort = try RedisServer.freePort()
+        let authURL = "http://127.0.0.1:\(authPort)"
+        let users = try ServiceProcess("user-service", environment: [
+            "DATA_DIR": dataDir.appendingPathComponent("users").path, "REDIS_URL": redis.url, "BCRYPT_COST": "4",
+            "JWKS_URL": "\(authURL)/.well-known/jwks.json",
+        ])
         let usersURL = "http://127.0.0.1:\(try await users.port())"
         let keyFile = dataDir.appendingPathComponent("auth/jwt-es256.pem").path
-        let auth = try ServiceProcess("auth-service", environment: ["DATA_DIR": dataDir.appendingPathComponent("auth").path, "USER_SERVICE_URL": usersURL])
-        let authURL = "http://127.0.0.1:\(try await auth.port())"
+        let auth = try ServiceProcess("auth-service", environment: [
+            "DATA_DIR": dataDir.appendingPathComponent("auth").path, "USER_SERVICE_URL": usersURL, "HTTP_PORT": String(authPort),
+        ])
+        _ = try await auth.port()
         let blog = try ServiceProcess("blog-service", environment: [
             "DATA_DIR": dataDir.appendingPathComponent("blog").path, "JWKS_URL": "\(authURL)/.well-known/jwks.json",
         ])
@@ -60,6 +67,24 @@ import TitaniumAuth
             #expect(verified.status == .ok)
             #expect(try json(verified.body)["username"] as? String == "alice")
             #expect(try await send(client, .GET, "\(authURL)/api/auth/verify", token: nil).status == .unauthorized)
+
+            // The token owner's profile, cached; a change invalidates the cached copy.
+            let aliceID = try #require(try json(verified.body)["user_id"] as? Int)
+            let profileURL = "\(usersURL)/api/users/\(aliceID)"
+            #expect(try await get(client, profileURL).headers["X-Cache"].first == "miss")
+            #expect(try await get(client, profileURL).headers["X-Cache"].first == "hit")
+            let me = try await send(client, .GET, "\(usersURL)/api/users/me", token: alice)
+            #expect(me.status == .ok)
+            #expect(try json(me.body)["username"] as? String == "alice")
+            #expect(try await send(client, .GET, "\(usersURL)/api/users/me", token: nil).status == .unauthorized)
+            let changed = try await send(client, .PATCH, "\(usersURL)/api/users/me", token: alice, body: #"{"email":"alice@new.example","password":"new password"}"#)
+            #expect(changed.status == .ok, "\(changed.body)")
+            let afterChange = try await get(client, profileURL)
+            #expect(afterChange.headers["X-Cache"].first == "miss")
+            #expect(try json(afterChange.body)["email"] as? String == "alice@new.example")
+            #expect(try await login("alice", "password-alice").status == .unauthorized)
+            #expect(try await login("alice", "new password").status == .ok)
+            #expect(try await send(client, .PATCH, "\(usersURL)/api/users/me", token: bob, body: #"{"email":"alice@new.example"}"#).status == .conflict)
 
             // Authorship.
             #expect(try await send(client, .POST, "\(blogURL)/api/posts", token: nil, body: #"{"title":"t","body":"b"}"#).status == .unauthorized)
@@ -119,9 +144,11 @@ import TitaniumAuth
             #expect(metrics.contains("posts_created_total 2") && metrics.contains("posts_updated_total 1") && metrics.contains("posts_deleted_total 1"))
         } catch {
             try await client.shutdown()
+            await redis.stop()
             throw error
         }
         try await client.shutdown()
+        await redis.stop()
         _ = try await blog.terminate()
         _ = try await users.terminate()
     }
