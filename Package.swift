@@ -86,6 +86,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "TitaniumSQLite",
+            dependencies: ["TitaniumHTTP", .product(name: "GRDB", package: "GRDB.swift")],
+            path: "Shared/TitaniumSQLite",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "TitaniumAuth",
             dependencies: [
                 "TitaniumHTTP",
@@ -115,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "UserService",
             dependencies: [
-                "TitaniumHTTP", "TitaniumRedis", "TitaniumAuth",
+                "TitaniumHTTP", "TitaniumRedis", "TitaniumAuth", "TitaniumSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
@@ -124,7 +130,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "BlogService",
-            dependencies: ["TitaniumHTTP", "TitaniumAuth", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["TitaniumHTTP", "TitaniumAuth", "TitaniumSQLite", .product(name: "GRDB", package: "GRDB.swift")],
             path: "Services/blog-service",
             swiftSettings: swiftSettings
         ),

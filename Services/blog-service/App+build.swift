@@ -2,6 +2,7 @@ import Hummingbird
 import Prometheus
 import TitaniumAuth
 import TitaniumHTTP
+import TitaniumSQLite
 
 /// Builds the blog-service application: SQLite store, token verifier (key set from
 /// auth-service, cached), routes, the sample page and checks.
@@ -23,7 +24,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
 
     return kit.makeApplication(
         router: router,
-        checks: [DependencyCheck(name: "database") { await store.ping() }],
+        checks: [DependencyCheck(name: "database") { await store.pool.dependencyStatus() }],
         details: { (try? await store.count()).map { ["posts": .number(Double($0))] } },
         services: [client]
     )

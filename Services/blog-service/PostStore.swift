@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 import TitaniumHTTP
-import TitaniumLogging
+import TitaniumSQLite
 
 struct Post: Codable, Sendable, Equatable {
     var id: Int64
@@ -18,11 +18,6 @@ struct PostStore: Sendable {
     let pool: DatabasePool
 
     init(path: String) throws {
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)
-        configuration.label = "posts"
-        self.pool = try DatabasePool(path: path, configuration: configuration)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-posts") { db in
             try db.create(table: "posts") { table in
@@ -36,7 +31,7 @@ struct PostStore: Sendable {
             }
             try db.create(index: "posts_author", on: "posts", columns: ["author_id"])
         }
-        try migrator.migrate(self.pool)
+        self.pool = try SQLiteDatabase.open(path: path, label: "posts", migrator: migrator)
     }
 
     enum ChangeResult: Sendable {
@@ -60,7 +55,7 @@ struct PostStore: Sendable {
     }
 
     func create(authorID: Int64, author: String, title: String, body: String) async throws -> Post {
-        let now = Self.now()
+        let now = SQLiteDatabase.now()
         return try await self.pool.write { db in
             try db.execute(
                 sql: "INSERT INTO posts (author_id, author, title, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -68,13 +63,13 @@ struct PostStore: Sendable {
             )
             return Post(
                 id: db.lastInsertedRowID, author_id: authorID, author: author, title: title, body: body,
-                created_at: Self.timestamp(now), updated_at: Self.timestamp(now)
+                created_at: SQLiteDatabase.timestamp(now), updated_at: SQLiteDatabase.timestamp(now)
             )
         }
     }
 
     func update(id: Int64, authorID: Int64, title: String?, body: String?) async throws -> ChangeResult {
-        let now = Self.now()
+        let now = SQLiteDatabase.now()
         return try await self.pool.write { db in
             guard let owner = try Int64.fetchOne(db, sql: "SELECT author_id FROM posts WHERE id = ?", arguments: [id]) else { return .notFound }
             guard owner == authorID else { return .forbidden }
@@ -95,15 +90,6 @@ struct PostStore: Sendable {
         }
     }
 
-    func ping() async -> DependencyStatus {
-        do {
-            _ = try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
-            return .online
-        } catch {
-            return DependencyStatus(.offline, error: "\(error)")
-        }
-    }
-
     func count() async throws -> Int {
         try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM posts") ?? 0 }
     }
@@ -111,13 +97,8 @@ struct PostStore: Sendable {
     private static func post(_ row: Row) -> Post {
         Post(
             id: row["id"], author_id: row["author_id"], author: row["author"], title: row["title"], body: row["body"],
-            created_at: Self.timestamp(row["created_at"]), updated_at: Self.timestamp(row["updated_at"])
+            created_at: SQLiteDatabase.timestamp(row["created_at"]), updated_at: SQLiteDatabase.timestamp(row["updated_at"])
         )
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-
-    static func timestamp(_ milliseconds: Int64) -> String {
-        RFC3339.format(seconds: Int(milliseconds / 1000), milliseconds: Int(milliseconds % 1000))
-    }
 }

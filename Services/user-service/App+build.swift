@@ -5,6 +5,7 @@ import NIOPosix
 import Prometheus
 import TitaniumAuth
 import TitaniumHTTP
+import TitaniumSQLite
 import TitaniumRedis
 
 /// Builds the user-service application: SQLite store, Redis cache, routes, checks.
@@ -28,7 +29,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     ).register(on: router)
 
     let checks = [
-        DependencyCheck(name: "database") { await store.ping() },
+        DependencyCheck(name: "database") { await store.pool.dependencyStatus() },
         // A down cache leaves the service ready (degraded): reads fall back to SQLite.
         DependencyCheck(name: "cache", critical: false) {
             await redis.ping() ? .online : DependencyStatus(.offline, error: redis.lastError ?? "unreachable")

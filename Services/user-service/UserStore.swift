@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 import TitaniumHTTP
-import TitaniumLogging
+import TitaniumSQLite
 
 /// A user as every response shows it: never the password hash.
 struct PublicUser: Codable, Sendable, Equatable {
@@ -16,14 +16,7 @@ struct UserStore: Sendable {
     let pool: DatabasePool
 
     init(path: String) throws {
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true
-        )
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)
-        configuration.label = "users"
-        self.pool = try DatabasePool(path: path, configuration: configuration)
-        try Self.migrator.migrate(self.pool)
+        self.pool = try SQLiteDatabase.open(path: path, label: "users", migrator: Self.migrator)
     }
 
     static var migrator: DatabaseMigrator {
@@ -47,14 +40,14 @@ struct UserStore: Sendable {
     }
 
     func create(username: String, email: String, passwordHash: String) async throws -> PublicUser {
-        let createdAt = Int64(Date().timeIntervalSince1970 * 1000)
+        let createdAt = SQLiteDatabase.now()
         do {
             return try await self.pool.write { db in
                 try db.execute(
                     sql: "INSERT INTO users (username, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
                     arguments: [username, email, passwordHash, createdAt]
                 )
-                return PublicUser(id: db.lastInsertedRowID, username: username, email: email, created_at: Self.timestamp(createdAt))
+                return PublicUser(id: db.lastInsertedRowID, username: username, email: email, created_at: SQLiteDatabase.timestamp(createdAt))
             }
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
             throw CreateError.taken(field: (error.message ?? "").contains("email") ? "email" : "username")
@@ -99,20 +92,8 @@ struct UserStore: Sendable {
         try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users") ?? 0 }
     }
 
-    func ping() async -> DependencyStatus {
-        do {
-            _ = try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
-            return .online
-        } catch {
-            return DependencyStatus(.offline, error: "\(error)")
-        }
-    }
-
     private static func publicUser(_ row: Row) -> PublicUser {
-        PublicUser(id: row["id"], username: row["username"], email: row["email"], created_at: Self.timestamp(row["created_at"]))
+        PublicUser(id: row["id"], username: row["username"], email: row["email"], created_at: SQLiteDatabase.timestamp(row["created_at"]))
     }
 
-    static func timestamp(_ milliseconds: Int64) -> String {
-        RFC3339.format(seconds: Int(milliseconds / 1000), milliseconds: Int(milliseconds % 1000))
-    }
 }

@@ -1,0 +1,41 @@
+import Foundation
+import GRDB
+import TitaniumHTTP
+import TitaniumLogging
+
+/// How every service opens its SQLite database: a GRDB pool (WAL), a busy timeout so writers
+/// wait for each other instead of failing, and the service's migrations.
+public enum SQLiteDatabase {
+    public static func open(path: String, label: String, migrator: DatabaseMigrator, busyTimeout: TimeInterval = 5) throws -> DatabasePool {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(busyTimeout)
+        configuration.label = label
+        let pool = try DatabasePool(path: path, configuration: configuration)
+        try migrator.migrate(pool)
+        return pool
+    }
+
+    /// Milliseconds since the epoch, as stored in the tables.
+    public static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// A stored millisecond time as RFC 3339 text.
+    public static func timestamp(_ milliseconds: Int64) -> String {
+        RFC3339.format(seconds: Int(milliseconds / 1000), milliseconds: Int(milliseconds % 1000))
+    }
+}
+
+extension DatabasePool {
+    /// ONLINE when a trivial read succeeds, for `/health/ready` and `/stats`.
+    public func dependencyStatus() async -> DependencyStatus {
+        do {
+            _ = try await self.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+            return .online
+        } catch {
+            return DependencyStatus(.offline, error: "\(error)")
+        }
+    }
+}
