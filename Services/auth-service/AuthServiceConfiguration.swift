@@ -18,10 +18,7 @@ struct AuthServiceConfiguration {
 
     init(common: ServiceConfiguration, settings: Settings) throws(ConfigurationError) {
         self.privateKeyPath = settings.string("jwt.private.key.file", default: common.dataDirectory + "/jwt-es256.pem")
-        self.policy = TokenPolicy(
-            issuer: settings.string("jwt.issuer", default: "titanium-auth"),
-            audience: settings.string("jwt.audience", default: "titanium")
-        )
+        self.policy = TokenPolicy(settings: settings)
         self.tokenLifetime = .seconds(try settings.int("jwt.ttl.seconds", default: 900, range: 1...86_400))
         let url = settings.list("user.service.url", default: ["http://127.0.0.1:7302"]).first ?? "http://127.0.0.1:7302"
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {

@@ -19,9 +19,6 @@ struct BlogServiceConfiguration {
         guard self.jwksURL.hasPrefix("http://") || self.jwksURL.hasPrefix("https://") else {
             throw ConfigurationError(key: "jwks.url", value: self.jwksURL, expected: "an http:// or https:// URL")
         }
-        self.policy = TokenPolicy(
-            issuer: settings.string("jwt.issuer", default: "titanium-auth"),
-            audience: settings.string("jwt.audience", default: "titanium")
-        )
+        self.policy = TokenPolicy(settings: settings)
     }
 }

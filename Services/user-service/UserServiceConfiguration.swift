@@ -30,9 +30,6 @@ struct UserServiceConfiguration {
         self.cacheTTLSeconds = try settings.int("user.cache.ttl", default: 300, range: 1...86_400)
         self.bcryptCost = try settings.int("bcrypt.cost", default: 10, range: 4...15)
         self.jwksURL = settings.string("jwks.url", default: "http://127.0.0.1:7301/.well-known/jwks.json")
-        self.policy = TokenPolicy(
-            issuer: settings.string("jwt.issuer", default: "titanium-auth"),
-            audience: settings.string("jwt.audience", default: "titanium")
-        )
+        self.policy = TokenPolicy(settings: settings)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import JWTKit
+import TitaniumHTTP
 
 /// The claims of a Titanium access token.
 public struct AccessClaims: JWTPayload, Equatable {
@@ -40,5 +41,13 @@ public struct TokenPolicy: Sendable, Equatable {
     public init(issuer: String = "titanium-auth", audience: String = "titanium") {
         self.issuer = issuer
         self.audience = audience
+    }
+
+    /// `JWT_ISSUER` (default `titanium-auth`) and `JWT_AUDIENCE` (default `titanium`).
+    public init(settings: Settings) {
+        self.init(
+            issuer: settings.string("jwt.issuer", default: "titanium-auth"),
+            audience: settings.string("jwt.audience", default: "titanium")
+        )
     }
 }

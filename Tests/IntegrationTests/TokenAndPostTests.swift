@@ -122,11 +122,13 @@ import TitaniumAuth
                 .issue(userID: 1, username: "alice", now: Date().addingTimeInterval(3600)).token
             let wrongAudience = try await TokenIssuer(key: realKey, policy: TokenPolicy(audience: "elsewhere"), lifetime: .seconds(60))
                 .issue(userID: 1, username: "alice").token
+            let wrongIssuer = try await TokenIssuer(key: realKey, policy: TokenPolicy(issuer: "someone-else"), lifetime: .seconds(60))
+                .issue(userID: 1, username: "alice").token
             let wrongKey = try await TokenIssuer(key: ES256PrivateKey(), policy: TokenPolicy(), lifetime: .seconds(60))
                 .issue(userID: 1, username: "alice").token
             for (name, token) in [
                 ("tampered", tampered), ("alg none", algNone), ("HS256", wrongAlg), ("expired", expired),
-                ("not yet valid", notYetValid), ("wrong audience", wrongAudience), ("wrong key", wrongKey), ("garbage", "a.b.c"),
+                ("not yet valid", notYetValid), ("wrong audience", wrongAudience), ("wrong issuer", wrongIssuer), ("wrong key", wrongKey), ("garbage", "a.b.c"),
             ] {
                 let response = try await send(client, .DELETE, postURL, token: token)
                 #expect(response.status == .unauthorized, "\(name): \(response.status)")
@@ -135,13 +137,26 @@ import TitaniumAuth
             #expect(try await send(client, .DELETE, postURL, token: alice).status == .noContent)
             #expect(try await get(client, postURL).status == .notFound)
 
+            // Bad input on posts; SQL-looking and non-ASCII text comes back exactly.
+            let postsURL = "\(blogURL)/api/posts"
+            #expect(try await send(client, .POST, postsURL, token: alice, body: "{oops").status == .badRequest)
+            #expect(try await send(client, .POST, postsURL, token: alice, body: #"{"title":"","body":"x"}"#).status == .unprocessableEntity)
+            #expect(try await send(client, .POST, postsURL, token: alice, body: #"{"title":"\#(String(repeating: "t", count: 201))","body":"x"}"#).status == .unprocessableEntity)
+            let tricky = "Robert'); DROP TABLE posts;-- 한국어 🚀 \\\" ✓"
+            let trickyPost = try await send(client, .POST, postsURL, token: alice, body: #"{"title":"tricky","body":"\#(tricky)"}"#)
+            #expect(trickyPost.status == .created, "\(trickyPost.body)")
+            let trickyID = try #require(try json(trickyPost.body)["id"] as? Int)
+            // The JSON escape \" arrives as a plain quote.
+            #expect(try json(try await get(client, "\(postsURL)/\(trickyID)").body)["body"] as? String == "Robert'); DROP TABLE posts;-- 한국어 🚀 \" ✓")
+            #expect(try await send(client, .DELETE, "\(postsURL)/\(trickyID)", token: alice).status == .noContent)
+
             let page = try json(try await get(client, "\(blogURL)/api/posts?limit=500").body)
             #expect(page["total"] as? Int == 1)
             #expect(page["limit"] as? Int == 100)
             #expect(try await get(client, "\(blogURL)/api/posts?limit=abc").status == .unprocessableEntity)
             #expect(try await get(client, "\(blogURL)/blog/").headers["Content-Type"].first?.hasPrefix("text/html") == true)
             let metrics = try await get(client, "\(blogURL)/metrics").body
-            #expect(metrics.contains("posts_created_total 2") && metrics.contains("posts_updated_total 1") && metrics.contains("posts_deleted_total 1"))
+            #expect(metrics.contains("posts_created_total 3") && metrics.contains("posts_updated_total 1") && metrics.contains("posts_deleted_total 2"))
         } catch {
             try await client.shutdown()
             await redis.stop()

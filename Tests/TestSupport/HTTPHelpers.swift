@@ -61,3 +61,4 @@ public func post(_ client: HTTPClient, _ url: String, body: String, contentType:
     let collected = try await response.body.collect(upTo: 1 << 22)
     return Fetched(status: response.status, headers: response.headers, body: String(buffer: collected))
 }
+
