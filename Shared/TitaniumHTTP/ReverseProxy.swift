@@ -1,0 +1,99 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// A pool of base URLs for one upstream service, taken in turn (round robin).
+public final class UpstreamPool: Sendable {
+    public let name: String
+    public let baseURLs: [String]
+    private let next = Atomic<Int>(0)
+
+    public init(name: String, baseURLs: [String]) {
+        precondition(!baseURLs.isEmpty, "an upstream needs at least one URL")
+        self.name = name
+        self.baseURLs = baseURLs.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+    }
+
+    public func pick() -> String {
+        let index = self.next.wrappingAdd(1, ordering: .relaxed).oldValue
+        return self.baseURLs[index % self.baseURLs.count]
+    }
+}
+
+/// Forwards a request to an upstream and streams the answer back, as a reverse proxy should:
+/// bodies are streamed both ways (never buffered whole), hop-by-hop headers are dropped in both
+/// directions, `X-Forwarded-For/Proto/Host` are set, `X-Request-ID` and the trace continue.
+/// A timeout answers 504 and a refused or reset connection 502, in the shared JSON shape.
+public struct ReverseProxy: Sendable {
+    public let client: OutboundHTTPClient
+
+    public init(client: OutboundHTTPClient) {
+        self.client = client
+    }
+
+    /// Header names a proxy must not forward (RFC 9110 §7.6.1), plus those `Connection` lists.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+        "te", "trailer", "transfer-encoding", "upgrade", "host",
+    ]
+
+    public func forward(_ request: Request, context: some IdentifiedRequestContext, to upstream: UpstreamPool) async throws -> Response {
+        var outbound = HTTPClientRequest(url: upstream.pick() + (request.uri.string.hasPrefix("/") ? request.uri.string : "/" + request.uri.string))
+        outbound.method = HTTPMethod(rawValue: request.method.rawValue)
+        let listed = Set(request.headers[values: .connection].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        for field in request.headers {
+            let name = field.name.canonicalName
+            guard !Self.hopByHop.contains(name), !listed.contains(name), name != "x-forwarded-for" else { continue }
+            outbound.headers.add(name: field.name.rawName, value: field.value)
+        }
+        let forwardedFor = (request.headers[.xForwardedFor].map { $0 + ", " } ?? "") + context.peerIP
+        outbound.headers.replaceOrAdd(name: "X-Forwarded-For", value: forwardedFor)
+        if request.headers[.xForwardedProto] == nil { outbound.headers.replaceOrAdd(name: "X-Forwarded-Proto", value: "http") }
+        if request.headers[.xForwardedHost] == nil, let host = request.head.authority {
+            outbound.headers.replaceOrAdd(name: "X-Forwarded-Host", value: host)
+        }
+        if request.method != .get && request.method != .head {
+            let length = request.headers[.contentLength].flatMap(Int.init)
+            outbound.body = .stream(request.body, length: length.map { .known(Int64($0)) } ?? .unknown)
+        }
+
+        let response: HTTPClientResponse
+        do {
+            response = try await self.client.execute(outbound)
+        } catch {
+            throw APIError.upstream(error, service: upstream.name)
+        }
+        var headers = HTTPFields()
+        let listedInResponse = Set(response.headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        for (name, value) in response.headers {
+            let lowered = name.lowercased()
+            guard !Self.hopByHop.contains(lowered), !listedInResponse.contains(lowered), let fieldName = HTTPField.Name(name) else { continue }
+            headers.append(HTTPField(name: fieldName, value: value))
+        }
+        let length = response.headers.first(name: "content-length").flatMap(Int.init)
+        return Response(
+            status: HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase),
+            headers: headers,
+            body: ResponseBody(asyncSequence: response.body).withContentLength(length)
+        )
+    }
+}
+
+extension ResponseBody {
+    /// The same body, declaring its length so it is not sent chunked.
+    func withContentLength(_ length: Int?) -> ResponseBody {
+        guard let length else { return self }
+        let body = self
+        return ResponseBody(contentLength: length) { writer in try await body.write(writer) }
+    }
+}
+
+extension HTTPField.Name {
+    public static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+    public static let xForwardedProto = HTTPField.Name("X-Forwarded-Proto")!
+    public static let xForwardedHost = HTTPField.Name("X-Forwarded-Host")!
+}

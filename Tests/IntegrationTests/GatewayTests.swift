@@ -1,0 +1,100 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import TestSupport
+import Testing
+
+/// api-gateway as a process in front of the three data services, and in front of upstreams
+/// that hang or refuse.
+@Suite(.serialized) struct GatewayTests {
+    @Test func routesTheAPIAndKeepsTraceAndRequestID() async throws {
+        let dataDir = try temporaryDirectory("titanium-gateway")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let authPort = try RedisServer.freePort()
+        let jwks = "http://127.0.0.1:\(authPort)/.well-known/jwks.json"
+        let users = try ServiceProcess("user-service", environment: [
+            "DATA_DIR": dataDir.appendingPathComponent("users").path, "BCRYPT_COST": "4", "JWKS_URL": jwks,
+            "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())",
+        ])
+        let usersURL = "http://127.0.0.1:\(try await users.port())"
+        let auth = try ServiceProcess("auth-service", environment: [
+            "DATA_DIR": dataDir.appendingPathComponent("auth").path, "USER_SERVICE_URL": usersURL, "HTTP_PORT": String(authPort),
+        ])
+        _ = try await auth.port()
+        let blog = try ServiceProcess("blog-service", environment: ["DATA_DIR": dataDir.appendingPathComponent("blog").path, "JWKS_URL": jwks])
+        let blogURL = "http://127.0.0.1:\(try await blog.port())"
+        let gateway = try ServiceProcess("api-gateway", environment: [
+            "AUTH_SERVICE_URL": "http://127.0.0.1:\(authPort)", "USER_SERVICE_URL": usersURL, "BLOG_SERVICE_URL": blogURL,
+        ])
+        let gatewayURL = "http://127.0.0.1:\(try await gateway.port())"
+        // The load balancer in front: the whole chain LB → gateway → service.
+        let balancer = try ServiceProcess("load-balancer", environment: ["GATEWAY_URLS": gatewayURL])
+        let base = "http://127.0.0.1:\(try await balancer.port())"
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            #expect(try await post(client, "\(base)/api/users", body: #"{"username":"gina","email":"gina@example.com","password":"gateway pass"}"#).status == .created)
+            let login = try await post(client, "\(base)/api/auth/login", body: #"{"username":"gina","password":"gateway pass"}"#)
+            let token = try #require(try json(login.body)["access_token"] as? String)
+            let created = try await post(client, "\(base)/api/posts", body: #"{"title":"via gateway","body":"hello"}"#, headers: ["Authorization": "Bearer \(token)"])
+            #expect(created.status == .created, "\(created.body)")
+            #expect(try await post(client, "\(base)/internal/users/authenticate", body: #"{"username":"gina","password":"gateway pass"}"#).status == .notFound)
+            #expect(try await get(client, "\(base)/nowhere").status == .notFound)
+
+            let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+            let listed = try await get(client, "\(base)/api/posts?limit=5", headers: [
+                "traceparent": "00-\(traceID)-00f067aa0ba902b7-01", "X-Request-ID": "gw-it-1",
+            ])
+            #expect(listed.status == .ok)
+            #expect(try json(listed.body)["total"] as? Int == 1)
+            #expect(listed.headers["X-Request-ID"].first == "gw-it-1")
+            // The same trace and request id in the gateway's and blog-service's access lines; the
+            // blog span is a child of the gateway's outbound call.
+            let gatewayLine = try await eventually { gateway.logObjects.first { $0["request_id"] as? String == "gw-it-1" && $0["message"] as? String == "request" } }
+            let blogLine = try await eventually { blog.logObjects.first { $0["request_id"] as? String == "gw-it-1" && $0["message"] as? String == "request" } }
+            let balancerLine = try await eventually { balancer.logObjects.first { $0["request_id"] as? String == "gw-it-1" && $0["message"] as? String == "request" } }
+            #expect(balancerLine["trace_id"] as? String == traceID)
+            #expect(gatewayLine["trace_id"] as? String == traceID)
+            #expect(blogLine["trace_id"] as? String == traceID)
+            #expect(gatewayLine["route"] as? String == "/api/posts")
+            #expect(blogLine["route"] as? String == "/api/posts")
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+        for process in [balancer, gateway, blog, auth, users] { #expect(try await process.terminate() == 0) }
+    }
+
+    @Test func hangingUpstreamIs504AndRefusedIs502WithinTheTimeout() async throws {
+        let silent = try SilentServer()
+        let refused = try RedisServer.freePort()
+        let gateway = try ServiceProcess("api-gateway", environment: [
+            "AUTH_SERVICE_URL": "http://127.0.0.1:\(silent.port)", "USER_SERVICE_URL": "http://127.0.0.1:\(refused)",
+            "BLOG_SERVICE_URL": "http://127.0.0.1:\(refused)",
+        ])
+        let base = "http://127.0.0.1:\(try await gateway.port())"
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let start = ContinuousClock.now
+            let hung = try await get(client, "\(base)/api/auth/verify")
+            let hungTime = start.duration(to: .now)
+            #expect(hung.status == .gatewayTimeout)
+            #expect((try json(hung.body)["error"] as? [String: Any])?["code"] as? String == "gateway_timeout")
+            #expect(hungTime < .milliseconds(2200), "504 after \(hungTime)")
+            #expect(hungTime >= .milliseconds(1900), "504 after \(hungTime)")
+
+            let refusedStart = ContinuousClock.now
+            let down = try await get(client, "\(base)/api/users/1")
+            #expect(down.status == .badGateway)
+            #expect((try json(down.body)["error"] as? [String: Any])?["code"] as? String == "bad_gateway")
+            #expect(refusedStart.duration(to: .now) < .milliseconds(1100))
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+        _ = silent
+        #expect(try await gateway.terminate() == 0)
+    }
+}
