@@ -1,4 +1,4 @@
-.PHONY: up up-detached down test build bench-kit
+.PHONY: up up-detached down test build bench-kit bench-services
 
 ## Build (release) and start the whole stack on http://127.0.0.1:7100; Ctrl-C stops it.
 up:
@@ -21,3 +21,7 @@ build:
 ## Middleware overhead benchmark (see Benchmarks/README.md).
 bench-kit:
 	@bash Benchmarks/kit-overhead/run.sh
+
+## Cached vs SQLite user reads and the post list (see Benchmarks/README.md).
+bench-services:
+	@bash Benchmarks/services/run.sh
