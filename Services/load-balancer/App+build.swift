@@ -1,18 +1,26 @@
+import HTTPTypes
 import Hummingbird
 import TitaniumHTTP
 
-/// Builds the load balancer. For now it forwards `/api/*` to the gateway pool `GATEWAY_URLS`
-/// (comma-separated, round robin) through ``ReverseProxy``; health checking, ejection, the
-/// `/stats` fan-out, the dashboard and the WebSocket heartbeat come with the edge issue.
+/// Builds the load balancer: `/api/*` forwarded to the gateway pool `GATEWAY_URLS`
+/// (comma-separated, round robin) through ``ReverseProxy``, and `/stats` aggregated from
+/// `STATS_TARGETS` (``StatsAggregator``). Its traffic window counts only real `/api` traffic:
+/// not HEAD, not `X-Heartbeat: true`. Health checking, ejection, the dashboard and the
+/// WebSocket heartbeat come with the rest of the edge issue.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
     let urls = settings.list("gateway.urls", default: ["http://127.0.0.1:7200"])
     for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
         throw ConfigurationError(key: "gateway.urls", value: url, expected: "comma-separated http:// or https:// URLs")
     }
     let gateways = UpstreamPool(name: "api-gateway", baseURLs: urls)
+    let targets = try StatsTarget.parse(settings.list("stats.targets", default: [
+        "api-gateway=http://127.0.0.1:7200", "auth-service=http://127.0.0.1:7301",
+        "user-service=http://127.0.0.1:7302", "blog-service=http://127.0.0.1:7303",
+    ]))
     let client = kit.makeHTTPClient()
     let proxy = ReverseProxy(client: client)
-    let router = kit.makeRouter()
+    let aggregator = StatsAggregator(targets: targets, client: client.client, window: kit.window, instance: kit.configuration.instance)
+    let router = kit.makeRouter(countsInWindow: isRealTraffic)
     for path: RouterPath in ["/api", "/api/**"] {
         for method: HTTPRequest.Method in [.get, .head, .post, .put, .patch, .delete, .options] {
             router.on(path, method: method) { request, context in
@@ -20,5 +28,11 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
             }
         }
     }
-    return kit.makeApplication(router: router, services: [client])
+    return kit.makeApplication(router: router, stats: { try await aggregator.response() }, services: [client])
+}
+
+/// Real API traffic: `/api/*`, not HEAD, not marked `X-Heartbeat: true`.
+@Sendable func isRealTraffic(_ request: Request) -> Bool {
+    request.uri.path.hasPrefix("/api/") && request.method != .head
+        && request.headers[HTTPField.Name("X-Heartbeat")!]?.lowercased() != "true"
 }

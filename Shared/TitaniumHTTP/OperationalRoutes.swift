@@ -104,11 +104,16 @@ public struct OperationalRoutes<Context: IdentifiedRequestContext>: Sendable {
     let kit: ServiceKit
     let checks: [DependencyCheck]
     let details: @Sendable () async -> [String: JSONValue]?
+    let customStats: (@Sendable () async throws -> Response)?
 
-    public init(kit: ServiceKit, checks: [DependencyCheck], details: @escaping @Sendable () async -> [String: JSONValue]? = { nil }) {
+    public init(
+        kit: ServiceKit, checks: [DependencyCheck], details: @escaping @Sendable () async -> [String: JSONValue]? = { nil },
+        customStats: (@Sendable () async throws -> Response)? = nil
+    ) {
         self.kit = kit
         self.checks = checks
         self.details = details
+        self.customStats = customStats
     }
 
     public func register(on router: Router<Context>) {
@@ -119,7 +124,8 @@ public struct OperationalRoutes<Context: IdentifiedRequestContext>: Sendable {
             try await self.readiness()
         }
         router.get("/stats") { _, _ in
-            try await self.stats()
+            if let customStats = self.customStats { return try await customStats() }
+            return try await self.stats()
         }
         router.get("/metrics") { _, _ in
             let bytes = self.kit.exposition.render()

@@ -48,9 +48,13 @@ public struct ServiceKit: Sendable {
     }
 
     /// A router whose every route, the not-found answer included, runs the observability middleware.
-    public func makeRouter() -> Router<TitaniumRequestContext> {
+    /// - Parameter countsInWindow: which requests the 10 s traffic window counts (default: all
+    ///   but the operational endpoints).
+    public func makeRouter(
+        countsInWindow: @escaping @Sendable (Request) -> Bool = ObservabilityMiddleware<TitaniumRequestContext>.isBusinessRequest
+    ) -> Router<TitaniumRequestContext> {
         let router = Router(context: TitaniumRequestContext.self, options: .autoGenerateHeadEndpoints)
-        router.add(middleware: self.makeObservabilityMiddleware())
+        router.add(middleware: self.makeObservabilityMiddleware(countsInWindow: countsInWindow))
         return router
     }
 
@@ -72,7 +76,8 @@ public struct ServiceKit: Sendable {
         OutboundHTTPClient(configuration: self.configuration.client, tracer: self.tracer)
     }
 
-    /// Builds the application: registers the operational routes, answers 405 (with `Allow`) for
+    /// Builds the application: registers the operational routes (`stats` replaces the standard
+    /// `/stats` body, as the load balancer's aggregate does), answers 405 (with `Allow`) for
     /// known paths called with another method, and applies the server timeouts.
     ///
     /// Hummingbird exposes the idle timeout (`HTTP_IDLE_TIMEOUT_SECONDS`); it has no separate
@@ -81,10 +86,11 @@ public struct ServiceKit: Sendable {
         router: Router<Context>,
         checks: [DependencyCheck] = [],
         details: @escaping @Sendable () async -> [String: JSONValue]? = { nil },
+        stats: (@Sendable () async throws -> Response)? = nil,
         services: [any Service] = [],
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol where Context.Source == ApplicationRequestContextSource {
-        OperationalRoutes<Context>(kit: self, checks: checks, details: details).register(on: router)
+        OperationalRoutes<Context>(kit: self, checks: checks, details: details, customStats: stats).register(on: router)
         MethodNotAllowed.register(on: router)
         let logger = self.logger
         let service = self.configuration.service

@@ -1,0 +1,71 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import TestSupport
+import Testing
+
+/// The load balancer's aggregated `/stats` with one healthy, one hanging and one refusing target.
+@Suite(.serialized) struct LoadBalancerStatsTests {
+    @Test func fanOutIsBoundedAndOnlyRealAPITrafficCounts() async throws {
+        let dataDir = try temporaryDirectory("titanium-lb")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let blog = try ServiceProcess("blog-service", environment: ["DATA_DIR": dataDir.path])
+        let blogURL = "http://127.0.0.1:\(try await blog.port())"
+        let silent = try SilentServer()
+        let refused = try RedisServer.freePort()
+        let balancer = try ServiceProcess("load-balancer", environment: [
+            "GATEWAY_URLS": "http://127.0.0.1:\(refused)",
+            "STATS_TARGETS": "blog-service=\(blogURL),user-service=http://127.0.0.1:\(silent.port),auth-service=http://127.0.0.1:\(refused)",
+        ])
+        let base = "http://127.0.0.1:\(try await balancer.port())"
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        func stats() async throws -> [String: Any] {
+            try await Task.sleep(for: .milliseconds(1100))  // past the 1 s reuse of the last answer
+            let start = ContinuousClock.now
+            let response = try await get(client, "\(base)/stats")
+            let elapsed = start.duration(to: .now)
+            #expect(elapsed < .milliseconds(2100), "/stats took \(elapsed)")
+            #expect(response.status == .ok)
+            return try json(response.body)
+        }
+        do {
+            let first = try await stats()
+            let services = try #require(first["services"] as? [[String: Any]])
+            let byName = Dictionary(uniqueKeysWithValues: services.map { ($0["name"] as! String, $0) })
+            #expect(byName["blog-service"]?["status"] as? String == "ONLINE")
+            #expect((byName["blog-service"]?["stats"] as? [String: Any])?["service"] as? String == "blog-service")
+            #expect(byName["user-service"]?["status"] as? String == "OFFLINE")
+            #expect(byName["auth-service"]?["status"] as? String == "OFFLINE")
+            #expect((byName["user-service"]?["error"] as? String)?.isEmpty == false)
+            #expect((first["system"] as? [String: Any])?["status"] as? String == "degraded")
+            #expect(first["active_services"] as? Int == 1)
+            #expect(first["total_services"] as? Int == 3)
+            #expect((first["database"] as? [String: Any])?["status"] as? String == "ONLINE")
+            #expect(first["has_real_traffic"] as? Bool == false)
+
+            // HEAD and heartbeat-marked requests leave the window alone.
+            var head = HTTPClientRequest(url: "\(base)/api/posts")
+            head.method = .HEAD
+            _ = try await client.execute(head, timeout: .seconds(5))
+            _ = try await get(client, "\(base)/api/posts", headers: ["X-Heartbeat": "true"])
+            let quiet = try await stats()
+            #expect(quiet["has_real_traffic"] as? Bool == false)
+            #expect(quiet["requests_per_second"] as? Double == 0)
+
+            // A real API request counts (here a 502: the gateway pool refuses).
+            #expect(try await get(client, "\(base)/api/posts").status == .badGateway)
+            let busy = try await stats()
+            #expect(busy["has_real_traffic"] as? Bool == true)
+            #expect(busy["requests_per_second"] as? Double == 0.1)
+            #expect(busy["success_rate"] as? Double == 0)
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+        _ = silent
+        #expect(try await balancer.terminate() == 0)
+        #expect(try await blog.terminate() == 0)
+    }
+}
