@@ -116,7 +116,7 @@ let package = Package(
 
         // MARK: Services
         .executableTarget(name: "LoadBalancer", dependencies: ["TitaniumHTTP"], path: "Services/load-balancer", swiftSettings: swiftSettings),
-        .executableTarget(name: "APIGateway", dependencies: ["TitaniumHTTP"], path: "Services/api-gateway", swiftSettings: swiftSettings),
+        .executableTarget(name: "APIGateway", dependencies: ["TitaniumHTTP", "TitaniumRedis"], path: "Services/api-gateway", swiftSettings: swiftSettings),
         .executableTarget(name: "AuthService", dependencies: ["TitaniumHTTP", "TitaniumAuth"], path: "Services/auth-service", swiftSettings: swiftSettings),
         .executableTarget(
             name: "UserService",

@@ -74,8 +74,8 @@ up() {
     env HTTP_HOST=127.0.0.1 HTTP_PORT="${PORTS[$name]}" DATA_DIR="$DATA/$name" LOG_LEVEL="${LOG_LEVEL:-info}" \
       REDIS_URL="$redis_url" \
       AUTH_SERVICE_URL="http://127.0.0.1:7301" USER_SERVICE_URL="http://127.0.0.1:7302" BLOG_SERVICE_URL="http://127.0.0.1:7303" \
-      GATEWAY_URLS="http://127.0.0.1:7200" DASHBOARD_DIR="$ROOT/dashboard-ui" \
-      STATS_TARGETS="load-balancer=http://127.0.0.1:7100,api-gateway=http://127.0.0.1:7200,auth-service=http://127.0.0.1:7301,user-service=http://127.0.0.1:7302,blog-service=http://127.0.0.1:7303" \
+      GATEWAY_URLS="http://127.0.0.1:7200" DASHBOARD_DIR="$ROOT/dashboard-ui" TRUSTED_PROXIES="127.0.0.1/32" \
+      STATS_TARGETS="api-gateway=http://127.0.0.1:7200,auth-service=http://127.0.0.1:7301,user-service=http://127.0.0.1:7302,blog-service=http://127.0.0.1:7303" \
       setsid "$bin/$name" >>"$LOGS/$name.log" 2>&1 &
     echo $! >"$RUN/$name.pid"
   done

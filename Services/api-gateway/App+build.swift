@@ -1,14 +1,28 @@
 import Hummingbird
+import Prometheus
 import TitaniumHTTP
+import TitaniumRedis
 
 /// Builds the api-gateway: `/api/auth/*` → auth-service, `/api/users/*` → user-service,
 /// `/api/posts*` and `/blog/*` → blog-service, streamed through ``ReverseProxy``. Anything
-/// else, `/internal/*` included, is the 404 JSON error.
+/// else, `/internal/*` included, is the 404 JSON error. Sensitive routes are rate limited first.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
     let configuration = try GatewayConfiguration(settings: settings)
     let client = kit.makeHTTPClient()
     let proxy = ReverseProxy(client: client)
+    let redis = RedisClient(configuration: configuration.redis)
     let router = kit.makeRouter()
+    let registry = kit.registry
+    router.add(middleware: RateLimitMiddleware(
+        redis: redis,
+        rules: configuration.rateLimits,
+        clientIP: ClientIPResolver(trusted: configuration.trustedProxies),
+        rejections: { group in
+            registry.makeCounter(name: "rate_limit_rejections_total", labels: [("route", group)], help: "Requests answered 429, by route group.")
+        },
+        errors: registry.makeCounter(name: "rate_limit_errors_total", help: "Rate-limit checks that failed (Redis unavailable); the request passed."),
+        logger: kit.logger
+    ))
     let routes: [(paths: [RouterPath], upstream: UpstreamPool)] = [
         (["/api/auth", "/api/auth/**"], configuration.auth),
         (["/api/users", "/api/users/**"], configuration.users),
@@ -24,5 +38,5 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
             }
         }
     }
-    return kit.makeApplication(router: router, services: [client])
+    return kit.makeApplication(router: router, services: [redis, client])
 }

@@ -1,0 +1,164 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Prometheus
+import TitaniumHTTP
+import TitaniumRedis
+
+/// One rate-limited group of routes: at most `limit` requests per `window` per client.
+struct RateLimitRule: Sendable, Equatable {
+    var group: String
+    var limit: Int
+    var window: Duration
+    var matches: @Sendable (HTTPRequest.Method, String) -> Bool
+
+    static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.group == rhs.group && lhs.limit == rhs.limit && lhs.window == rhs.window
+    }
+
+    /// `COUNT/SECONDS`, e.g. `5/60`.
+    static func parse(_ text: String, key: String) throws(ConfigurationError) -> (Int, Duration) {
+        let parts = text.split(separator: "/").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] > 0, parts[1] > 0 else {
+            throw ConfigurationError(key: key, value: text, expected: "COUNT/SECONDS, e.g. 5/60")
+        }
+        return (parts[0], .seconds(parts[1]))
+    }
+}
+
+/// Sliding-window rate limiting in Redis: one sorted set per client and group, trimmed and
+/// counted atomically by a Lua script on Redis's clock (so gateway replicas agree). Over the
+/// limit → 429 with `Retry-After`; every limited answer carries `RateLimit-Limit/Remaining/Reset`.
+/// Redis unreachable → the request passes (fail-open) and `rate_limit_errors_total` counts it.
+struct RateLimitMiddleware: RouterMiddleware {
+    typealias Context = TitaniumRequestContext
+
+    let redis: RedisClient
+    let rules: [RateLimitRule]
+    let clientIP: ClientIPResolver
+    let rejections: @Sendable (String) -> Counter
+    let errors: Counter
+    let logger: Logger
+
+    static let script = """
+        local now = redis.call('TIME')
+        local nowMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+        local window = tonumber(ARGV[1])
+        local limit = tonumber(ARGV[2])
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, nowMs - window)
+        local count = redis.call('ZCARD', KEYS[1])
+        if count < limit then
+          redis.call('ZADD', KEYS[1], nowMs, nowMs .. '-' .. ARGV[3])
+          redis.call('PEXPIRE', KEYS[1], window)
+          local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+          return {1, limit - count - 1, window - (nowMs - tonumber(oldest[2]))}
+        end
+        local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+        return {0, 0, window - (nowMs - tonumber(oldest[2]))}
+        """
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        guard let rule = self.rules.first(where: { $0.matches(request.method, path) }) else {
+            return try await next(request, context)
+        }
+        let client = self.clientIP.resolve(peer: context.peerIP, forwardedFor: request.headers[.xForwardedFor])
+        let windowMs = Int(rule.window.components.seconds) * 1000
+        let reply: RedisReply
+        do {
+            reply = try await self.redis.eval(
+                Self.script, keys: ["rl:\(rule.group):\(client)"],
+                arguments: [String(windowMs), String(rule.limit), context.requestID.isEmpty ? RequestID.make() : context.requestID]
+            )
+        } catch {
+            self.errors.increment()
+            self.logger.debug("rate limiter unavailable, request passes", metadata: ["error": "\(error)"])
+            return try await next(request, context)
+        }
+        guard case .array(let values) = reply, values.count == 3,
+            let allowed = values[0].integer, let remaining = values[1].integer, let resetMs = values[2].integer
+        else {
+            self.errors.increment()
+            return try await next(request, context)
+        }
+        let resetSeconds = max(1, (resetMs + 999) / 1000)
+        let headers: HTTPFields = [
+            .rateLimitLimit: String(rule.limit), .rateLimitRemaining: String(remaining), .rateLimitReset: String(resetSeconds),
+        ]
+        guard allowed == 1 else {
+            self.rejections(rule.group).increment()
+            var rejected = headers
+            rejected[.retryAfter] = String(resetSeconds)
+            throw APIError(.tooManyRequests, message: "too many requests; retry in \(resetSeconds) s", headers: rejected)
+        }
+        var response = try await next(request, context)
+        for field in headers { response.headers[field.name] = field.value }
+        return response
+    }
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy (`TRUSTED_PROXIES`,
+/// CIDRs), in which case the right-most `X-Forwarded-For` entry that is not itself trusted.
+/// A client cannot pick its own address by sending the header.
+struct ClientIPResolver: Sendable {
+    let trusted: [CIDR]
+
+    func resolve(peer: String, forwardedFor: String?) -> String {
+        guard self.isTrusted(peer), let forwardedFor else { return peer }
+        let hops = forwardedFor.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for hop in hops.reversed() where !self.isTrusted(hop) { return hop }
+        return hops.first ?? peer
+    }
+
+    func isTrusted(_ address: String) -> Bool {
+        self.trusted.contains { $0.contains(address) }
+    }
+}
+
+/// An IPv4 CIDR (`10.0.0.0/8`) or a single address (IPv4 or IPv6, matched exactly).
+struct CIDR: Sendable, Equatable {
+    let network: UInt32?
+    let mask: UInt32
+    let exact: String?
+
+    init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1)
+        if let ipv4 = CIDR.ipv4(String(parts[0])) {
+            let bits = parts.count == 2 ? Int(parts[1]) : 32
+            guard let bits, (0...32).contains(bits) else { return nil }
+            self.mask = bits == 0 ? 0 : UInt32.max << (32 - bits)
+            self.network = ipv4 & self.mask
+            self.exact = nil
+        } else if parts.count == 1, text.contains(":") {
+            self.network = nil
+            self.mask = 0
+            self.exact = text.lowercased()
+        } else {
+            return nil
+        }
+    }
+
+    func contains(_ address: String) -> Bool {
+        if let exact { return address.lowercased() == exact }
+        guard let network, let value = CIDR.ipv4(address) else { return false }
+        return value & self.mask == network
+    }
+
+    static func ipv4(_ text: String) -> UInt32? {
+        let octets = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4 else { return nil }
+        var value: UInt32 = 0
+        for octet in octets {
+            guard let byte = UInt8(octet) else { return nil }
+            value = value << 8 | UInt32(byte)
+        }
+        return value
+    }
+}
+
+extension HTTPField.Name {
+    static let rateLimitLimit = HTTPField.Name("RateLimit-Limit")!
+    static let rateLimitRemaining = HTTPField.Name("RateLimit-Remaining")!
+    static let rateLimitReset = HTTPField.Name("RateLimit-Reset")!
+}

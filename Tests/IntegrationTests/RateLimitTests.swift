@@ -1,0 +1,62 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import TestSupport
+import Testing
+
+/// api-gateway rate limits against a real redis-server (upstreams refuse, so a passing request
+/// is a 502 and a limited one a 429).
+@Suite(.serialized) struct RateLimitTests {
+    @Test func sixthLoginIsLimitedSpoofingDoesNotHelpAndRedisDownFailsOpen() async throws {
+        let redis = try await RedisServer()
+        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+        let upstreams = ["AUTH_SERVICE_URL": refused, "USER_SERVICE_URL": refused, "BLOG_SERVICE_URL": refused, "REDIS_URL": redis.url]
+        let direct = try ServiceProcess("api-gateway", environment: upstreams)
+        let behindProxy = try ServiceProcess("api-gateway", environment: upstreams.merging(["TRUSTED_PROXIES": "127.0.0.1/32"]) { $1 })
+        let directURL = "http://127.0.0.1:\(try await direct.port())"
+        let proxiedURL = "http://127.0.0.1:\(try await behindProxy.port())"
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let login = #"{"username":"u","password":"p"}"#
+        do {
+            for attempt in 1...5 {
+                let response = try await post(client, "\(directURL)/api/auth/login", body: login)
+                #expect(response.status == .badGateway, "attempt \(attempt)")
+            }
+            let sixth = try await post(client, "\(directURL)/api/auth/login", body: login)
+            #expect(sixth.status == .tooManyRequests)
+            #expect((try json(sixth.body)["error"] as? [String: Any])?["code"] as? String == "rate_limited")
+            let retryAfter = try #require(sixth.headers["Retry-After"].first.flatMap(Int.init))
+            #expect(retryAfter >= 1 && retryAfter <= 60)
+            #expect(sixth.headers["RateLimit-Limit"].first == "5")
+            #expect(sixth.headers["RateLimit-Remaining"].first == "0")
+            // An untrusted peer's own X-Forwarded-For does not give it a fresh bucket.
+            let spoofed = try await post(client, "\(directURL)/api/auth/login", body: login, headers: ["X-Forwarded-For": "203.0.113.9"])
+            #expect(spoofed.status == .tooManyRequests)
+            // Other routes are not limited.
+            #expect(try await get(client, "\(directURL)/api/posts").status == .badGateway)
+            #expect(try await get(client, "\(directURL)/metrics").body.contains(#"rate_limit_rejections_total{route="login"} 2"#))
+
+            // Behind a trusted proxy the forwarded client address is the key.
+            for _ in 1...5 {
+                _ = try await post(client, "\(proxiedURL)/api/auth/login", body: login, headers: ["X-Forwarded-For": "198.51.100.1"])
+            }
+            #expect(try await post(client, "\(proxiedURL)/api/auth/login", body: login, headers: ["X-Forwarded-For": "198.51.100.1"]).status == .tooManyRequests)
+            #expect(try await post(client, "\(proxiedURL)/api/auth/login", body: login, headers: ["X-Forwarded-For": "198.51.100.2"]).status == .badGateway)
+
+            // Redis gone: requests pass, and the failure is counted.
+            await redis.stop()
+            let passed = try await post(client, "\(directURL)/api/auth/login", body: login)
+            #expect(passed.status == .badGateway)
+            let metrics = try await get(client, "\(directURL)/metrics").body
+            #expect(metrics.contains("rate_limit_errors_total 1"), "\(metrics.split(separator: "\n").filter { $0.contains("rate_limit") })")
+        } catch {
+            try await client.shutdown()
+            await redis.stop()
+            throw error
+        }
+        try await client.shutdown()
+        #expect(try await direct.terminate() == 0)
+        #expect(try await behindProxy.terminate() == 0)
+    }
+}
