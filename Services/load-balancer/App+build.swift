@@ -12,23 +12,25 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
         throw ConfigurationError(key: "gateway.urls", value: url, expected: "comma-separated http:// or https:// URLs")
     }
-    let gateways = UpstreamPool(name: "api-gateway", baseURLs: urls)
     let targets = try StatsTarget.parse(settings.list("stats.targets", default: [
         "api-gateway=http://127.0.0.1:7200", "auth-service=http://127.0.0.1:7301",
         "user-service=http://127.0.0.1:7302", "blog-service=http://127.0.0.1:7303",
     ]))
     let client = kit.makeHTTPClient()
-    let proxy = ReverseProxy(client: client)
-    let aggregator = StatsAggregator(targets: targets, client: client.client, window: kit.window, instance: kit.configuration.instance)
+    let pool = BackendPool(urls: urls, client: client.client, logger: kit.logger)
+    let balancer = Balancer(proxy: ReverseProxy(client: client), pool: pool)
+    let aggregator = StatsAggregator(
+        targets: targets, client: client.client, window: kit.window, instance: kit.configuration.instance, backends: pool
+    )
     let router = kit.makeRouter(countsInWindow: isRealTraffic)
     for path: RouterPath in ["/api", "/api/**"] {
         for method: HTTPRequest.Method in [.get, .head, .post, .put, .patch, .delete, .options] {
             router.on(path, method: method) { request, context in
-                try await proxy.forward(request, context: context, to: gateways)
+                try await balancer.forward(request, context: context)
             }
         }
     }
-    return kit.makeApplication(router: router, stats: { try await aggregator.response() }, services: [client])
+    return kit.makeApplication(router: router, stats: { try await aggregator.response() }, services: [pool, client])
 }
 
 /// Real API traffic: `/api/*`, not HEAD, not marked `X-Heartbeat: true`.

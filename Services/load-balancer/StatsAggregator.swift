@@ -36,9 +36,14 @@ final class StatsAggregator: Sendable {
     let window: TrafficWindow
     let instance: String
     let perTargetTimeout: Duration
+    let backends: BackendPool?
     private let cache = Mutex<(at: ContinuousClock.Instant, body: ByteBuffer)?>(nil)
 
-    init(targets: [StatsTarget], client: HTTPClient, window: TrafficWindow, instance: String, perTargetTimeout: Duration = .seconds(2)) {
+    init(
+        targets: [StatsTarget], client: HTTPClient, window: TrafficWindow, instance: String,
+        perTargetTimeout: Duration = .seconds(2), backends: BackendPool? = nil
+    ) {
+        self.backends = backends
         self.targets = targets
         self.client = client
         self.window = window
@@ -87,6 +92,8 @@ final class StatsAggregator: Sendable {
         var success_rate: Double
         var has_real_traffic: Bool
         var services: [Entry]
+        /// The gateway replicas this load balancer sends `/api` traffic to.
+        var backends: [BackendPool.Report]
         var generated_at: String
     }
 
@@ -125,6 +132,7 @@ final class StatsAggregator: Sendable {
             success_rate: snapshot.requests == 0 ? 1 : 1 - snapshot.errorRate,
             has_real_traffic: snapshot.requests > 0,
             services: entries,
+            backends: self.backends?.report ?? [],
             generated_at: RFC3339.now()
         )
     }

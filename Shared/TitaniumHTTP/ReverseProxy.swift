@@ -42,7 +42,20 @@ public struct ReverseProxy: Sendable {
     ]
 
     public func forward(_ request: Request, context: some IdentifiedRequestContext, to upstream: UpstreamPool) async throws -> Response {
-        var outbound = HTTPClientRequest(url: upstream.pick() + (request.uri.string.hasPrefix("/") ? request.uri.string : "/" + request.uri.string))
+        let outbound = self.makeRequest(request, context: context, baseURL: upstream.pick())
+        let response: HTTPClientResponse
+        do {
+            response = try await self.client.execute(outbound)
+        } catch {
+            throw APIError.upstream(error, service: upstream.name)
+        }
+        return self.makeResponse(response)
+    }
+
+    /// The request to send upstream: same method, path, query and end-to-end headers, the body
+    /// streamed, forwarding headers set.
+    public func makeRequest(_ request: Request, context: some IdentifiedRequestContext, baseURL: String) -> HTTPClientRequest {
+        var outbound = HTTPClientRequest(url: baseURL + (request.uri.string.hasPrefix("/") ? request.uri.string : "/" + request.uri.string))
         outbound.method = HTTPMethod(rawValue: request.method.rawValue)
         let listed = Set(request.headers[values: .connection].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
         for field in request.headers {
@@ -60,13 +73,11 @@ public struct ReverseProxy: Sendable {
             let length = request.headers[.contentLength].flatMap(Int.init)
             outbound.body = .stream(request.body, length: length.map { .known(Int64($0)) } ?? .unknown)
         }
+        return outbound
+    }
 
-        let response: HTTPClientResponse
-        do {
-            response = try await self.client.execute(outbound)
-        } catch {
-            throw APIError.upstream(error, service: upstream.name)
-        }
+    /// The upstream's answer as ours: status, end-to-end headers, the body streamed.
+    public func makeResponse(_ response: HTTPClientResponse) -> Response {
         var headers = HTTPFields()
         let listedInResponse = Set(response.headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
         for (name, value) in response.headers {

@@ -63,6 +63,11 @@ public final class ServiceProcess: Sendable {
         throw ProcessFailure("\(self.name) did not report its port: \(self.text)")
     }
 
+    /// SIGKILL, as a crash would.
+    public func kill() {
+        if self.process.isRunning { Glibc.kill(self.process.processIdentifier, SIGKILL) }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     public func terminate(timeout: Duration = .seconds(10)) async throws -> Int32 {
         if self.process.isRunning { self.process.terminate() }
@@ -73,7 +78,7 @@ public final class ServiceProcess: Sendable {
         let deadline = ContinuousClock.now + timeout
         while self.process.isRunning {
             if ContinuousClock.now > deadline {
-                kill(self.process.processIdentifier, SIGKILL)
+                Glibc.kill(self.process.processIdentifier, SIGKILL)
                 throw ProcessFailure("\(self.name) did not exit within \(timeout)")
             }
             try await Task.sleep(for: .milliseconds(20))
@@ -82,7 +87,7 @@ public final class ServiceProcess: Sendable {
     }
 
     deinit {
-        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+        if self.process.isRunning { Glibc.kill(self.process.processIdentifier, SIGKILL) }
     }
 }
 
