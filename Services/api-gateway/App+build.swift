@@ -28,14 +28,9 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         (["/api/users", "/api/users/**"], configuration.users),
         (["/api/posts", "/api/posts/**", "/blog", "/blog/**"], configuration.blog),
     ]
-    let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options]
     for (paths, upstream) in routes {
-        for path in paths {
-            for method in methods {
-                router.on(path, method: method) { request, context in
-                    try await proxy.forward(request, context: context, to: upstream)
-                }
-            }
+        router.onAnyMethod(paths) { request, context in
+            try await proxy.forward(request, context: context, to: upstream)
         }
     }
     return kit.makeApplication(router: router, services: [redis, client])

@@ -23,12 +23,8 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         targets: targets, client: client.client, window: kit.window, instance: kit.configuration.instance, backends: pool
     )
     let router = kit.makeRouter(countsInWindow: isRealTraffic)
-    for path: RouterPath in ["/api", "/api/**"] {
-        for method: HTTPRequest.Method in [.get, .head, .post, .put, .patch, .delete, .options] {
-            router.on(path, method: method) { request, context in
-                try await balancer.forward(request, context: context)
-            }
-        }
+    router.onAnyMethod(["/api", "/api/**"]) { request, context in
+        try await balancer.forward(request, context: context)
     }
     return kit.makeApplication(router: router, stats: { try await aggregator.response() }, services: [pool, client])
 }

@@ -108,3 +108,17 @@ extension HTTPField.Name {
     public static let xForwardedProto = HTTPField.Name("X-Forwarded-Proto")!
     public static let xForwardedHost = HTTPField.Name("X-Forwarded-Host")!
 }
+
+extension Router {
+    /// Registers `handler` for `paths` under every method a proxied API uses.
+    public func onAnyMethod(
+        _ paths: [RouterPath],
+        use handler: @escaping @Sendable (Request, Context) async throws -> Response
+    ) {
+        for path in paths {
+            for method: HTTPRequest.Method in [.get, .head, .post, .put, .patch, .delete, .options] {
+                self.on(path, method: method, use: handler)
+            }
+        }
+    }
+}
