@@ -1,8 +1,10 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import TitaniumHTTP
 
-/// Builds the load balancer: `/api/*` forwarded to the gateway pool `GATEWAY_URLS`
+/// Builds the load balancer: the dashboard's static files (`DASHBOARD_DIR`) at `/`, `/api/*` forwarded to the gateway pool `GATEWAY_URLS`
 /// (comma-separated, round robin) through ``ReverseProxy``, and `/stats` aggregated from
 /// `STATS_TARGETS` (``StatsAggregator``). Its traffic window counts only real `/api` traffic:
 /// not HEAD, not `X-Heartbeat: true`. Health checking, ejection, the dashboard and the
@@ -23,6 +25,13 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         targets: targets, client: client.client, window: kit.window, instance: kit.configuration.instance, backends: pool
     )
     let router = kit.makeRouter(countsInWindow: isRealTraffic)
+    // `/` and everything no route claims: the dashboard's static files, when present.
+    let dashboard = settings.string("dashboard.dir", default: "./dashboard-ui")
+    if FileManager.default.fileExists(atPath: dashboard) {
+        router.add(middleware: FileMiddleware(dashboard, searchForIndexHtml: true, logger: kit.logger))
+    } else {
+        kit.logger.notice("no dashboard to serve", metadata: ["dashboard.dir": .string(dashboard)])
+    }
     router.onAnyMethod(["/api", "/api/**"]) { request, context in
         try await balancer.forward(request, context: context)
     }

@@ -28,8 +28,12 @@ import Testing
             "AUTH_SERVICE_URL": "http://127.0.0.1:\(authPort)", "USER_SERVICE_URL": usersURL, "BLOG_SERVICE_URL": blogURL,
         ])
         let gatewayURL = "http://127.0.0.1:\(try await gateway.port())"
-        // The load balancer in front: the whole chain LB → gateway → service.
-        let balancer = try ServiceProcess("load-balancer", environment: ["GATEWAY_URLS": gatewayURL])
+        // The load balancer in front: the whole chain LB → gateway → service, and static files at `/`.
+        let dashboard = dataDir.appendingPathComponent("dashboard")
+        try FileManager.default.createDirectory(at: dashboard, withIntermediateDirectories: true)
+        try "<!doctype html><title>Titanium</title><h1>dashboard</h1>".write(to: dashboard.appendingPathComponent("index.html"), atomically: true, encoding: .utf8)
+        try "console.log('dashboard')".write(to: dashboard.appendingPathComponent("app.js"), atomically: true, encoding: .utf8)
+        let balancer = try ServiceProcess("load-balancer", environment: ["GATEWAY_URLS": gatewayURL, "DASHBOARD_DIR": dashboard.path])
         let base = "http://127.0.0.1:\(try await balancer.port())"
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
@@ -40,6 +44,12 @@ import Testing
             #expect(created.status == .created, "\(created.body)")
             #expect(try await post(client, "\(base)/internal/users/authenticate", body: #"{"username":"gina","password":"gateway pass"}"#).status == .notFound)
             #expect(try await get(client, "\(base)/nowhere").status == .notFound)
+            let index = try await get(client, "\(base)/")
+            #expect(index.status == .ok)
+            #expect(index.headers["Content-Type"].first?.hasPrefix("text/html") == true)
+            #expect(index.body.contains("<h1>dashboard</h1>"))
+            #expect(try await get(client, "\(base)/app.js").body == "console.log('dashboard')")
+            #expect((try json(try await get(client, "\(base)/missing.js").body)["error"] as? [String: Any])?["code"] as? String == "not_found")
 
             let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
             let listed = try await get(client, "\(base)/api/posts?limit=5", headers: [
