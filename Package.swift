@@ -36,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
         // MARK: Shared kit — one job per module
@@ -115,7 +116,16 @@ let package = Package(
         ),
 
         // MARK: Services
-        .executableTarget(name: "LoadBalancer", dependencies: ["TitaniumHTTP"], path: "Services/load-balancer", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "LoadBalancer",
+            dependencies: [
+                "TitaniumHTTP",
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            path: "Services/load-balancer",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(name: "APIGateway", dependencies: ["TitaniumHTTP", "TitaniumRedis"], path: "Services/api-gateway", swiftSettings: swiftSettings),
         .executableTarget(name: "AuthService", dependencies: ["TitaniumHTTP", "TitaniumAuth"], path: "Services/auth-service", swiftSettings: swiftSettings),
         .executableTarget(
@@ -165,6 +175,8 @@ let package = Package(
                 "TestSupport",
                 "TitaniumAuth",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             path: "Tests/IntegrationTests",
             swiftSettings: swiftSettings

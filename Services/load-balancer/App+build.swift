@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import TitaniumHTTP
 
@@ -21,8 +22,10 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let client = kit.makeHTTPClient()
     let pool = BackendPool(urls: urls, client: client.client, logger: kit.logger)
     let balancer = Balancer(proxy: ReverseProxy(client: client), pool: pool)
+    let heartbeat = Heartbeat(silence: .seconds(try settings.int("heartbeat.silence.seconds", default: 60, range: 1...3600)))
     let aggregator = StatsAggregator(
-        targets: targets, client: client.client, window: kit.window, instance: kit.configuration.instance, backends: pool
+        targets: targets, client: client.client, window: kit.window, instance: kit.configuration.instance, backends: pool,
+        heartbeat: heartbeat
     )
     let router = kit.makeRouter(countsInWindow: isRealTraffic)
     // `/` and everything no route claims: the dashboard's static files, when present.
@@ -35,7 +38,12 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     router.onAnyMethod(["/api", "/api/**"]) { request, context in
         try await balancer.forward(request, context: context)
     }
-    return kit.makeApplication(router: router, stats: { try await aggregator.response() }, services: [pool, client])
+    return kit.makeApplication(
+        router: router,
+        stats: { try await aggregator.response() },
+        server: .http1WebSocketUpgrade(webSocketRouter: heartbeat.makeRouter(), configuration: .init(http1: kit.http1Configuration)),
+        services: [pool, client]
+    )
 }
 
 /// Real API traffic: `/api/*`, not HEAD, not marked `X-Heartbeat: true`.

@@ -37,13 +37,15 @@ final class StatsAggregator: Sendable {
     let instance: String
     let perTargetTimeout: Duration
     let backends: BackendPool?
+    let heartbeat: Heartbeat?
     private let cache = Mutex<(at: ContinuousClock.Instant, body: ByteBuffer)?>(nil)
 
     init(
         targets: [StatsTarget], client: HTTPClient, window: TrafficWindow, instance: String,
-        perTargetTimeout: Duration = .seconds(2), backends: BackendPool? = nil
+        perTargetTimeout: Duration = .seconds(2), backends: BackendPool? = nil, heartbeat: Heartbeat? = nil
     ) {
         self.backends = backends
+        self.heartbeat = heartbeat
         self.targets = targets
         self.client = client
         self.window = window
@@ -130,7 +132,8 @@ final class StatsAggregator: Sendable {
             p95_ms: snapshot.p95Milliseconds,
             p99_ms: snapshot.p99Milliseconds,
             success_rate: snapshot.requests == 0 ? 1 : 1 - snapshot.errorRate,
-            has_real_traffic: snapshot.requests > 0,
+            // Real /api requests or a WebSocket heartbeat within the window.
+            has_real_traffic: snapshot.requests > 0 || (self.heartbeat?.isActive(within: .seconds(snapshot.windowSeconds)) ?? false),
             services: entries,
             backends: self.backends?.report ?? [],
             generated_at: RFC3339.now()

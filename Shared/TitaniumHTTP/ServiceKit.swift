@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdCore
 import Logging
 import Metrics
 import NIOCore
@@ -87,6 +88,7 @@ public struct ServiceKit: Sendable {
         checks: [DependencyCheck] = [],
         details: @escaping @Sendable () async -> [String: JSONValue]? = { nil },
         stats: (@Sendable () async throws -> Response)? = nil,
+        server: HTTPServerBuilder? = nil,
         services: [any Service] = [],
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol where Context.Source == ApplicationRequestContextSource {
@@ -96,7 +98,7 @@ public struct ServiceKit: Sendable {
         let service = self.configuration.service
         return Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: .nanoseconds(self.configuration.idleTimeout.nanoseconds))),
+            server: server ?? .http1(configuration: self.http1Configuration),
             configuration: .init(
                 address: .hostname(self.configuration.host, port: self.configuration.port),
                 serverName: service
@@ -114,6 +116,13 @@ public struct ServiceKit: Sendable {
             },
             logger: logger
         )
+    }
+}
+
+extension ServiceKit {
+    /// HTTP/1.1 settings: the idle timeout (`HTTP_IDLE_TIMEOUT_SECONDS`).
+    public var http1Configuration: HTTP1Channel.Configuration {
+        .init(idleTimeout: .nanoseconds(self.configuration.idleTimeout.nanoseconds))
     }
 }
 
