@@ -92,7 +92,7 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         let finish = Finish(
             middleware: self, span: span, method: method, route: route,
             path: request.uri.path, status: Int(response.status.code), startNanos: startNanos,
-            countsInWindow: self.countsInWindow(request), clientIP: context.peerIP,
+            countsInWindow: self.countsInWindow(request), remoteAddress: context.remoteAddress,
             userAgent: request.headers[.userAgent], requestID: requestID
         )
         if let length = response.body.contentLength {
@@ -123,7 +123,9 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         let status: Int
         let startNanos: UInt64
         let countsInWindow: Bool
-        let clientIP: String
+        /// Turned into text only when a log line or a recording span needs it.
+        let remoteAddress: SocketAddress?
+        var clientIP: String { self.remoteAddress?.ipAddress ?? "unknown" }
         let userAgent: String?
         let requestID: String
 
