@@ -30,11 +30,7 @@ struct GatewayConfiguration {
 
     init(settings: Settings) throws(ConfigurationError) {
         func pool(_ key: String, name: String, default url: String) throws(ConfigurationError) -> UpstreamPool {
-            let urls = settings.list(key, default: [url])
-            for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-                throw ConfigurationError(key: key, value: url, expected: "comma-separated http:// or https:// URLs")
-            }
-            return UpstreamPool(name: name, baseURLs: urls)
+            UpstreamPool(name: name, baseURLs: try settings.httpURLs(key, default: [url]))
         }
         self.auth = try pool("auth.service.url", name: "auth-service", default: "http://127.0.0.1:7301")
         self.users = try pool("user.service.url", name: "user-service", default: "http://127.0.0.1:7302")

@@ -20,10 +20,6 @@ struct AuthServiceConfiguration {
         self.privateKeyPath = settings.string("jwt.private.key.file", default: common.dataDirectory + "/jwt-es256.pem")
         self.policy = TokenPolicy(settings: settings)
         self.tokenLifetime = .seconds(try settings.int("jwt.ttl.seconds", default: 900, range: 1...86_400))
-        let url = settings.list("user.service.url", default: ["http://127.0.0.1:7302"]).first ?? "http://127.0.0.1:7302"
-        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            throw ConfigurationError(key: "user.service.url", value: url, expected: "an http:// or https:// URL")
-        }
-        self.userServiceURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        self.userServiceURL = try settings.httpURL("user.service.url", default: "http://127.0.0.1:7302")
     }
 }

@@ -15,10 +15,7 @@ struct BlogServiceConfiguration {
 
     init(common: ServiceConfiguration, settings: Settings) throws(ConfigurationError) {
         self.databasePath = settings.string("blog.db.path", default: common.dataDirectory + "/blog.db")
-        self.jwksURL = settings.string("jwks.url", default: "http://127.0.0.1:7301/.well-known/jwks.json")
-        guard self.jwksURL.hasPrefix("http://") || self.jwksURL.hasPrefix("https://") else {
-            throw ConfigurationError(key: "jwks.url", value: self.jwksURL, expected: "an http:// or https:// URL")
-        }
+        self.jwksURL = try settings.httpURL("jwks.url", default: "http://127.0.0.1:7301/.well-known/jwks.json")
         self.policy = TokenPolicy(settings: settings)
     }
 }

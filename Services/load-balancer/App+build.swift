@@ -11,10 +11,7 @@ import TitaniumHTTP
 /// not HEAD, not `X-Heartbeat: true`. Health checking, ejection, the dashboard and the
 /// WebSocket heartbeat come with the rest of the edge issue.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
-    let urls = settings.list("gateway.urls", default: ["http://127.0.0.1:7200"])
-    for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-        throw ConfigurationError(key: "gateway.urls", value: url, expected: "comma-separated http:// or https:// URLs")
-    }
+    let urls = try settings.httpURLs("gateway.urls", default: ["http://127.0.0.1:7200"])
     let targets = try StatsTarget.parse(settings.list("stats.targets", default: [
         "api-gateway=http://127.0.0.1:7200", "auth-service=http://127.0.0.1:7301",
         "user-service=http://127.0.0.1:7302", "blog-service=http://127.0.0.1:7303",

@@ -57,7 +57,7 @@ final class StatsAggregator: Sendable {
         if let cached = self.cache.withLock({ $0 }), cached.at.duration(to: .now) < .seconds(1) {
             return Self.json(cached.body)
         }
-        let body = ByteBuffer(bytes: try JSONResponseEncoder.encode(await self.collect()))
+        let body = ByteBuffer(bytes: try JSONResponseEncoding.encode(await self.collect()))
         self.cache.withLock { $0 = (.now, body) }
         return Self.json(body)
     }
@@ -234,10 +234,3 @@ struct StatsError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-enum JSONResponseEncoder {
-    static func encode(_ value: some Encodable) throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(value)
-    }
-}

@@ -29,7 +29,7 @@ struct UserServiceConfiguration {
         self.redis = redis
         self.cacheTTLSeconds = try settings.int("user.cache.ttl", default: 300, range: 1...86_400)
         self.bcryptCost = try settings.int("bcrypt.cost", default: 10, range: 4...15)
-        self.jwksURL = settings.string("jwks.url", default: "http://127.0.0.1:7301/.well-known/jwks.json")
+        self.jwksURL = try settings.httpURL("jwks.url", default: "http://127.0.0.1:7301/.well-known/jwks.json")
         self.policy = TokenPolicy(settings: settings)
     }
 }

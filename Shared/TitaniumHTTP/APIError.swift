@@ -36,7 +36,7 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
     /// The JSON response for this error, with `Content-Type` and any extra headers.
     public func response(requestID: String?) -> Response {
         let body = Envelope(error: .init(code: self.code, message: self.message, request_id: requestID, fields: self.fields))
-        let data = (try? APIError.encoder.encode(body)) ?? Data(#"{"error":{"code":"internal_error","message":"error"}}"#.utf8)
+        let data = (try? JSONResponseEncoding.encode(body)) ?? Data(#"{"error":{"code":"internal_error","message":"error"}}"#.utf8)
         var headers = self.headers
         headers[.contentType] = "application/json; charset=utf-8"
         return Response(status: self.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
@@ -99,9 +99,4 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
         var error: Detail
     }
 
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
 }

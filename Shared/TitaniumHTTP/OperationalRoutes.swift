@@ -200,7 +200,12 @@ public struct JSONResponse<Body: Encodable & Sendable>: ResponseGenerator {
     }
 }
 
-enum JSONResponseEncoding {
+/// The JSON encoding of every response body: sorted keys, unescaped slashes.
+public enum JSONResponseEncoding {
+    public static func encode(_ value: some Encodable) throws -> Data {
+        try self.encoder.encode(value)
+    }
+
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -70,6 +70,20 @@ public struct Settings: Sendable {
         return value
     }
 
+    /// Comma-separated http:// or https:// URLs, without trailing slashes.
+    public func httpURLs(_ key: String, default defaultValue: [String]) throws(ConfigurationError) -> [String] {
+        let urls = self.list(key, default: defaultValue)
+        for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+            throw ConfigurationError(key: key, value: url, expected: "comma-separated http:// or https:// URLs")
+        }
+        return urls.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+    }
+
+    /// One http:// or https:// URL (the first, if several are listed).
+    public func httpURL(_ key: String, default defaultValue: String) throws(ConfigurationError) -> String {
+        try self.httpURLs(key, default: [defaultValue]).first ?? defaultValue
+    }
+
     /// A comma-separated list; empty entries are dropped.
     public func list(_ key: String, default defaultValue: [String] = []) -> [String] {
         guard let raw = self.optionalString(key) else { return defaultValue }

@@ -85,6 +85,11 @@ import TitaniumAuth
             #expect(try await login("alice", "password-alice").status == .unauthorized)
             #expect(try await login("alice", "new password").status == .ok)
             #expect(try await send(client, .PATCH, "\(usersURL)/api/users/me", token: bob, body: #"{"email":"alice@new.example"}"#).status == .conflict)
+            // Logins so far: alice, bob, alice with the new password succeeded; wrong password,
+            // unknown user and alice's old password failed.
+            let authMetrics = try await get(client, "\(authURL)/metrics").body
+            #expect(authMetrics.contains(#"auth_logins_total{result="success"} 3"#), "\(authMetrics.split(separator: "\n").filter { $0.contains("auth_logins") })")
+            #expect(authMetrics.contains(#"auth_logins_total{result="failure"} 3"#))
 
             // Authorship.
             #expect(try await send(client, .POST, "\(blogURL)/api/posts", token: nil, body: #"{"title":"t","body":"b"}"#).status == .unauthorized)

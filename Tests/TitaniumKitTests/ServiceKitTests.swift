@@ -130,6 +130,15 @@ func makeTestApplication(kit: ServiceKit) -> some ApplicationProtocol {
         }
     }
 
+    @Test func urlListsAreCheckedAndTrimmed() throws {
+        let settings = Settings.fromEnvironment(["UPSTREAM_URL": "http://a:1/, https://b:2", "BAD_URL": "http://a:1,ftp://b"])
+        #expect(try settings.httpURLs("upstream.url", default: []) == ["http://a:1", "https://b:2"])
+        #expect(try settings.httpURL("missing.url", default: "http://c:3") == "http://c:3")
+        #expect(throws: ConfigurationError(key: "bad.url", value: "ftp://b", expected: "comma-separated http:// or https:// URLs")) {
+            try settings.httpURLs("bad.url", default: [])
+        }
+    }
+
     @Test func defaultsAndOverrides() throws {
         let defaults = try ServiceConfiguration(service: "s", defaultPort: 7302, settings: .fromEnvironment([:]))
         #expect(defaults.host == "127.0.0.1")
