@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh bench    plus the load generators (wrk, nginx for comparisons)
 set -euo pipefail
 
-packages=(libhiredis-dev libsqlite3-dev libssl-dev redis-server curl)
+packages=(libhiredis-dev libsqlite3-dev libssl-dev redis-server curl libjs-chart.js)
 case "${1:-run}" in
   test) packages+=(prometheus jq) ;;
   bench) packages+=(prometheus jq wrk nginx-light) ;;

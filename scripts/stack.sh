@@ -4,6 +4,8 @@
 #                                  foreground; Ctrl-C stops everything
 #   scripts/stack.sh up --detach   the same, returning once the stack is ready
 #   scripts/stack.sh down          stop a stack started with --detach
+# Environment: TITANIUM_VAR (state folder, default var/), TITANIUM_PORT_OFFSET (added to every
+# service port, default 0), REDIS_PORT (6379), TITANIUM_BIN_DIR (use these binaries, no build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -13,7 +15,9 @@ LOGS="$VAR/log"
 DATA="$VAR/data"
 REDIS_PORT="${REDIS_PORT:-6379}"
 
-declare -A PORTS=([auth-service]=7301 [user-service]=7302 [blog-service]=7303 [api-gateway]=7200 [load-balancer]=7100)
+OFFSET="${TITANIUM_PORT_OFFSET:-0}"
+declare -A PORTS=([auth-service]=$((7301 + OFFSET)) [user-service]=$((7302 + OFFSET)) [blog-service]=$((7303 + OFFSET))
+                  [api-gateway]=$((7200 + OFFSET)) [load-balancer]=$((7100 + OFFSET)))
 ORDER=(auth-service user-service blog-service api-gateway load-balancer)
 
 stop_pid_file() {
@@ -51,8 +55,14 @@ wait_ready() {
 up() {
   local detach="${1:-}"
   bash scripts/install-deps.sh run
-  swift build -c release
-  local bin; bin="$(swift build -c release --show-bin-path)"
+  local bin="${TITANIUM_BIN_DIR:-}"
+  if [ -z "$bin" ]; then
+    swift build -c release
+    bin="$(swift build -c release --show-bin-path)"
+  fi
+  # Chart.js comes from Debian's libjs-chart.js, linked in so nothing is fetched at run time.
+  mkdir -p "$ROOT/dashboard-ui/vendor"
+  ln -sf /usr/share/javascript/chart.js/chart.min.js "$ROOT/dashboard-ui/vendor/chart.min.js"
   mkdir -p "$RUN" "$LOGS" "$DATA"
   down >/dev/null 2>&1 || true
 
@@ -73,16 +83,17 @@ up() {
   for name in "${ORDER[@]}"; do
     env HTTP_HOST=127.0.0.1 HTTP_PORT="${PORTS[$name]}" DATA_DIR="$DATA/$name" LOG_LEVEL="${LOG_LEVEL:-info}" \
       REDIS_URL="$redis_url" \
-      AUTH_SERVICE_URL="http://127.0.0.1:7301" USER_SERVICE_URL="http://127.0.0.1:7302" BLOG_SERVICE_URL="http://127.0.0.1:7303" \
-      GATEWAY_URLS="http://127.0.0.1:7200" DASHBOARD_DIR="$ROOT/dashboard-ui" TRUSTED_PROXIES="127.0.0.1/32" \
-      STATS_TARGETS="api-gateway=http://127.0.0.1:7200,auth-service=http://127.0.0.1:7301,user-service=http://127.0.0.1:7302,blog-service=http://127.0.0.1:7303" \
+      AUTH_SERVICE_URL="http://127.0.0.1:${PORTS[auth-service]}" USER_SERVICE_URL="http://127.0.0.1:${PORTS[user-service]}" \
+      BLOG_SERVICE_URL="http://127.0.0.1:${PORTS[blog-service]}" JWKS_URL="http://127.0.0.1:${PORTS[auth-service]}/.well-known/jwks.json" \
+      GATEWAY_URLS="http://127.0.0.1:${PORTS[api-gateway]}" DASHBOARD_DIR="$ROOT/dashboard-ui" TRUSTED_PROXIES="127.0.0.1/32" \
+      STATS_TARGETS="api-gateway=http://127.0.0.1:${PORTS[api-gateway]},auth-service=http://127.0.0.1:${PORTS[auth-service]},user-service=http://127.0.0.1:${PORTS[user-service]},blog-service=http://127.0.0.1:${PORTS[blog-service]}" \
       setsid "$bin/$name" >>"$LOGS/$name.log" 2>&1 &
     echo $! >"$RUN/$name.pid"
   done
   for name in "${ORDER[@]}"; do
     wait_ready "$name" "http://127.0.0.1:${PORTS[$name]}/health/ready" || { down; exit 1; }
   done
-  echo "Titanium is up: http://127.0.0.1:7100  (logs: $LOGS, data: $DATA)"
+  echo "Titanium is up: http://127.0.0.1:${PORTS[load-balancer]}  (logs: $LOGS, data: $DATA)"
 
   if [ "$detach" = "--detach" ]; then
     echo "stop it with: make down"
