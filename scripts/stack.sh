@@ -4,8 +4,12 @@
 #                                  foreground; Ctrl-C stops everything
 #   scripts/stack.sh up --detach   the same, returning once the stack is ready
 #   scripts/stack.sh down          stop a stack started with --detach
+#   scripts/stack.sh stop NAME     stop one service of a running stack (e.g. blog-service)
+#   scripts/stack.sh start NAME    start it again, exactly as `up` did, and wait until ready
 # Environment: TITANIUM_VAR (state folder, default var/), TITANIUM_PORT_OFFSET (added to every
 # service port, default 0), REDIS_PORT (6379), TITANIUM_BIN_DIR (use these binaries, no build).
+# `up` records the binaries, ports and Redis port it used in $TITANIUM_VAR/run/stack.env, and
+# `start` reuses them, so only TITANIUM_VAR has to match.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -16,8 +20,12 @@ DATA="$VAR/data"
 REDIS_PORT="${REDIS_PORT:-6379}"
 
 OFFSET="${TITANIUM_PORT_OFFSET:-0}"
-declare -A PORTS=([auth-service]=$((7301 + OFFSET)) [user-service]=$((7302 + OFFSET)) [blog-service]=$((7303 + OFFSET))
-                  [api-gateway]=$((7200 + OFFSET)) [load-balancer]=$((7100 + OFFSET)))
+declare -A PORTS
+set_ports() {
+  PORTS=([auth-service]=$((7301 + OFFSET)) [user-service]=$((7302 + OFFSET)) [blog-service]=$((7303 + OFFSET))
+         [api-gateway]=$((7200 + OFFSET)) [load-balancer]=$((7100 + OFFSET)))
+}
+set_ports
 ORDER=(auth-service user-service blog-service api-gateway load-balancer)
 
 stop_pid_file() {
@@ -52,6 +60,48 @@ wait_ready() {
   return 1
 }
 
+# Starts one service in the background with the stack's environment; its pid goes to $RUN.
+launch() {
+  local name="$1" bin="$2"
+  env HTTP_HOST=127.0.0.1 HTTP_PORT="${PORTS[$name]}" DATA_DIR="$DATA/$name" LOG_LEVEL="${LOG_LEVEL:-info}" \
+    REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+    AUTH_SERVICE_URL="http://127.0.0.1:${PORTS[auth-service]}" USER_SERVICE_URL="http://127.0.0.1:${PORTS[user-service]}" \
+    BLOG_SERVICE_URL="http://127.0.0.1:${PORTS[blog-service]}" JWKS_URL="http://127.0.0.1:${PORTS[auth-service]}/.well-known/jwks.json" \
+    GATEWAY_URLS="http://127.0.0.1:${PORTS[api-gateway]}" DASHBOARD_DIR="$ROOT/dashboard-ui" TRUSTED_PROXIES="127.0.0.1/32" \
+    STATS_TARGETS="api-gateway=http://127.0.0.1:${PORTS[api-gateway]},auth-service=http://127.0.0.1:${PORTS[auth-service]},user-service=http://127.0.0.1:${PORTS[user-service]},blog-service=http://127.0.0.1:${PORTS[blog-service]}" \
+    setsid "$bin/$name" >>"$LOGS/$name.log" 2>&1 &
+  echo $! >"$RUN/$name.pid"
+}
+
+known_service() {
+  [ -n "${1:-}" ] && [ -n "${PORTS[$1]:-}" ] && return 0
+  echo "unknown service '${1:-}': one of ${ORDER[*]}" >&2
+  exit 2
+}
+
+stop_one() {
+  known_service "$1"
+  stop_pid_file "$RUN/$1.pid"
+  echo "$1 stopped"
+}
+
+start_one() {
+  local name="$1"
+  known_service "$name"
+  [ -f "$RUN/stack.env" ] || { echo "no stack recorded in $RUN (start one with: $0 up --detach)" >&2; exit 1; }
+  local BIN
+  # shellcheck disable=SC1091
+  source "$RUN/stack.env"
+  set_ports
+  if [ -f "$RUN/$name.pid" ] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
+    echo "$name is already running (pid $(cat "$RUN/$name.pid"))"
+    return 0
+  fi
+  launch "$name" "$BIN"
+  wait_ready "$name" "http://127.0.0.1:${PORTS[$name]}/health/ready" || { stop_pid_file "$RUN/$name.pid"; exit 1; }
+  echo "$name is up on port ${PORTS[$name]}"
+}
+
 up() {
   local detach="${1:-}"
   bash scripts/install-deps.sh run
@@ -66,7 +116,6 @@ up() {
   mkdir -p "$RUN" "$LOGS" "$DATA"
   down >/dev/null 2>&1 || true
 
-  local redis_url="redis://127.0.0.1:$REDIS_PORT"
   if command -v redis-server >/dev/null 2>&1; then
     mkdir -p "$DATA/redis"
     if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
@@ -80,16 +129,9 @@ up() {
     echo "redis-server not installed: the cache and rate limiter run fail-open without it"
   fi
 
-  for name in "${ORDER[@]}"; do
-    env HTTP_HOST=127.0.0.1 HTTP_PORT="${PORTS[$name]}" DATA_DIR="$DATA/$name" LOG_LEVEL="${LOG_LEVEL:-info}" \
-      REDIS_URL="$redis_url" \
-      AUTH_SERVICE_URL="http://127.0.0.1:${PORTS[auth-service]}" USER_SERVICE_URL="http://127.0.0.1:${PORTS[user-service]}" \
-      BLOG_SERVICE_URL="http://127.0.0.1:${PORTS[blog-service]}" JWKS_URL="http://127.0.0.1:${PORTS[auth-service]}/.well-known/jwks.json" \
-      GATEWAY_URLS="http://127.0.0.1:${PORTS[api-gateway]}" DASHBOARD_DIR="$ROOT/dashboard-ui" TRUSTED_PROXIES="127.0.0.1/32" \
-      STATS_TARGETS="api-gateway=http://127.0.0.1:${PORTS[api-gateway]},auth-service=http://127.0.0.1:${PORTS[auth-service]},user-service=http://127.0.0.1:${PORTS[user-service]},blog-service=http://127.0.0.1:${PORTS[blog-service]}" \
-      setsid "$bin/$name" >>"$LOGS/$name.log" 2>&1 &
-    echo $! >"$RUN/$name.pid"
-  done
+  # What `start NAME` needs to launch a service exactly as here.
+  printf 'BIN=%q\nOFFSET=%q\nREDIS_PORT=%q\nLOG_LEVEL=%q\n' "$bin" "$OFFSET" "$REDIS_PORT" "${LOG_LEVEL:-info}" >"$RUN/stack.env"
+  for name in "${ORDER[@]}"; do launch "$name" "$bin"; done
   for name in "${ORDER[@]}"; do
     wait_ready "$name" "http://127.0.0.1:${PORTS[$name]}/health/ready" || { down; exit 1; }
   done
@@ -103,6 +145,8 @@ up() {
   echo "Ctrl-C stops the stack"
   while true; do
     for name in "${ORDER[@]}"; do
+      # A service stopped on purpose (`stop NAME`) has no pid file.
+      [ -f "$RUN/$name.pid" ] || continue
       if ! kill -0 "$(cat "$RUN/$name.pid" 2>/dev/null)" 2>/dev/null; then
         echo "$name stopped unexpectedly; see $LOGS/$name.log" >&2
         down; exit 1
@@ -115,5 +159,7 @@ up() {
 case "${1:-}" in
   up) up "${2:-}" ;;
   down) down ;;
-  *) echo "usage: $0 up [--detach] | down" >&2; exit 2 ;;
+  stop) stop_one "${2:-}" ;;
+  start) start_one "${2:-}" ;;
+  *) echo "usage: $0 up [--detach] | down | stop NAME | start NAME" >&2; exit 2 ;;
 esac
