@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The load balancer as a proxy, side by side in one run:
+#   1. lb     vs nginx   the load balancer and nginx proxy_pass (1 worker, keepalive upstream)
+#                        in front of the same backend (a separate nginx answering `return 200`
+#                        with a small JSON body), GET /api/bench, wrk -t1 -c64
+#   2. chain  vs direct  GET /api/posts through load-balancer → api-gateway → blog-service
+#                        against blog-service direct (200 posts, the newest 20 per page), wrk -t1 -c64
+#   3. chain  vs direct  at a fixed 1,000 requests/s: hey -c 10 -q 100 (-q is per worker)
+# Rounds alternate the two targets of each part (A, B, A, B, …); medians, ratios and the
+# verdicts at the end.
+#
+# Environment:
+#   ROUNDS (3), DURATION (10s)      rounds of each part, length of one wrk run
+#   RATE_DURATION (DURATION)        length of one fixed-rate hey run
+#   RATE (1000), RATE_WORKERS (10)  the fixed rate and hey's workers (-q RATE/RATE_WORKERS each)
+#   LOG_LEVEL (info)                the services' level: info writes one JSON access line per
+#                                   request (to a file), as the other benchmarks and the stack do;
+#                                   notice turns access lines off
+#   PIN=1                           servers (nginx, Titanium) on CPU 0, wrk/hey on CPU 1
+#   PORT_BASE (12100)               ports PORT_BASE+1 … PORT_BASE+9 on 127.0.0.1
+#   TITANIUM_BIN_DIR                release binaries (default .build/release); nothing is built
+#   PERF=1                          afterwards, one more lb run under `perf record -g` on the
+#                                   load balancer; prints the top symbols (perf report --no-children)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$PWD"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10s}"
+RATE_DURATION="${RATE_DURATION:-$DURATION}"
+RATE="${RATE:-1000}"
+RATE_WORKERS="${RATE_WORKERS:-10}"
+LOG_LEVEL="${LOG_LEVEL:-info}"
+PORT_BASE="${PORT_BASE:-12100}"
+BIN_DIR="${TITANIUM_BIN_DIR:-$ROOT/.build/release}"
+SERVER_CPU=(); CLIENT_CPU=()
+if [ "${PIN:-0}" = 1 ]; then SERVER_CPU=(taskset -c 0); CLIENT_CPU=(taskset -c 1); fi
+
+command -v wrk >/dev/null && command -v nginx >/dev/null || bash scripts/install-deps.sh bench
+command -v hey >/dev/null || { echo "hey is missing: apt-get install hey" >&2; exit 1; }
+for name in load-balancer api-gateway blog-service; do
+  [ -x "$BIN_DIR/$name" ] || { echo "no release binary $BIN_DIR/$name (swift build -c release, or set TITANIUM_BIN_DIR)" >&2; exit 1; }
+done
+
+BACKEND_PORT=$((PORT_BASE + 1))   # nginx return 200
+NGINX_PORT=$((PORT_BASE + 2))     # nginx proxy_pass → backend
+LB_PORT=$((PORT_BASE + 3))        # load balancer → backend
+BLOG_PORT=$((PORT_BASE + 4))
+GATEWAY_PORT=$((PORT_BASE + 5))
+CHAIN_PORT=$((PORT_BASE + 6))     # load balancer → gateway → blog
+UNUSED_PORT=$((PORT_BASE + 9))    # auth, user, Redis, JWKS: not needed for GET /api/posts
+for port in $BACKEND_PORT $NGINX_PORT $LB_PORT $BLOG_PORT $GATEWAY_PORT $CHAIN_PORT $UNUSED_PORT; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is taken: set PORT_BASE" >&2; exit 1; fi
+done
+
+work="$(mktemp -d)"
+chmod 755 "$work"   # nginx workers run as nobody
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A copy of the binaries: a rebuild in the tree during the run does not swap them underneath.
+mkdir -p "$work/bin"
+cp "$BIN_DIR/load-balancer" "$BIN_DIR/api-gateway" "$BIN_DIR/blog-service" "$work/bin/"
+
+nginx_start() { # NAME, http block body
+  local dir="$work/$1"
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $dir/client_body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  $2
+}
+EOF
+  "${SERVER_CPU[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 & pids+=($!)
+}
+nginx_start backend "server { listen 127.0.0.1:$BACKEND_PORT; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
+nginx_start proxy "upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
+  server { listen 127.0.0.1:$NGINX_PORT; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+
+service_start() { # NAME BINARY PORT [VAR=VALUE…]
+  local name="$1" binary="$2" port="$3"; shift 3
+  env HTTP_HOST=127.0.0.1 HTTP_PORT="$port" DATA_DIR="$work/$name" LOG_LEVEL="$LOG_LEVEL" "$@" \
+    "${SERVER_CPU[@]}" "$work/bin/$binary" >"$work/$name.log" 2>&1 & pids+=($!)
+  eval "${name//-/_}_pid=$!"
+}
+stats="STATS_TARGETS=api-gateway=http://127.0.0.1:$GATEWAY_PORT,blog-service=http://127.0.0.1:$BLOG_PORT"
+service_start lb load-balancer "$LB_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" DASHBOARD_DIR="$ROOT/dashboard-ui"
+service_start blog blog-service "$BLOG_PORT" JWKS_URL="http://127.0.0.1:$UNUSED_PORT/.well-known/jwks.json"
+service_start gateway api-gateway "$GATEWAY_PORT" BLOG_SERVICE_URL="http://127.0.0.1:$BLOG_PORT" \
+  AUTH_SERVICE_URL="http://127.0.0.1:$UNUSED_PORT" USER_SERVICE_URL="http://127.0.0.1:$UNUSED_PORT" \
+  REDIS_URL="redis://127.0.0.1:$UNUSED_PORT" RATE_LIMIT_ENABLED=false TRUSTED_PROXIES=127.0.0.1/32
+service_start chain load-balancer "$CHAIN_PORT" GATEWAY_URLS="http://127.0.0.1:$GATEWAY_PORT" "$stats" DASHBOARD_DIR="$ROOT/dashboard-ui"
+
+wait_for() { # URL NAME
+  for _ in $(seq 1 150); do curl -fs -o /dev/null "$1" && return 0; sleep 0.2; done
+  echo "$2 did not answer $1; last log lines:" >&2; tail -n 20 "$work/$2"*.log "$work/$2"/*.log 2>/dev/null >&2 || true
+  exit 1
+}
+wait_for "http://127.0.0.1:$BACKEND_PORT/api/bench" backend
+wait_for "http://127.0.0.1:$NGINX_PORT/api/bench" proxy
+wait_for "http://127.0.0.1:$BLOG_PORT/health/live" blog
+# 200 posts straight into blog.db, as in Benchmarks/services (the service created the schema).
+python3 - "$work/blog/blog.db" <<'PY'
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=5)
+now = int(time.time() * 1000)
+db.executemany("INSERT INTO posts (author_id, author, title, body, created_at, updated_at) VALUES (1, 'bench', ?, ?, ?, ?)",
+               [(f"Post {i}", "Lorem ipsum dolor sit amet. " * 20, now + i, now + i) for i in range(200)])
+db.commit()
+PY
+wait_for "http://127.0.0.1:$LB_PORT/api/bench" lb
+wait_for "http://127.0.0.1:$GATEWAY_PORT/api/posts" gateway
+wait_for "http://127.0.0.1:$CHAIN_PORT/api/posts" chain
+direct_body=$(curl -fs "http://127.0.0.1:$BLOG_PORT/api/posts")
+chain_body=$(curl -fs "http://127.0.0.1:$CHAIN_PORT/api/posts")
+[ "$direct_body" = "$chain_body" ] || { echo "the chain answers differently from blog-service direct" >&2; exit 1; }
+echo "GET /api/posts: ${#direct_body} bytes; backend: $(curl -fs "http://127.0.0.1:$BACKEND_PORT/api/bench")"
+
+errors=0
+run() { # URL -> "requests_per_second p99_ms"; non-2xx answers and socket errors are counted
+  local out; out=$("${CLIENT_CPU[@]}" wrk -t1 -c64 -d"$DURATION" --latency "$1")
+  if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+    echo "errors from $1: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ')" >&2; errors=$((errors + 1))
+  fi
+  awk '
+    /Requests\/sec/ { rps = $2 }
+    /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v = v / 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v = v * 1000 }; p99 = v }
+    END { printf "%s %s\n", rps, p99 }' <<<"$out"
+}
+run_rate() { # URL -> "requests_per_second p99_ms" at RATE requests/s (hey: RATE_WORKERS workers, -q per worker)
+  local out; out=$("${CLIENT_CPU[@]}" hey -c "$RATE_WORKERS" -q $((RATE / RATE_WORKERS)) -z "$RATE_DURATION" "$1")
+  if ! grep -qE '^\s*\[200\]' <<<"$out" || [ "$(grep -cE '^\s*\[[0-9]+\]' <<<"$out")" != 1 ] || grep -q 'Error distribution' <<<"$out"; then
+    echo "errors from $1: $(sed -n '/Status code distribution/,$p' <<<"$out" | tr '\n' ' ')" >&2; errors=$((errors + 1))
+  fi
+  awk '/Requests\/sec/ { rps = $2 } /^ +99% in/ { p99 = $3 * 1000 } END { printf "%.2f %.2f\n", rps, p99 }' <<<"$out"
+}
+
+# Warm-up: connections, pools, the first metric series.
+for url in "http://127.0.0.1:$LB_PORT/api/bench" "http://127.0.0.1:$NGINX_PORT/api/bench" \
+           "http://127.0.0.1:$CHAIN_PORT/api/posts" "http://127.0.0.1:$BLOG_PORT/api/posts"; do
+  "${CLIENT_CPU[@]}" wrk -t1 -c64 -d3s "$url" >/dev/null
+done
+
+echo "round lb_rps lb_p99_ms nginx_rps nginx_p99_ms"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "$round $(run "http://127.0.0.1:$LB_PORT/api/bench") $(run "http://127.0.0.1:$NGINX_PORT/api/bench")" | tee -a "$work/proxy.results"
+done
+echo "round chain_rps chain_p99_ms direct_rps direct_p99_ms"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "$round $(run "http://127.0.0.1:$CHAIN_PORT/api/posts") $(run "http://127.0.0.1:$BLOG_PORT/api/posts")" | tee -a "$work/chain.results"
+done
+echo "round chain_at_${RATE}_rps chain_p99_ms direct_at_${RATE}_rps direct_p99_ms   (hey -c $RATE_WORKERS -q $((RATE / RATE_WORKERS)) -z $RATE_DURATION)"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "$round $(run_rate "http://127.0.0.1:$CHAIN_PORT/api/posts") $(run_rate "http://127.0.0.1:$BLOG_PORT/api/posts")" | tee -a "$work/rate.results"
+done
+
+python3 - "$work" "$RATE" "$errors" <<'PY'
+import statistics, sys
+work, rate, errors = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def load(name):
+    rows = [list(map(float, line.split()[1:])) for line in open(f"{work}/{name}.results")]
+    return [statistics.median(r[i] for r in rows) for i in range(4)], rows
+(lb, lb99, ng, ng99), proxy_rows = load("proxy")
+(ch, ch99, di, di99), chain_rows = load("chain")
+(rch, rch99, rdi, rdi99), _ = load("rate")
+print()
+print("| target | requests/s (median) | p99 ms (median) |")
+print("|---|---|---|")
+print(f"| nginx proxy_pass → nginx return 200 | {ng:,.0f} | {ng99:.2f} |")
+print(f"| load balancer → nginx return 200 | {lb:,.0f} | {lb99:.2f} |")
+print(f"| blog-service GET /api/posts, direct | {di:,.0f} | {di99:.2f} |")
+print(f"| load balancer → gateway → blog-service GET /api/posts | {ch:,.0f} | {ch99:.2f} |")
+print(f"| direct at {rate:,} req/s (hey) | {rdi:,.0f} | {rdi99:.2f} |")
+print(f"| chain at {rate:,} req/s (hey) | {rch:,.0f} | {rch99:.2f} |")
+print()
+per_round = lambda rows: ", ".join(f"{r[0] / r[2]:.3f}" for r in rows)
+print(f"lb/nginx throughput: {lb / ng:.3f} (per round: {per_round(proxy_rows)}); p99 lb/nginx: {lb99 / ng99:.2f}")
+print(f"chain/direct throughput: {ch / di:.3f} (per round: {per_round(chain_rows)}); p99 chain/direct: {ch99 / di99:.2f}")
+verdict = lambda ok: "met" if ok else "NOT MET"
+print(f"target 1, load balancer ≥ 0.75× nginx throughput and p99 ≤ 2× nginx: {verdict(lb >= 0.75 * ng and lb99 <= 2 * ng99)}"
+      f" ({lb / ng:.2f}×, p99 {lb99:.2f} ms vs {ng99:.2f} ms = {lb99 / ng99:.2f}×)")
+print(f"target 2, chain ≥ 0.4× direct throughput: {verdict(ch >= 0.4 * di)} ({ch / di:.2f}×)")
+print(f"target 3, p99 ≤ 10 ms at {rate:,} req/s through the chain: {verdict(rch99 <= 10 and rch >= 0.95 * rate)}"
+      f" (p99 {rch99:.2f} ms at {rch:,.0f} req/s)")
+if errors:
+    print(f"WARNING: {errors} run(s) saw non-2xx answers or socket errors (see above)")
+PY
+
+if [ "${PERF:-0}" = 1 ]; then
+  echo; echo "perf: load balancer → nginx, one more $DURATION run"
+  perf record -F 999 -g -o "$work/perf.data" -p "$lb_pid" -- sleep "${DURATION%s}" >/dev/null 2>&1 & perf_pid=$!
+  run "http://127.0.0.1:$LB_PORT/api/bench" >/dev/null
+  wait "$perf_pid" || true
+  perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40
+fi
