@@ -5,11 +5,11 @@ import HummingbirdWebSocket
 import Logging
 import TitaniumHTTP
 
-/// Builds the load balancer: the dashboard's static files (`DASHBOARD_DIR`) at `/`, `/api/*` forwarded to the gateway pool `GATEWAY_URLS`
-/// (comma-separated, round robin) through ``ReverseProxy``, and `/stats` aggregated from
-/// `STATS_TARGETS` (``StatsAggregator``). Its traffic window counts only real `/api` traffic:
-/// not HEAD, not `X-Heartbeat: true`. Health checking, ejection, the dashboard and the
-/// WebSocket heartbeat come with the rest of the edge issue.
+/// Builds the load balancer: the dashboard at `/` (`UI_URLS` or `DASHBOARD_DIR`), `/api/*`
+/// forwarded to the gateway pool `GATEWAY_URLS` by ``Balancer`` (WebSocket upgrades relayed by
+/// ``WebSocketRelay``, except the ``Heartbeat``), and `/stats` aggregated from `STATS_TARGETS`
+/// (``StatsAggregator``). Its traffic window counts only real `/api` traffic: not HEAD, not
+/// `X-Heartbeat: true`.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
     let urls = try settings.httpURLs("gateway.urls", default: ["http://127.0.0.1:7200"])
     let targets = try StatsTarget.parse(settings.list("stats.targets", default: [
@@ -25,9 +25,19 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         heartbeat: heartbeat
     )
     let router = kit.makeRouter(countsInWindow: isRealTraffic)
-    // `/` and everything no route claims: the dashboard's static files, when present.
+    // `/` and everything no route claims: the dashboard, from a UI pool (`UI_URLS`) when one is
+    // set, else the static files of `DASHBOARD_DIR` when present.
+    let uiURLs = try settings.httpURLs("ui.urls", default: [])
     let dashboard = settings.string("dashboard.dir", default: "./dashboard-ui")
-    if FileManager.default.fileExists(atPath: dashboard) {
+    if !uiURLs.isEmpty {
+        let ui = UpstreamPool(name: "dashboard-ui", baseURLs: uiURLs)
+        let proxy = ReverseProxy(client: client)
+        for path: RouterPath in ["/", "/**"] {
+            for method: HTTPRequest.Method in [.get, .head] {
+                router.on(path, method: method) { request, context in try await proxy.forward(request, context: context, to: ui) }
+            }
+        }
+    } else if FileManager.default.fileExists(atPath: dashboard) {
         router.add(middleware: FileMiddleware(dashboard, searchForIndexHtml: true, logger: kit.logger))
     } else {
         kit.logger.notice("no dashboard to serve", metadata: ["dashboard.dir": .string(dashboard)])
@@ -35,10 +45,12 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     router.onAnyMethod(["/api", "/api/**"]) { request, context in
         try await balancer.forward(request, context: context)
     }
+    let webSockets = heartbeat.makeRouter()
+    WebSocketRelay(pool: pool, logger: kit.logger).register(on: webSockets)
     return kit.makeApplication(
         router: router,
         stats: { try await aggregator.response() },
-        server: .http1WebSocketUpgrade(webSocketRouter: heartbeat.makeRouter(), configuration: .init(http1: kit.http1Configuration)),
+        server: .http1WebSocketUpgrade(webSocketRouter: webSockets, configuration: .init(http1: kit.http1Configuration)),
         services: [pool, client]
     )
 }

@@ -38,7 +38,13 @@ final class StatsAggregator: Sendable {
     let perTargetTimeout: Duration
     let backends: BackendPool?
     let heartbeat: Heartbeat?
-    private let cache = Mutex<(at: ContinuousClock.Instant, body: ByteBuffer)?>(nil)
+    /// The last answer, reused for 1 s, or the fan-out under way, which every caller joins: many
+    /// dashboards polling cost the backends one fan-out per second at most.
+    private enum Answer {
+        case ready(at: ContinuousClock.Instant, body: ByteBuffer)
+        case pending(Task<ByteBuffer, any Error>)
+    }
+    private let answer = Mutex<Answer?>(nil)
 
     init(
         targets: [StatsTarget], client: HTTPClient, window: TrafficWindow, instance: String,
@@ -54,12 +60,28 @@ final class StatsAggregator: Sendable {
     }
 
     func response() async throws -> Response {
-        if let cached = self.cache.withLock({ $0 }), cached.at.duration(to: .now) < .seconds(1) {
-            return Self.json(cached.body)
+        let pending: Task<ByteBuffer, any Error> = self.answer.withLock { answer in
+            switch answer {
+            case .ready(let at, let body) where at.duration(to: .now) < .seconds(1):
+                return Task { body }
+            case .pending(let task):
+                return task
+            default:
+                let task = Task {
+                    do {
+                        let body = ByteBuffer(bytes: try JSONResponseEncoding.encode(await self.collect()))
+                        self.answer.withLock { $0 = .ready(at: .now, body: body) }
+                        return body
+                    } catch {
+                        self.answer.withLock { $0 = nil }
+                        throw error
+                    }
+                }
+                answer = .pending(task)
+                return task
+            }
         }
-        let body = ByteBuffer(bytes: try JSONResponseEncoding.encode(await self.collect()))
-        self.cache.withLock { $0 = (.now, body) }
-        return Self.json(body)
+        return Self.json(try await pending.value)
     }
 
     static func json(_ body: ByteBuffer) -> Response {
@@ -133,7 +155,8 @@ final class StatsAggregator: Sendable {
             p99_ms: snapshot.p99Milliseconds,
             success_rate: snapshot.requests == 0 ? 1 : 1 - snapshot.errorRate,
             // Real /api requests or a WebSocket heartbeat within the window.
-            has_real_traffic: snapshot.requests > 0 || (self.heartbeat?.isActive(within: .seconds(snapshot.windowSeconds)) ?? false),
+            has_real_traffic: (snapshot.secondsSinceLast.map { $0 < Double(snapshot.windowSeconds) } ?? false)
+                || (self.heartbeat?.isActive(within: .seconds(snapshot.windowSeconds)) ?? false),
             services: entries,
             backends: self.backends?.report ?? [],
             generated_at: RFC3339.now()

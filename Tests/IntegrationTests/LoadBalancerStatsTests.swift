@@ -56,11 +56,41 @@ import Testing
             // A real API request counts (here an error: the only gateway refuses, 502, or has been
             // marked unhealthy by the health checks by now, 503).
             let failing = try await get(client, "\(base)/api/posts").status
+            let lastRequest = Date()
             #expect(failing == .badGateway || failing == .serviceUnavailable, "\(failing)")
             let busy = try await stats()
             #expect(busy["has_real_traffic"] as? Bool == true)
             #expect(busy["requests_per_second"] as? Double == 0.1)
             #expect(busy["success_rate"] as? Double == 0)
+
+            // With no more traffic, has_real_traffic turns false 10 s after the last request: every
+            // answer generated before then says true, every one generated after says false.
+            var seen: [(at: TimeInterval, real: Bool)] = []
+            _ = try await poll(timeout: .seconds(20), interval: .milliseconds(250)) { () -> Bool? in
+                let stats = try json(try await get(client, "\(base)/stats").body)
+                let generated = try #require((stats["generated_at"] as? String).flatMap(Self.parseTimestamp))
+                let real = try #require(stats["has_real_traffic"] as? Bool)
+                seen.append((generated.timeIntervalSince(lastRequest), real))
+                return real ? nil : true
+            }
+            for answer in seen where abs(answer.at - 10) > 0.1 {
+                #expect(answer.real == (answer.at < 10), "has_real_traffic \(answer.real) \(answer.at) s after the last request")
+            }
+            #expect(seen.contains { $0.real } && seen.last?.real == false)
+
+            // Many pollers at once share one fan-out: blog-service is asked once, not 12 times.
+            func blogStatsCalls() async throws -> Int {
+                let metrics = try await get(client, "\(blogURL)/metrics").body
+                let line = metrics.split(separator: "\n").first { $0.hasPrefix(#"http_requests_total{method="GET",route="/stats",status="200"}"#) }
+                return line.flatMap { $0.split(separator: " ").last }.flatMap { Int($0) } ?? 0
+            }
+            try await Task.sleep(for: .milliseconds(1100))
+            let before = try await blogStatsCalls()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<12 { group.addTask { _ = try await get(client, "\(base)/stats") } }
+                try await group.waitForAll()
+            }
+            #expect(try await blogStatsCalls() - before == 1)
         } catch {
             try await client.shutdown()
             throw error
@@ -69,5 +99,11 @@ import Testing
         _ = silent
         #expect(try await balancer.terminate() == 0)
         #expect(try await blog.terminate() == 0)
+    }
+
+    static func parseTimestamp(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text)
     }
 }

@@ -1,0 +1,130 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import HummingbirdWSClient
+import HummingbirdWebSocket
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+import ServiceLifecycle
+import TestSupport
+import Testing
+
+/// The load balancer in front of a real upstream (a Hummingbird app in this process): WebSocket
+/// upgrades under `/api/*` relayed to the gateway pool, and `/` proxied to a `UI_URLS` pool.
+@Suite(.serialized) struct LoadBalancerUpstreamTests {
+    /// An upstream standing in for a gateway replica and a dashboard-ui pod: `/api/echo` echoes
+    /// WebSocket text with the request's `X-Request-ID` prefixed, `/` is an HTML page.
+    static func startUpstream() async throws -> (port: Int, stop: @Sendable () async -> Void) {
+        let webSockets = Router(context: BasicWebSocketRequestContext.self)
+        webSockets.ws("/api/echo") { inbound, outbound, context in
+            let id = context.request.headers[.init("X-Request-ID")!] ?? "-"
+            for try await message in inbound.messages(maxSize: 1 << 16) {
+                guard case .text(let text) = message else { continue }
+                if text == "bye" {
+                    try await outbound.close(.normalClosure, reason: "bye")
+                    return
+                }
+                try await outbound.write(.text("\(id) \(text)"))
+            }
+        }
+        let router = Router()
+        router.get("/") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/html"], body: .init(byteBuffer: ByteBuffer(string: "<h1>ui pod</h1>")))
+        }
+        router.get("/app.js") { _, _ in "console.log(1)" }
+        let port = NIOLockedValueBox<Int?>(nil)
+        let app = Application(
+            router: router,
+            server: .http1WebSocketUpgrade(webSocketRouter: webSockets),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in port.withLockedValue { $0 = channel.localAddress?.port } },
+            logger: Logger(label: "upstream")
+        )
+        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        let bound = try await poll { port.withLockedValue { $0 } }
+        return (bound, { task.cancel(); _ = await task.result })
+    }
+
+    @Test func webSocketUpgradesAreRelayedToTheGatewayPool() async throws {
+        let upstream = try await Self.startUpstream()
+        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+        let balancer = try ServiceProcess("load-balancer", environment: [
+            "GATEWAY_URLS": "http://127.0.0.1:\(upstream.port)", "STATS_TARGETS": "blog-service=\(refused)",
+        ])
+        let port = try await balancer.port()
+        do {
+            let replies = NIOLockedValueBox<[String]>([])
+            var configuration = WebSocketClientConfiguration()
+            configuration.additionalHeaders[.init("X-Request-ID")!] = "relay-test-1"
+            let close = try await WebSocketClient.connect(
+                url: "ws://127.0.0.1:\(port)/api/echo", configuration: configuration, logger: Logger(label: "ws-test")
+            ) { inbound, outbound, _ in
+                try await outbound.write(.text("one"))
+                try await outbound.write(.text("two"))
+                try await outbound.write(.text("bye"))  // the upstream closes; the relay closes us
+                for try await message in inbound.messages(maxSize: 1 << 16) {
+                    if case .text(let text) = message { replies.withLockedValue { $0.append(text) } }
+                }
+            }
+            #expect(replies.withLockedValue { $0 } == ["relay-test-1 one", "relay-test-1 two"])
+            #expect(close?.closeCode == .normalClosure)
+
+            // The heartbeat is still answered by the load balancer itself, not relayed.
+            let heartbeat = NIOLockedValueBox<[String]>([])
+            try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/ws-heartbeat", logger: Logger(label: "ws-test")) { inbound, outbound, _ in
+                try await outbound.write(.text("ping"))
+                for try await message in inbound.messages(maxSize: 1 << 14) {
+                    if case .text(let text) = message { heartbeat.withLockedValue { $0.append(text) } }
+                    try await outbound.close(.normalClosure, reason: nil)
+                }
+            }
+            #expect(heartbeat.withLockedValue { $0 } == ["pong"])
+        } catch {
+            await upstream.stop()
+            throw error
+        }
+        #expect(try await balancer.terminate() == 0)
+        await upstream.stop()
+    }
+
+    @Test func unreachableGatewayClosesTheClientSocket() async throws {
+        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+        let balancer = try ServiceProcess("load-balancer", environment: ["GATEWAY_URLS": refused, "STATS_TARGETS": "blog-service=\(refused)"])
+        let port = try await balancer.port()
+        let close = try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/echo", logger: Logger(label: "ws-test")) { inbound, _, _ in
+            for try await _ in inbound.messages(maxSize: 1 << 14) {}
+        }
+        #expect(close?.closeCode == .unknown(1014) || close?.closeCode == .unknown(1013), "\(String(describing: close))")
+        #expect(try await balancer.terminate() == 0)
+    }
+
+    @Test func dashboardIsProxiedToTheUIPoolWhenSet() async throws {
+        let upstream = try await Self.startUpstream()
+        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+        let balancer = try ServiceProcess("load-balancer", environment: [
+            "GATEWAY_URLS": refused, "STATS_TARGETS": "blog-service=\(refused)", "UI_URLS": "http://127.0.0.1:\(upstream.port)",
+        ])
+        let base = "http://127.0.0.1:\(try await balancer.port())"
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let index = try await get(client, "\(base)/")
+            #expect(index.status == HTTPResponseStatus.ok)
+            #expect(index.body == "<h1>ui pod</h1>")
+            #expect(try await get(client, "\(base)/app.js").body == "console.log(1)")
+            // The load balancer's own routes are not proxied.
+            let stats = try await get(client, "\(base)/stats")
+            #expect(try json(stats.body)["service"] as? String == "load-balancer")
+            #expect(try await get(client, "\(base)/health/live").status == HTTPResponseStatus.ok)
+        } catch {
+            try await client.shutdown()
+            await upstream.stop()
+            throw error
+        }
+        try await client.shutdown()
+        #expect(try await balancer.terminate() == 0)
+        await upstream.stop()
+    }
+}
