@@ -1,0 +1,505 @@
+// Titanium dashboard: polls the load balancer's /stats every 2 s and draws what it says.
+// Every figure on the page comes from that JSON; a figure it does not report is shown as "—".
+// URLs are relative ("stats", "api/ws-heartbeat") so the page also works behind a path prefix.
+(function () {
+  'use strict';
+
+  const POLL_MS = 2000;
+  const FETCH_TIMEOUT_MS = 4000; // the load balancer waits at most 2 s for each service
+  const HISTORY_MS = 5 * 60 * 1000;
+  const HEARTBEAT_EVERY_MS = 5000;
+  const HEARTBEAT_RECONNECT_MS = 2000;
+  const MAX_ALARMS = 100;
+  const DASH = '—';
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---- Formatting (tests/browser/test_dashboard.py reads these back) ----
+
+  const fmt = {
+    rps: (v) => v.toFixed(1),
+    ms: (v) => (v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) + ' ms',
+    percent: (v) => (v === 1 ? '100' : v === 0 ? '0' : (v * 100).toFixed(2)) + '%',
+    uptime: (seconds) => {
+      const s = Math.floor(seconds);
+      const pad = (n) => String(n).padStart(2, '0');
+      if (s < 60) return s + 's';
+      if (s < 3600) return Math.floor(s / 60) + 'm ' + pad(s % 60) + 's';
+      if (s < 86400) return Math.floor(s / 3600) + 'h ' + pad(Math.floor((s % 3600) / 60)) + 'm';
+      return Math.floor(s / 86400) + 'd ' + pad(Math.floor((s % 86400) / 3600)) + 'h';
+    },
+    clock: (ms) => {
+      const d = new Date(ms);
+      const pad = (n) => String(n).padStart(2, '0');
+      return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
+    },
+  };
+
+  const isNumber = (v) => typeof v === 'number' && Number.isFinite(v);
+
+  // A figure element: visible text, the raw value for tests and tools, a title explaining a dash.
+  function setFigure(el, value, format, whyMissing) {
+    if (isNumber(value)) {
+      el.textContent = format(value);
+      el.dataset.value = String(value);
+      el.removeAttribute('title');
+    } else {
+      el.textContent = DASH;
+      el.dataset.value = '';
+      if (whyMissing) el.title = whyMissing; else el.removeAttribute('title');
+    }
+  }
+
+  function setState(el, status) {
+    const text = typeof status === 'string' && status ? status.toUpperCase() : 'UNKNOWN';
+    el.textContent = text;
+    el.dataset.state = text === 'ONLINE' ? 'online' : text === 'OFFLINE' ? 'offline' : 'unknown';
+  }
+
+  // ---- Overall status ----
+
+  const BADGES = {
+    healthy: ['✓', 'HEALTHY'],
+    degraded: ['▲', 'DEGRADED'],
+    down: ['✕', 'DOWN'],
+    idle: ['○', 'IDLE'],
+    unknown: ['?', 'UNKNOWN'],
+  };
+
+  // DOWN and DEGRADED come from the services' own answers and win over IDLE; IDLE says that no
+  // real traffic (nor a heartbeat) flowed in the last 10 s, so "healthy" would claim too much.
+  function overallState(stats) {
+    const system = String((stats.system && stats.system.status) || '').toLowerCase();
+    if (system === 'down') return 'down';
+    if (system === 'degraded') return 'degraded';
+    if (stats.has_real_traffic === false) return 'idle';
+    if (system === 'healthy') return 'healthy';
+    return 'unknown';
+  }
+
+  function renderOverall(stats) {
+    const state = overallState(stats);
+    const [icon, text] = BADGES[state];
+    const badge = $('overall-status');
+    badge.dataset.state = state;
+    badge.querySelector('.badge-icon').textContent = icon;
+    badge.querySelector('.badge-text').textContent = text;
+    document.title = text + ' · Titanium dashboard';
+    $('idle-hint').hidden = stats.has_real_traffic !== false;
+  }
+
+  // ---- Key figures ----
+
+  function renderKpis(stats) {
+    const active = $('kpi-active');
+    if (isNumber(stats.active_services) && isNumber(stats.total_services)) {
+      active.textContent = stats.active_services + '/' + stats.total_services;
+      active.dataset.value = active.textContent;
+    } else {
+      active.textContent = DASH;
+      active.dataset.value = '';
+    }
+    setFigure($('kpi-rps'), stats.requests_per_second, fmt.rps);
+    // With no request in the window there is no response time nor success rate to show.
+    const measured = isNumber(stats.requests_per_second) && stats.requests_per_second > 0;
+    const none = 'no /api request in the last 10 s';
+    setFigure($('kpi-mean'), measured ? stats.avg_response_time_ms : null, fmt.ms, none);
+    setFigure($('kpi-p95'), measured ? stats.p95_ms : null, fmt.ms, none);
+    setFigure($('kpi-p99'), measured ? stats.p99_ms : null, fmt.ms, none);
+    setFigure($('kpi-success'), measured ? stats.success_rate : null, fmt.percent, none);
+    setState($('dep-database'), stats.database && stats.database.status);
+    setState($('dep-cache'), stats.cache && stats.cache.status);
+  }
+
+  // ---- Services table ----
+
+  // The load balancer's own row comes from the top level of its /stats; each other row from
+  // one entry of services[] (one per pod when a name resolves to several addresses).
+  function serviceRows(stats) {
+    const rows = [];
+    const lbMeasured = isNumber(stats.requests_per_second) && stats.requests_per_second > 0;
+    rows.push({
+      key: 'load-balancer|' + (stats.instance || ''),
+      name: stats.service || 'load-balancer',
+      instance: stats.instance || '',
+      status: 'ONLINE', // it answered this request
+      error: null,
+      rps: stats.requests_per_second,
+      p95: lbMeasured ? stats.p95_ms : null,
+      errorRate: lbMeasured && isNumber(stats.success_rate) ? 1 - stats.success_rate : null,
+      uptime: stats.uptime_s, // not reported by the load balancer yet: shown as "—"
+    });
+    for (const entry of stats.services || []) {
+      const own = entry.stats || {};
+      const measured = isNumber(own.requests_per_second) && own.requests_per_second > 0;
+      rows.push({
+        key: entry.name + '|' + entry.url,
+        name: entry.name,
+        instance: own.instance || hostOf(entry.url),
+        status: entry.status || 'UNKNOWN',
+        error: entry.error || null,
+        rps: own.requests_per_second,
+        p95: measured ? own.p95_ms : null,
+        errorRate: measured ? own.error_rate : null,
+        uptime: own.uptime_s,
+      });
+    }
+    return rows;
+  }
+
+  function hostOf(url) {
+    try { return new URL(url).host; } catch (e) { return url || ''; }
+  }
+
+  function cell(tr, label, className) {
+    const td = document.createElement('td');
+    td.dataset.label = label;
+    if (className) td.className = className;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function renderServices(rows) {
+    const body = $('services-body');
+    const fragment = document.createDocumentFragment();
+    for (const row of rows) {
+      const tr = document.createElement('tr');
+      tr.dataset.service = row.name;
+      tr.dataset.key = row.key;
+      tr.dataset.status = row.status;
+
+      const th = document.createElement('th');
+      th.scope = 'row';
+      th.className = 'name-cell';
+      const name = document.createElement('span');
+      name.className = 'name';
+      name.textContent = row.name;
+      const instance = document.createElement('span');
+      instance.className = 'instance';
+      instance.textContent = row.instance;
+      th.append(name, instance);
+      tr.appendChild(th);
+
+      const statusCell = cell(tr, 'Status', 'status-cell');
+      const status = document.createElement('span');
+      status.className = 'state';
+      setState(status, row.status);
+      statusCell.appendChild(status);
+      if (row.error) {
+        const error = document.createElement('span');
+        error.className = 'error';
+        error.textContent = row.error;
+        statusCell.appendChild(error);
+      }
+      const none = 'no request in its last 10 s';
+      setFigure(cell(tr, 'Requests/s', 'num rps'), row.rps, fmt.rps);
+      setFigure(cell(tr, 'p95', 'num p95'), row.p95, fmt.ms, none);
+      setFigure(cell(tr, 'Error rate', 'num error-rate'), row.errorRate, fmt.percent, none);
+      setFigure(cell(tr, 'Uptime', 'num uptime'), row.uptime, fmt.uptime, 'not reported');
+      fragment.appendChild(tr);
+    }
+    body.replaceChildren(fragment);
+  }
+
+  // ---- Alarms ----
+
+  const lastStatus = new Map(); // row key or dependency name -> last status seen
+  let alarmCount = 0;
+
+  function addAlarm(kind, subject, text, detail, atMs) {
+    const li = document.createElement('li');
+    li.dataset.kind = kind;
+    li.dataset.subject = subject;
+    const time = document.createElement('time');
+    time.dateTime = new Date(atMs).toISOString();
+    time.textContent = fmt.clock(atMs);
+    const what = document.createElement('span');
+    what.className = 'what';
+    what.textContent = (kind === 'down' ? '✕ ' : '✓ ') + text;
+    li.append(time, what);
+    if (detail) {
+      const d = document.createElement('span');
+      d.className = 'detail';
+      d.textContent = detail;
+      li.appendChild(d);
+    }
+    const list = $('alarms');
+    list.prepend(li);
+    while (list.children.length > MAX_ALARMS) list.lastElementChild.remove();
+    alarmCount += 1;
+    $('alarms-empty').hidden = true;
+  }
+
+  function label(row, rows) {
+    const pods = rows.filter((r) => r.name === row.name).length;
+    return pods > 1 ? row.name + ' (' + row.instance + ')' : row.name;
+  }
+
+  function checkAlarms(stats, rows) {
+    const at = Date.parse(stats.generated_at) || Date.now();
+    const seen = new Set();
+    for (const row of rows) {
+      seen.add(row.key);
+      const before = lastStatus.get(row.key);
+      lastStatus.set(row.key, row.status);
+      if (row.status === before) continue;
+      if (row.status === 'OFFLINE') {
+        addAlarm('down', row.name, label(row, rows) + ' went OFFLINE', row.error, at);
+      } else if (before === 'OFFLINE' && row.status === 'ONLINE') {
+        addAlarm('up', row.name, label(row, rows) + ' is back ONLINE', null, at);
+      }
+    }
+    for (const [dependency, value] of [['database', stats.database], ['cache', stats.cache]]) {
+      const status = value && value.status;
+      const before = lastStatus.get('dependency:' + dependency);
+      lastStatus.set('dependency:' + dependency, status);
+      if (status === before) continue;
+      if (status === 'OFFLINE') addAlarm('down', dependency, dependency + ' went OFFLINE', null, at);
+      else if (before === 'OFFLINE' && status === 'ONLINE') addAlarm('up', dependency, dependency + ' is back ONLINE', null, at);
+      seen.add('dependency:' + dependency);
+    }
+    for (const key of [...lastStatus.keys()]) if (!seen.has(key)) lastStatus.delete(key); // a pod that went away
+  }
+
+  // ---- Charts: the last 5 minutes, as this page saw them ----
+
+  const history = []; // {t, rps, mean, p95}; null figures break the lines
+  const charts = { rps: null, latency: null };
+
+  function makeCharts() {
+    if (typeof window.Chart !== 'function') {
+      for (const id of ['chart-rps', 'chart-latency']) {
+        const p = document.createElement('p');
+        p.className = 'muted';
+        p.textContent = 'Charts unavailable: vendor/chart.min.js (Debian libjs-chart.js) is not installed.';
+        $(id).replaceWith(p);
+      }
+      return;
+    }
+    const Chart = window.Chart;
+    Chart.defaults.color = '#a3b1bf';
+    Chart.defaults.borderColor = '#2e3a46';
+    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+    const axes = (yTitle) => ({
+      x: {
+        type: 'linear',
+        ticks: { stepSize: 60000, includeBounds: false, maxRotation: 0, callback: (v) => fmt.clock(v).slice(0, 5) },
+        grid: { color: '#26313c' },
+      },
+      y: { beginAtZero: true, title: { display: true, text: yTitle }, grid: { color: '#26313c' } },
+    });
+    const options = (yTitle, legend) => ({
+      animation: false,
+      parsing: false,
+      normalized: true,
+      responsive: true,
+      maintainAspectRatio: false,
+      interaction: { mode: 'nearest', axis: 'x', intersect: false },
+      scales: axes(yTitle),
+      plugins: {
+        legend: { display: legend, labels: { boxHeight: 2 } },
+        tooltip: { callbacks: { title: (items) => (items.length ? fmt.clock(items[0].parsed.x) : '') } },
+      },
+      elements: { point: { radius: 0, hitRadius: 6 }, line: { borderWidth: 2, tension: 0 } },
+    });
+    charts.rps = new Chart($('chart-rps'), {
+      type: 'line',
+      data: { datasets: [{ label: 'requests/s', data: [], borderColor: '#60a5fa', backgroundColor: 'rgba(96,165,250,0.15)', fill: true }] },
+      options: options('requests/s', false),
+    });
+    charts.latency = new Chart($('chart-latency'), {
+      type: 'line',
+      data: {
+        datasets: [
+          { label: 'mean', data: [], borderColor: '#4ade80' },
+          { label: 'p95', data: [], borderColor: '#fbbf24', borderDash: [6, 4] },
+        ],
+      },
+      options: options('ms', true),
+    });
+  }
+
+  function addPoint(point) {
+    history.push(point);
+    const oldest = point.t - HISTORY_MS;
+    while (history.length && history[0].t < oldest) history.shift();
+    if (!charts.rps) return;
+    const series = (field) => history.map((p) => ({ x: p.t, y: p[field] }));
+    for (const chart of [charts.rps, charts.latency]) {
+      chart.options.scales.x.min = oldest;
+      chart.options.scales.x.max = point.t;
+    }
+    charts.rps.data.datasets[0].data = series('rps');
+    charts.latency.data.datasets[0].data = series('mean');
+    charts.latency.data.datasets[1].data = series('p95');
+    charts.rps.update('none');
+    charts.latency.update('none');
+    const last = history[history.length - 1];
+    $('chart-rps').setAttribute('aria-label', 'Requests per second over the last 5 minutes; latest ' + (isNumber(last.rps) ? fmt.rps(last.rps) : DASH));
+    $('chart-latency').setAttribute('aria-label', 'Mean and p95 response time over the last 5 minutes; latest mean ' +
+      (isNumber(last.mean) ? fmt.ms(last.mean) : DASH) + ', p95 ' + (isNumber(last.p95) ? fmt.ms(last.p95) : DASH));
+  }
+
+  // ---- Freshness and reachability ----
+
+  let lastGeneratedAt = null;
+  let lastGoodAt = null;
+  let unreachable = false;
+
+  function markReachable() {
+    if (unreachable) addAlarm('up', 'load-balancer', 'load balancer reachable again', null, Date.now());
+    unreachable = false;
+    document.body.classList.remove('stale');
+    $('conn-banner').hidden = true;
+  }
+
+  function markUnreachable(reason) {
+    if (!unreachable) {
+      addAlarm('down', 'load-balancer', 'load balancer unreachable', reason, Date.now());
+      addPoint({ t: Date.now(), rps: null, mean: null, p95: null }); // a gap in the charts
+    }
+    unreachable = true;
+    document.body.classList.add('stale');
+    $('conn-detail').textContent = lastGoodAt
+      ? '(' + reason + '). Showing the figures from ' + fmt.clock(lastGoodAt) + ', dimmed; retrying every 2 s.'
+      : '(' + reason + '). No figures yet; retrying every 2 s.';
+    $('conn-banner').hidden = false;
+  }
+
+  function render(stats) {
+    renderOverall(stats);
+    renderKpis(stats);
+    const rows = serviceRows(stats);
+    renderServices(rows);
+    checkAlarms(stats, rows);
+    if (stats.generated_at !== lastGeneratedAt) {
+      const measured = isNumber(stats.requests_per_second) && stats.requests_per_second > 0;
+      addPoint({
+        t: Date.now(),
+        rps: isNumber(stats.requests_per_second) ? stats.requests_per_second : null,
+        mean: measured ? stats.avg_response_time_ms : null,
+        p95: measured ? stats.p95_ms : null,
+      });
+    }
+    lastGeneratedAt = stats.generated_at;
+    lastGoodAt = Date.now();
+    // Set last, so that a reader who sees the new time also sees every figure of that answer.
+    const updated = $('updated-at');
+    updated.textContent = fmt.clock(Date.parse(stats.generated_at) || lastGoodAt);
+    updated.dateTime = stats.generated_at || '';
+    updated.dataset.generatedAt = stats.generated_at || '';
+  }
+
+  async function fetchStats() {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
+    try {
+      const response = await fetch('stats', { cache: 'no-store', headers: { Accept: 'application/json' }, signal: controller.signal });
+      if (!response.ok) throw new Error('/stats answered ' + response.status);
+      return await response.json();
+    } catch (error) {
+      if (error && error.name === 'AbortError') throw new Error('no answer within ' + FETCH_TIMEOUT_MS / 1000 + ' s');
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function poll() {
+    let stats = null;
+    try {
+      stats = await fetchStats();
+    } catch (error) {
+      markUnreachable(error && error.message ? error.message : String(error));
+    }
+    if (stats) {
+      markReachable();
+      try {
+        render(stats);
+      } catch (error) {
+        console.error('dashboard: could not draw /stats', error); // a bug, not an outage
+      }
+    }
+    setTimeout(poll, POLL_MS);
+  }
+
+  // ---- WebSocket heartbeat: "hb" every 5 s while ON, reconnect 2 s after a drop ----
+
+  const heartbeat = { wanted: false, socket: null, sendTimer: null, reconnectTimer: null };
+
+  function heartbeatURL() {
+    const url = new URL('api/ws-heartbeat', window.location.href);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    return url.href;
+  }
+
+  function setHeartbeatState(state, text) {
+    const el = $('ws-heartbeat-state');
+    el.dataset.state = state;
+    el.textContent = text;
+  }
+
+  function sendHeartbeat() {
+    const socket = heartbeat.socket;
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send('hb');
+      setHeartbeatState('connected', 'connected, last "hb" at ' + fmt.clock(Date.now()));
+    }
+  }
+
+  function connectHeartbeat() {
+    clearTimeout(heartbeat.reconnectTimer);
+    heartbeat.reconnectTimer = null;
+    if (!heartbeat.wanted) return;
+    setHeartbeatState('connecting', 'connecting…');
+    let socket;
+    try {
+      socket = new WebSocket(heartbeatURL());
+    } catch (error) {
+      scheduleReconnect();
+      return;
+    }
+    heartbeat.socket = socket;
+    socket.addEventListener('open', () => {
+      if (heartbeat.socket !== socket) return;
+      sendHeartbeat();
+      clearInterval(heartbeat.sendTimer);
+      heartbeat.sendTimer = setInterval(sendHeartbeat, HEARTBEAT_EVERY_MS);
+    });
+    socket.addEventListener('close', () => {
+      if (heartbeat.socket !== socket) return; // closed on purpose
+      heartbeat.socket = null;
+      clearInterval(heartbeat.sendTimer);
+      scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    if (!heartbeat.wanted) return;
+    setHeartbeatState('reconnecting', 'connection lost, reconnecting in 2 s');
+    heartbeat.reconnectTimer = setTimeout(connectHeartbeat, HEARTBEAT_RECONNECT_MS);
+  }
+
+  function setHeartbeat(on) {
+    heartbeat.wanted = on;
+    const button = $('toggle-ws-heartbeat-btn');
+    button.setAttribute('aria-pressed', on ? 'true' : 'false');
+    button.textContent = on ? 'Heartbeat: ON' : 'Heartbeat: OFF';
+    if (on) {
+      connectHeartbeat();
+      return;
+    }
+    clearTimeout(heartbeat.reconnectTimer);
+    clearInterval(heartbeat.sendTimer);
+    const socket = heartbeat.socket;
+    heartbeat.socket = null;
+    if (socket) socket.close(1000, 'heartbeat turned off');
+    setHeartbeatState('off', 'WebSocket closed');
+  }
+
+  document.addEventListener('DOMContentLoaded', () => {
+    $('toggle-ws-heartbeat-btn').addEventListener('click', () => setHeartbeat(!heartbeat.wanted));
+    makeCharts();
+    poll();
+  });
+})();
