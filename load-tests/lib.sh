@@ -204,7 +204,7 @@ load_usage() {
     cat <<EOF
 usage: $LOAD_NAME [options]
 
-Registers a user, logs in, creates 5 seed posts, then runs list, detail and create$( [ "$LOAD_PLUS" = 1 ] && printf ', update and delete')
+Registers a user, logs in, creates 5 seed posts, then runs list, detail$( [ "$LOAD_PLUS" = 1 ] && printf ', create, update and delete' || printf ' and create')
 concurrently, each at its own rate, for the duration; prints totals, failures by operation and
 status, the failure rate, p50/p95/p99 latency per operation and the load balancer's /stats.
 Exit status: 0 pass, 1 failure rate above --max-failure-rate, 2 usage, 3 setup failed$( [ "$LOAD_PLUS" = 1 ] && printf ',\n4 --cleanup could not delete every post this run created')
@@ -703,6 +703,10 @@ load_main() {
     if [ "$TOTAL" = 0 ]; then
         say "FAIL: no request was sent"
         exit 1
+    fi
+    if [ "$INTERRUPTED" = 1 ]; then
+        say "STOPPED: interrupted; the figures above cover the part that ran (failure rate $FAILURE_RATE %)"
+        exit 130
     fi
     if [ "$CLEANUP_LEFT" -gt 0 ]; then
         say "FAIL: cleanup could not delete $CLEANUP_LEFT post(s) of this run"
