@@ -81,10 +81,13 @@
     const state = overallState(stats);
     const [icon, text] = BADGES[state];
     const badge = $('overall-status');
-    badge.dataset.state = state;
-    badge.querySelector('.badge-icon').textContent = icon;
-    badge.querySelector('.badge-text').textContent = text;
-    document.title = text + ' · Titanium dashboard';
+    // Only on a change: the badge is a live region, and screen readers announce every rewrite.
+    if (badge.dataset.state !== state) {
+      badge.dataset.state = state;
+      badge.querySelector('.badge-icon').textContent = icon;
+      badge.querySelector('.badge-text').textContent = text;
+      document.title = text + ' · Titanium dashboard';
+    }
     $('idle-hint').hidden = stats.has_real_traffic !== false;
   }
 
