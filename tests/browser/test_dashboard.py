@@ -17,6 +17,9 @@ state folder), opens the dashboard in headless Chromium through Selenium and che
   8. the browser console has no error (besides the refused connections of step 3, which are
      the outage itself).
 
+Screenshots: dashboard-1280.png and dashboard-390.png (full page, at the end), and
+dashboard-1280-degraded.png (while blog-service is stopped).
+
 Screenshots go to BROWSER_TEST_OUTPUT (default test-output/dashboard/) on every run, passing or
 not. The stack is always stopped. Prints "browser: N passed, N failed" last.
 """
@@ -571,6 +574,7 @@ def main():
                 raise Failure(f"blog-service row says {row['status']!r}")
             if snapshot["status"] != "DEGRADED" or snapshot["active"] != "3/4":
                 raise Failure(f"expected DEGRADED and 3/4, got {snapshot['status']} {snapshot['active']}")
+            page.screenshot(OUT / "dashboard-1280-degraded.png", *WIDTHS[0])
             return f"alarm {alarm['time']} {alarm['text']!r} {took:.1f} s after the stop; row OFFLINE; DEGRADED 3/4"
 
         def kpis_match_degraded():
@@ -620,7 +624,7 @@ def main():
             return ", ".join(taken)
 
         def console_clean():
-            entries = page.read_console("end")
+            page.read_console("end")
             page_entries = [e for e in page.console if e not in outage_console]
             errors = [e for e in page_entries if e["level"] == "SEVERE"]
             warnings = [e for e in page_entries if e["level"] == "WARNING"]
