@@ -5,7 +5,8 @@
 #                        with a small JSON body), GET /api/bench, wrk -t1 -c64
 #   2. chain  vs direct  GET /api/posts through load-balancer → api-gateway → blog-service
 #                        against blog-service direct (200 posts, the newest 20 per page), wrk -t1 -c64
-#   3. chain  vs direct  at a fixed 1,000 requests/s: hey -c 10 -q 100 (-q is per worker)
+#   3. chain  vs direct  at a fixed 1,000 requests/s: hey -c 10 -q 100 (Debian `hey`; -q is per
+#                        worker, and the workers tick together: 10 requests every 10 ms)
 # Rounds alternate the two targets of each part (A, B, A, B, …); medians, ratios and the
 # verdicts at the end.
 #
@@ -19,6 +20,7 @@
 #   PIN=1                           servers (nginx, Titanium) on CPU 0, wrk/hey on CPU 1
 #   PORT_BASE (12100)               ports PORT_BASE+1 … PORT_BASE+9 on 127.0.0.1
 #   TITANIUM_BIN_DIR                release binaries (default .build/release); nothing is built
+#   PARTS ("proxy chain rate")      which parts to run (the summary needs all three)
 #   PERF=1                          afterwards, one more lb run under `perf record -g` on the
 #                                   load balancer; prints the top symbols (perf report --no-children)
 set -euo pipefail
@@ -30,6 +32,7 @@ RATE_DURATION="${RATE_DURATION:-$DURATION}"
 RATE="${RATE:-1000}"
 RATE_WORKERS="${RATE_WORKERS:-10}"
 LOG_LEVEL="${LOG_LEVEL:-info}"
+PARTS="${PARTS:-proxy chain rate}"
 PORT_BASE="${PORT_BASE:-12100}"
 BIN_DIR="${TITANIUM_BIN_DIR:-$ROOT/.build/release}"
 SERVER_CPU=(); CLIENT_CPU=()
@@ -87,8 +90,11 @@ http {
 }
 EOF
   "${SERVER_CPU[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 & pids+=($!)
+  eval "nginx_${1}_pid=$!"
 }
-nginx_start backend "server { listen 127.0.0.1:$BACKEND_PORT; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
+# keepalive_requests: the backend never closes a proxy's connection, for either proxy.
+nginx_start backend "keepalive_requests 10000000;
+  server { listen 127.0.0.1:$BACKEND_PORT; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
 nginx_start proxy "upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
   server { listen 127.0.0.1:$NGINX_PORT; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 
@@ -131,23 +137,44 @@ chain_body=$(curl -fs "http://127.0.0.1:$CHAIN_PORT/api/posts")
 [ "$direct_body" = "$chain_body" ] || { echo "the chain answers differently from blog-service direct" >&2; exit 1; }
 echo "GET /api/posts: ${#direct_body} bytes; backend: $(curl -fs "http://127.0.0.1:$BACKEND_PORT/api/bench")"
 
-errors=0
-run() { # URL -> "requests_per_second p99_ms"; non-2xx answers and socket errors are counted
-  local out; out=$("${CLIENT_CPU[@]}" wrk -t1 -c64 -d"$DURATION" --latency "$1")
+cpu_ticks() { # PID… -> user + system clock ticks of these processes and their children (nginx workers)
+  local pid total=0
+  for pid in "$@" $(pgrep -P "$(IFS=,; echo "$*")" || true); do
+    total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+  done
+  echo "$total"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+: >"$work/errors"
+run() { # URL PID… -> "requests_per_second p99_ms cpu_us_per_request" (CPU of the PIDs); errors are counted
+  local url="$1"; shift
+  local before out after
+  before=$(cpu_ticks "$@")
+  out=$("${CLIENT_CPU[@]}" wrk -t1 -c64 -d"$DURATION" --latency "$url")
+  after=$(cpu_ticks "$@")
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
-    echo "errors from $1: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ')" >&2; errors=$((errors + 1))
+    echo "errors from $url: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ')" >&2; echo "$url" >>"$work/errors"
   fi
-  awk '
+  awk -v cpu_us=$(((after - before) * TICK_US)) '
+    / requests in / { n = $1 }
     /Requests\/sec/ { rps = $2 }
     /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v = v / 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v = v * 1000 }; p99 = v }
-    END { printf "%s %s\n", rps, p99 }' <<<"$out"
+    END { printf "%s %s %.1f\n", rps, p99, cpu_us / n }' <<<"$out"
 }
-run_rate() { # URL -> "requests_per_second p99_ms" at RATE requests/s (hey: RATE_WORKERS workers, -q per worker)
-  local out; out=$("${CLIENT_CPU[@]}" hey -c "$RATE_WORKERS" -q $((RATE / RATE_WORKERS)) -z "$RATE_DURATION" "$1")
-  if ! grep -qE '^\s*\[200\]' <<<"$out" || [ "$(grep -cE '^\s*\[[0-9]+\]' <<<"$out")" != 1 ] || grep -q 'Error distribution' <<<"$out"; then
-    echo "errors from $1: $(sed -n '/Status code distribution/,$p' <<<"$out" | tr '\n' ' ')" >&2; errors=$((errors + 1))
+run_rate() { # URL PID… -> the same at RATE requests/s (hey: RATE_WORKERS workers, -q per worker)
+  local url="$1"; shift
+  local before out after
+  before=$(cpu_ticks "$@")
+  out=$("${CLIENT_CPU[@]}" hey -c "$RATE_WORKERS" -q $((RATE / RATE_WORKERS)) -z "$RATE_DURATION" "$url")
+  after=$(cpu_ticks "$@")
+  if [ "$(grep -cE '^\s*\[[0-9]+\]' <<<"$out")" != 1 ] || ! grep -qE '^\s*\[200\]' <<<"$out" || grep -q 'Error distribution' <<<"$out"; then
+    echo "errors from $url: $(sed -n '/Status code distribution/,$p' <<<"$out" | tr '\n' ' ')" >&2; echo "$url" >>"$work/errors"
   fi
-  awk '/Requests\/sec/ { rps = $2 } /^ +99% in/ { p99 = $3 * 1000 } END { printf "%.2f %.2f\n", rps, p99 }' <<<"$out"
+  awk -v cpu_us=$(((after - before) * TICK_US)) '
+    /^ +\[200\]/ { n = $2 }
+    /Requests\/sec/ { rps = $2 }
+    /^ +99% in/ { p99 = $3 * 1000 }
+    END { printf "%.2f %.2f %.1f\n", rps, p99, cpu_us / (n ? n : 1) }' <<<"$out"
 }
 
 # Warm-up: connections, pools, the first metric series.
@@ -156,47 +183,75 @@ for url in "http://127.0.0.1:$LB_PORT/api/bench" "http://127.0.0.1:$NGINX_PORT/a
   "${CLIENT_CPU[@]}" wrk -t1 -c64 -d3s "$url" >/dev/null
 done
 
-echo "round lb_rps lb_p99_ms nginx_rps nginx_p99_ms"
-for round in $(seq 1 "$ROUNDS"); do
-  echo "$round $(run "http://127.0.0.1:$LB_PORT/api/bench") $(run "http://127.0.0.1:$NGINX_PORT/api/bench")" | tee -a "$work/proxy.results"
-done
-echo "round chain_rps chain_p99_ms direct_rps direct_p99_ms"
-for round in $(seq 1 "$ROUNDS"); do
-  echo "$round $(run "http://127.0.0.1:$CHAIN_PORT/api/posts") $(run "http://127.0.0.1:$BLOG_PORT/api/posts")" | tee -a "$work/chain.results"
-done
-echo "round chain_at_${RATE}_rps chain_p99_ms direct_at_${RATE}_rps direct_p99_ms   (hey -c $RATE_WORKERS -q $((RATE / RATE_WORKERS)) -z $RATE_DURATION)"
-for round in $(seq 1 "$ROUNDS"); do
-  echo "$round $(run_rate "http://127.0.0.1:$CHAIN_PORT/api/posts") $(run_rate "http://127.0.0.1:$BLOG_PORT/api/posts")" | tee -a "$work/rate.results"
-done
+# cpu_us: CPU time per request of the proxy under test (lb, nginx proxy_pass), of the three
+# services (chain) or of blog-service (direct).
+if [[ " $PARTS " == *" proxy "* ]]; then
+  echo "round lb_rps lb_p99_ms lb_cpu_us nginx_rps nginx_p99_ms nginx_cpu_us"
+  for round in $(seq 1 "$ROUNDS"); do
+    a=$(run "http://127.0.0.1:$LB_PORT/api/bench" "$lb_pid")
+    b=$(run "http://127.0.0.1:$NGINX_PORT/api/bench" "$nginx_proxy_pid")
+    echo "$round $a $b" | tee -a "$work/proxy.results"
+  done
+fi
+if [[ " $PARTS " == *" chain "* ]]; then
+  echo "round chain_rps chain_p99_ms chain_cpu_us direct_rps direct_p99_ms direct_cpu_us"
+  for round in $(seq 1 "$ROUNDS"); do
+    a=$(run "http://127.0.0.1:$CHAIN_PORT/api/posts" "$chain_pid" "$gateway_pid" "$blog_pid")
+    b=$(run "http://127.0.0.1:$BLOG_PORT/api/posts" "$blog_pid")
+    echo "$round $a $b" | tee -a "$work/chain.results"
+  done
+fi
+if [[ " $PARTS " == *" rate "* ]]; then
+  echo "round chain_rps chain_p99_ms chain_cpu_us direct_rps direct_p99_ms direct_cpu_us   (hey -c $RATE_WORKERS -q $((RATE / RATE_WORKERS)) -z $RATE_DURATION)"
+  for round in $(seq 1 "$ROUNDS"); do
+    a=$(run_rate "http://127.0.0.1:$CHAIN_PORT/api/posts" "$chain_pid" "$gateway_pid" "$blog_pid")
+    b=$(run_rate "http://127.0.0.1:$BLOG_PORT/api/posts" "$blog_pid")
+    echo "$round $a $b" | tee -a "$work/rate.results"
+  done
+fi
 
-python3 - "$work" "$RATE" "$errors" <<'PY'
-import statistics, sys
-work, rate, errors = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+python3 - "$work" "$RATE" <<'PY'
+import os, statistics, sys
+work, rate = sys.argv[1], int(sys.argv[2])
+errors = len(open(f"{work}/errors").read().split())
 def load(name):
-    rows = [list(map(float, line.split()[1:])) for line in open(f"{work}/{name}.results")]
-    return [statistics.median(r[i] for r in rows) for i in range(4)], rows
-(lb, lb99, ng, ng99), proxy_rows = load("proxy")
-(ch, ch99, di, di99), chain_rows = load("chain")
-(rch, rch99, rdi, rdi99), _ = load("rate")
-print()
-print("| target | requests/s (median) | p99 ms (median) |")
-print("|---|---|---|")
-print(f"| nginx proxy_pass → nginx return 200 | {ng:,.0f} | {ng99:.2f} |")
-print(f"| load balancer → nginx return 200 | {lb:,.0f} | {lb99:.2f} |")
-print(f"| blog-service GET /api/posts, direct | {di:,.0f} | {di99:.2f} |")
-print(f"| load balancer → gateway → blog-service GET /api/posts | {ch:,.0f} | {ch99:.2f} |")
-print(f"| direct at {rate:,} req/s (hey) | {rdi:,.0f} | {rdi99:.2f} |")
-print(f"| chain at {rate:,} req/s (hey) | {rch:,.0f} | {rch99:.2f} |")
-print()
-per_round = lambda rows: ", ".join(f"{r[0] / r[2]:.3f}" for r in rows)
-print(f"lb/nginx throughput: {lb / ng:.3f} (per round: {per_round(proxy_rows)}); p99 lb/nginx: {lb99 / ng99:.2f}")
-print(f"chain/direct throughput: {ch / di:.3f} (per round: {per_round(chain_rows)}); p99 chain/direct: {ch99 / di99:.2f}")
+    path = f"{work}/{name}.results"
+    if not os.path.exists(path):
+        return None
+    rows = [list(map(float, line.split()[1:])) for line in open(path)]
+    return [statistics.median(r[i] for r in rows) for i in range(6)] + [rows]
+proxy, chain, fixed = load("proxy"), load("chain"), load("rate")
 verdict = lambda ok: "met" if ok else "NOT MET"
-print(f"target 1, load balancer ≥ 0.75× nginx throughput and p99 ≤ 2× nginx: {verdict(lb >= 0.75 * ng and lb99 <= 2 * ng99)}"
-      f" ({lb / ng:.2f}×, p99 {lb99:.2f} ms vs {ng99:.2f} ms = {lb99 / ng99:.2f}×)")
-print(f"target 2, chain ≥ 0.4× direct throughput: {verdict(ch >= 0.4 * di)} ({ch / di:.2f}×)")
-print(f"target 3, p99 ≤ 10 ms at {rate:,} req/s through the chain: {verdict(rch99 <= 10 and rch >= 0.95 * rate)}"
-      f" (p99 {rch99:.2f} ms at {rch:,.0f} req/s)")
+per_round = lambda rows: ", ".join(f"{r[0] / r[3]:.3f}" for r in rows)
+print()
+print("| target | requests/s | p99 ms | CPU µs/request |")
+print("|---|---|---|---|")
+if proxy:
+    lb, lb99, lbcpu, ng, ng99, ngcpu, _ = proxy
+    print(f"| nginx proxy_pass → nginx return 200 | {ng:,.0f} | {ng99:.2f} | {ngcpu:.0f} (nginx proxy) |")
+    print(f"| load balancer → nginx return 200 | {lb:,.0f} | {lb99:.2f} | {lbcpu:.0f} (load balancer) |")
+if chain:
+    ch, ch99, chcpu, di, di99, dicpu, _ = chain
+    print(f"| blog-service GET /api/posts, direct | {di:,.0f} | {di99:.2f} | {dicpu:.0f} (blog) |")
+    print(f"| load balancer → gateway → blog-service GET /api/posts | {ch:,.0f} | {ch99:.2f} | {chcpu:.0f} (all three) |")
+if fixed:
+    rch, rch99, rchcpu, rdi, rdi99, rdicpu, _ = fixed
+    print(f"| blog-service direct at {rate:,} req/s (hey) | {rdi:,.0f} | {rdi99:.2f} | {rdicpu:.0f} (blog) |")
+    print(f"| chain at {rate:,} req/s (hey) | {rch:,.0f} | {rch99:.2f} | {rchcpu:.0f} (all three) |")
+print()
+if proxy:
+    print(f"lb/nginx throughput: {lb / ng:.3f} (per round: {per_round(proxy[6])}); p99 lb/nginx: {lb99 / ng99:.2f}; CPU per request lb/nginx: {lbcpu / ngcpu:.1f}")
+if chain:
+    print(f"chain/direct throughput: {ch / di:.3f} (per round: {per_round(chain[6])}); p99 chain/direct: {ch99 / di99:.2f}; CPU per request chain/direct: {chcpu / dicpu:.1f}")
+if proxy:
+    print(f"target 1, load balancer ≥ 0.75× nginx throughput and p99 ≤ 2× nginx: {verdict(lb >= 0.75 * ng and lb99 <= 2 * ng99)}"
+          f" ({lb / ng:.2f}×, p99 {lb99:.2f} ms vs {ng99:.2f} ms = {lb99 / ng99:.2f}×)")
+if chain:
+    print(f"target 2, chain ≥ 0.4× direct throughput: {verdict(ch >= 0.4 * di)} ({ch / di:.2f}×)")
+if fixed:
+    # hey drops the ticks a busy worker misses: a rate below 95 % of the target means the chain could not keep up.
+    print(f"target 3, p99 ≤ 10 ms at {rate:,} req/s through the chain: {verdict(rch99 <= 10 and rch >= 0.95 * rate)}"
+          f" (p99 {rch99:.2f} ms at {rch:,.0f} req/s)")
 if errors:
     print(f"WARNING: {errors} run(s) saw non-2xx answers or socket errors (see above)")
 PY
@@ -204,7 +259,11 @@ PY
 if [ "${PERF:-0}" = 1 ]; then
   echo; echo "perf: load balancer → nginx, one more $DURATION run"
   perf record -F 999 -g -o "$work/perf.data" -p "$lb_pid" -- sleep "${DURATION%s}" >/dev/null 2>&1 & perf_pid=$!
-  run "http://127.0.0.1:$LB_PORT/api/bench" >/dev/null
+  run "http://127.0.0.1:$LB_PORT/api/bench" "$lb_pid" >/dev/null
   wait "$perf_pid" || true
-  perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40
+  echo "by library:"
+  perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | head -8
+  echo "top symbols (self time):"
+  perf report -i "$work/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' \
+    | sed -E 's/ +- +- *$//' | { command -v swift-demangle >/dev/null && swift-demangle --simplified || cat; } | cut -c1-160 | head -30
 fi
