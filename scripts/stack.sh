@@ -9,7 +9,9 @@
 # Environment: TITANIUM_VAR (state folder, default var/), TITANIUM_PORT_OFFSET (added to every
 # service port, default 0), REDIS_PORT (6379), TITANIUM_BIN_DIR (use these binaries, no build).
 # `up` records the binaries, ports and Redis port it used in $TITANIUM_VAR/run/stack.env, and
-# `start` reuses them, so only TITANIUM_VAR has to match.
+# `start` reuses them, so only TITANIUM_VAR has to match. Every service gets this script's
+# environment: exported TRACE_* (e.g. TRACE_FLUSH_INTERVAL=500ms) and ADMIN_TOKEN settings reach
+# them, and `up` records them in stack.env too (mode 600), so `start` launches with the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -130,7 +132,14 @@ up() {
   fi
 
   # What `start NAME` needs to launch a service exactly as here.
-  printf 'BIN=%q\nOFFSET=%q\nREDIS_PORT=%q\nLOG_LEVEL=%q\n' "$bin" "$OFFSET" "$REDIS_PORT" "${LOG_LEVEL:-info}" >"$RUN/stack.env"
+  rm -f "$RUN/stack.env"
+  (
+    umask 077 # ADMIN_TOKEN may be in it
+    {
+      printf 'BIN=%q\nOFFSET=%q\nREDIS_PORT=%q\nLOG_LEVEL=%q\n' "$bin" "$OFFSET" "$REDIS_PORT" "${LOG_LEVEL:-info}"
+      for var in $(compgen -e | grep -E '^(TRACE_[A-Z_]+|ADMIN_TOKEN)$' || true); do printf 'export %s=%q\n' "$var" "${!var}"; done
+    } >"$RUN/stack.env"
+  )
   for name in "${ORDER[@]}"; do launch "$name" "$bin"; done
   for name in "${ORDER[@]}"; do
     wait_ready "$name" "http://127.0.0.1:${PORTS[$name]}/health/ready" || { down; exit 1; }
