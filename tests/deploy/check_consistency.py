@@ -1,0 +1,990 @@
+#!/usr/bin/env python3
+"""Consistency of the deployment files with the code.
+
+What the services really do is read from the Swift sources, never from a hand-kept list:
+the environment variables each service reads (the `settings.<type>("dotted.key")` calls of its
+target and of the shared modules it links, per Package.swift), its routes, its default port
+and the metric names the code exports. Then:
+
+- docker-compose.yml and every rendered Kustomize overlay set only variables their service
+  reads; probe and healthcheck paths are routes of the service they point at; container ports
+  are the ports the services listen on; every URL in a setting names a real compose service or
+  Kubernetes Service, on a port it serves and a path it routes; the load balancer's
+  STATS_TARGETS lists every other service (headless Services in Kubernetes), never itself;
+  paths a service writes are on writable volumes under a read-only root filesystem.
+- every image skaffold builds is used by the manifests, and every image the manifests use is
+  built (or is a pinned third-party image); every build target exists in the Dockerfile.
+- the Prometheus configurations scrape every service where it listens (the Kubernetes
+  relabelling is simulated on the rendered pods), and every metric name used by the alert rules
+  and the Grafana dashboards is one the services export; dashboard queries parse (promtool).
+- the users.db backup script of the CronJob runs against a live WAL database and keeps the
+  newest BACKUP_KEEP copies.
+
+Usage: check_consistency.py [--rendered OVERLAY=FILE ...] [--promtool PATH]
+Overlays that are not given rendered are rendered with `kubectl kustomize`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from urllib.parse import urlsplit
+
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SERVICES = ["load-balancer", "api-gateway", "auth-service", "user-service", "blog-service"]
+OVERLAYS = {"local": "k8s-manifests/overlays/local", "production": "k8s-manifests/overlays/production"}
+IMAGE_PREFIX = "titanium/"
+
+# Variables set in the deployment files ahead of the code that reads them (being added by
+# another change). Setting one that is not read yet is a warning, not a failure; once the code
+# reads it, the entry is reported as stale and should be removed.
+PENDING: dict[str, set[str]] = {}
+
+# Variables naming a place a service writes (the directory must be writable under a read-only
+# root filesystem), and ones naming a file it only reads when present.
+WRITTEN_PATHS = {"DATA_DIR": "dir", "USER_DB_PATH": "file", "BLOG_DB_PATH": "file", "TRACE_DB_PATH": "file"}
+READ_PATHS = {"JWT_PRIVATE_KEY_FILE": "file", "DASHBOARD_DIR": "dir"}
+
+# Series Prometheus itself produces.
+PROMETHEUS_BUILTIN = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
+                      "scrape_series_added", "ALERTS", "ALERTS_FOR_STATE"}
+
+
+class Report:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed: list[str] = []
+        self.warnings: list[str] = []
+
+    def check(self, ok: bool, message: str) -> bool:
+        if ok:
+            self.passed += 1
+        else:
+            self.failed.append(message)
+            print(f"FAIL {message}")
+        return ok
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        print(f"WARN {message}")
+
+
+R = Report()
+
+
+def read(path: str) -> str:
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        return f.read()
+
+
+# ----------------------------------------------------------------------------------------------
+# What the Swift code does
+
+
+def balanced_block(text: str, start: int) -> str:
+    """The text from `start` (an opening parenthesis) to its matching closing one."""
+    depth = 0
+    in_string = False
+    i = start
+    while i < len(text):
+        c = text[i]
+        if in_string:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "([":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+            if depth == 0:
+                return text[start:i + 1]
+        i += 1
+    raise ValueError("unbalanced parentheses in Package.swift")
+
+
+class SwiftPackage:
+    TARGET_KINDS = ("target", "executableTarget", "systemLibrary", "testTarget")
+    SETTINGS_METHODS = ("string", "optionalString", "int", "double", "bool", "choice", "httpURL", "httpURLs", "list")
+
+    def __init__(self) -> None:
+        manifest = read("Package.swift")
+        self.targets: dict[str, dict] = {}
+        for match in re.finditer(r"\.(%s)\(" % "|".join(self.TARGET_KINDS), manifest):
+            block = balanced_block(manifest, match.end() - 1)
+            name = re.search(r'name:\s*"([^"]+)"', block).group(1)
+            path = re.search(r'path:\s*"([^"]+)"', block)
+            deps: list[str] = []
+            dep_match = re.search(r"dependencies:\s*\[", block)
+            if dep_match:
+                deps_text = balanced_block(block, dep_match.end() - 1)
+                deps_text = re.sub(r"\.product\([^)]*\)", "", deps_text)
+                deps = re.findall(r'"([^"]+)"', deps_text)
+            self.targets[name] = {"path": path.group(1) if path else f"Sources/{name}", "deps": deps}
+        self.products = {m.group(1): m.group(2) for m in
+                         re.finditer(r'\.executable\(name:\s*"([^"]+)",\s*targets:\s*\["([^"]+)"\]', manifest)}
+
+    def closure(self, target: str) -> list[str]:
+        seen: list[str] = []
+        stack = [target]
+        while stack:
+            t = stack.pop()
+            if t in seen or t not in self.targets:
+                continue
+            seen.append(t)
+            stack.extend(self.targets[t]["deps"])
+        return seen
+
+    def swift_files(self, product: str) -> list[str]:
+        files: list[str] = []
+        for target in self.closure(self.products[product]):
+            files += sorted(glob.glob(os.path.join(ROOT, self.targets[target]["path"], "**", "*.swift"), recursive=True))
+        return files
+
+    @classmethod
+    def settings_keys(cls, path: str) -> tuple[set[str], list[str]]:
+        """Dotted keys read in one file, and the calls whose key could not be resolved."""
+        text = open(path, encoding="utf-8").read()
+        keys: set[str] = set()
+        unresolved: list[str] = []
+        methods = "|".join(cls.SETTINGS_METHODS)
+        keys.update(re.findall(r'\bsettings\.(?:%s)\(\s*"([^"]+)"' % methods, text))
+        keys.update(re.findall(r'\bConfigKey\(\s*"([^"]+)"', text))
+        # A key passed through a helper: `func pool(_ key: String, ...) { settings.httpURLs(key, ...) }`
+        # reads the literals of every `pool("...")` call in the same file.
+        for match in re.finditer(r'\bsettings\.(?:%s)\(\s*([A-Za-z_]\w*)\s*[,)]' % methods, text):
+            variable = match.group(1)
+            helper = None
+            for func in re.finditer(r'func\s+(\w+)\s*\(\s*_\s+%s\s*:\s*String' % re.escape(variable), text[:match.start()]):
+                helper = func.group(1)
+            literals = re.findall(r'\b%s\(\s*"([^"]+)"' % re.escape(helper), text) if helper else []
+            if literals:
+                keys.update(literals)
+            else:
+                unresolved.append(f"{os.path.relpath(path, ROOT)}: settings.…({variable})")
+        # Direct reads of the process environment.
+        direct = set(re.findall(r'environment\[\s*"([A-Z][A-Z0-9_]*)"\s*\]', text))
+        direct |= set(re.findall(r'getenv\(\s*"([A-Z][A-Z0-9_]*)"\s*\)', text))
+        keys.update(k.lower().replace("_", ".") for k in direct)
+        return keys, unresolved
+
+    @staticmethod
+    def variable(key: str) -> str:
+        return key.upper().replace(".", "_").replace("-", "_")
+
+    def variables(self, product: str) -> set[str]:
+        result: set[str] = set()
+        for path in self.swift_files(product):
+            keys, unresolved = self.settings_keys(path)
+            for call in unresolved:
+                R.check(False, f"{product}: cannot tell which setting {call} reads; teach tests/deploy/check_consistency.py")
+            result |= {self.variable(k) for k in keys}
+        return result
+
+    def routes(self, product: str) -> set[str]:
+        routes: set[str] = set()
+        for path in self.swift_files(product):
+            text = open(path, encoding="utf-8").read()
+            routes.update(re.findall(r'\.(?:get|post|put|patch|delete|head|on)\(\s*"(/[^"]*)"', text))
+        return routes
+
+    def default_port(self, product: str) -> int | None:
+        for path in self.swift_files(product):
+            match = re.search(r'ServiceMain\.run\(\s*service:\s*"%s",\s*defaultPort:\s*(\d+)' % re.escape(product),
+                              open(path, encoding="utf-8").read())
+            if match:
+                return int(match.group(1))
+        return None
+
+    @staticmethod
+    def exported_metrics() -> dict[str, str]:
+        """Metric name → type, for every metric the services' code registers or prints."""
+        metrics: dict[str, str] = {}
+        for path in glob.glob(os.path.join(ROOT, "Services", "**", "*.swift"), recursive=True) + \
+                glob.glob(os.path.join(ROOT, "Shared", "**", "*.swift"), recursive=True):
+            text = open(path, encoding="utf-8").read()
+            for kind, name in re.findall(r'make(Counter|Gauge|DurationHistogram|ValueHistogram|Histogram|Summary)\(\s*name:\s*"([A-Za-z_:][A-Za-z0-9_:]*)"', text):
+                metrics[name] = "histogram" if "Histogram" in kind else kind.lower()
+            for kind, name in re.findall(r'\b(Counter|Gauge|Meter|Timer|Recorder|FloatingPointCounter)\(\s*label:\s*"([A-Za-z_:][A-Za-z0-9_:]*)"', text):
+                metrics[name] = "histogram" if kind in ("Timer", "Recorder") else "counter"
+            for name, kind in re.findall(r'# TYPE ([A-Za-z_:][A-Za-z0-9_:]*) (counter|gauge|histogram|summary)', text):
+                metrics[name] = kind
+        return metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def compose_interpolate(value: str) -> str:
+    """docker-compose variable substitution with no variables set: defaults, `$$` → `$`."""
+    def substitute(match: re.Match) -> str:
+        body = match.group(1)
+        for op in (":-", "-"):
+            if op in body:
+                return body.split(op, 1)[1]
+        return ""
+    value = re.sub(r"\$\{([^}]+)\}", substitute, value.replace("$$", "\x00"))
+    return value.replace("\x00", "$")
+
+
+def urls_in(value: str) -> list[str]:
+    return re.findall(r"\b(?:https?|redis)://[^\s,]+", str(value))
+
+
+def split_url(url: str) -> tuple[str, int | None, str]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443, "redis": 6379}.get(parts.scheme)
+    return parts.hostname or "", parts.port or default, parts.path or ""
+
+
+def parse_stats_targets(value: str) -> list[tuple[str, str]]:
+    pairs = []
+    for entry in [e.strip() for e in str(value).split(",") if e.strip()]:
+        name, _, url = entry.partition("=")
+        pairs.append((name, url))
+    return pairs
+
+
+def under(path: str, mounts: list[str]) -> bool:
+    path = os.path.normpath(path)
+    return any(path == m or path.startswith(m.rstrip("/") + "/") for m in map(os.path.normpath, mounts))
+
+
+class Dockerfile:
+    def __init__(self, path: str = "Dockerfile") -> None:
+        self.text = read(path)
+        self.stages: dict[str, dict] = {}
+        current = None
+        lines = self.text.splitlines()
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            heredoc = re.match(r'^\s*COPY\s+<<["\']?(\w+)["\']?\s+(\S+)', line)
+            if heredoc:
+                end = heredoc.group(1)
+                body = []
+                i += 1
+                while i < len(lines) and lines[i].strip() != end:
+                    body.append(lines[i])
+                    i += 1
+                if current:
+                    current["heredocs"][heredoc.group(2)] = "\n".join(body)
+                i += 1
+                continue
+            m = re.match(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.I)
+            if m:
+                current = {"from": m.group(1), "user": None, "env": {}, "entrypoint": None, "expose": [], "heredocs": {}}
+                self.stages[m.group(2) or f"stage{len(self.stages)}"] = current
+            elif current is not None:
+                if m := re.match(r"^USER\s+(\S+)", line):
+                    current["user"] = m.group(1)
+                elif m := re.match(r"^ENTRYPOINT\s+(\[.*\])", line):
+                    current["entrypoint"] = json.loads(m.group(1))
+                elif m := re.match(r"^EXPOSE\s+(.+)", line):
+                    current["expose"] += [int(p.split("/")[0]) for p in m.group(1).split()]
+                elif re.match(r"^ENV\s", line):
+                    statement = line
+                    while statement.endswith("\\") and i + 1 < len(lines):
+                        i += 1
+                        statement = statement[:-1] + " " + lines[i].strip()
+                    for key, value in re.findall(r"(\w+)=(\S+)", statement[4:]):
+                        current["env"][key] = value
+            i += 1
+
+    def resolved(self, stage: str, field: str):
+        """A field of a stage, inherited from the stage it is built FROM."""
+        seen = set()
+        while stage in self.stages and stage not in seen:
+            seen.add(stage)
+            value = self.stages[stage][field]
+            if value:
+                return value
+            stage = self.stages[stage]["from"]
+        return None
+
+    def env(self, stage: str) -> dict:
+        chain = []
+        while stage in self.stages and stage not in chain:
+            chain.append(stage)
+            stage = self.stages[stage]["from"]
+        env: dict = {}
+        for s in reversed(chain):
+            env.update(self.stages[s]["env"])
+        return env
+
+    def nginx(self) -> tuple[set[int], set[str]]:
+        """Ports nginx listens on and exact locations it answers, from the dashboard-ui stage."""
+        conf = "\n".join(self.stages.get("dashboard-ui", {}).get("heredocs", {}).values())
+        ports = {int(p) for p in re.findall(r"^\s*listen\s+(\d+)", conf, re.M)}
+        locations = set(re.findall(r"location\s*=\s*(\S+)", conf))
+        return ports, locations
+
+
+def dashboard_files() -> set[str]:
+    base = os.path.join(ROOT, "dashboard-ui")
+    files = {"/"} if os.path.exists(os.path.join(base, "index.html")) else set()
+    for path in glob.glob(os.path.join(base, "**", "*"), recursive=True):
+        if os.path.isfile(path):
+            files.add("/" + os.path.relpath(path, base))
+    return files
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks
+
+
+def check_variables(where: str, service: str, names: set[str], read_vars: dict[str, set[str]]) -> None:
+    for name in sorted(names):
+        if name in read_vars[service]:
+            R.check(True, "")
+            continue
+        if service in PENDING.get(name, set()):
+            R.warn(f"{where}: {service} sets {name}, which the code does not read yet (pending)")
+            continue
+        R.check(False, f"{where}: {service} sets {name}, but {service} never reads it")
+
+
+def check_pending(read_vars: dict[str, set[str]]) -> None:
+    for name, services in PENDING.items():
+        for service in services:
+            if name in read_vars[service]:
+                R.warn(f"PENDING entry {name} for {service} is read by the code now: remove it from tests/deploy/check_consistency.py")
+
+
+def check_compose(pkg: SwiftPackage, df: Dockerfile, read_vars, routes, ports) -> dict:
+    compose = yaml.safe_load(read("docker-compose.yml"))
+    services = compose.get("services", {})
+    nginx_ports, nginx_locations = df.nginx()
+    listen: dict[str, int] = {}
+    for name in SERVICES:
+        if not R.check(name in services, f"docker-compose.yml: no service {name}"):
+            continue
+        env = {k: compose_interpolate(str(v)) for k, v in (services[name].get("environment") or {}).items()}
+        listen[name] = int(env.get("HTTP_PORT") or df.env(name).get("HTTP_PORT") or ports[name])
+    listen["dashboard-ui"] = min(nginx_ports) if nginx_ports else 0
+    listen["redis"] = 6379
+
+    for name, svc in services.items():
+        image = str(svc.get("image", ""))
+        build = svc.get("build")
+        if build:
+            target = build.get("target") if isinstance(build, dict) else None
+            R.check(target in df.stages, f"docker-compose.yml: {name} builds Dockerfile target {target!r}, which does not exist")
+            R.check(image.startswith(f"{IMAGE_PREFIX}{target}:") or image == f"{IMAGE_PREFIX}{target}",
+                    f"docker-compose.yml: {name} builds target {target} but is tagged {image!r}")
+        else:
+            R.check(":" in image and not image.endswith(":latest"), f"docker-compose.yml: {name} uses unpinned image {image!r}")
+        for volume in svc.get("volumes") or []:
+            source = str(volume).split(":")[0]
+            if source.startswith("."):
+                R.check(os.path.exists(os.path.join(ROOT, source)), f"docker-compose.yml: {name} mounts missing {source}")
+        for dep, spec in (svc.get("depends_on") or {}).items():
+            R.check(dep in services, f"docker-compose.yml: {name} depends on unknown {dep}")
+            if isinstance(spec, dict) and spec.get("condition") == "service_healthy":
+                R.check("healthcheck" in services.get(dep, {}), f"docker-compose.yml: {name} waits for {dep} to be healthy, but {dep} has no healthcheck")
+
+    for name in SERVICES:
+        if name not in services:
+            continue
+        svc = services[name]
+        env = {k: compose_interpolate(str(v)) for k, v in (svc.get("environment") or {}).items()}
+        check_variables("docker-compose.yml", name, set(env), read_vars)
+        # Ports: what is exposed or published is where the service listens.
+        container_ports = {int(str(p).split(":")[-1].split("/")[0]) for p in (svc.get("expose") or [])}
+        container_ports |= {int(compose_interpolate(str(p)).split(":")[-1].split("/")[0]) for p in (svc.get("ports") or [])}
+        R.check(container_ports == {listen[name]}, f"docker-compose.yml: {name} listens on {listen[name]} but exposes {sorted(container_ports)}")
+        # Healthcheck on /health/ready of this very service.
+        test = " ".join(map(str, (svc.get("healthcheck") or {}).get("test", [])))
+        test = compose_interpolate(test)
+        paths = re.findall(r"GET (/\S*) HTTP|https?://[^/\s]+(/\S*)", test)
+        paths = [a or b for a, b in paths]
+        R.check(paths == ["/health/ready"], f"docker-compose.yml: {name} healthcheck should GET /health/ready, found {paths}")
+        for path in paths:
+            R.check(path in routes[name], f"docker-compose.yml: {name} healthcheck path {path} is not a route of {name}")
+        R.check("$HTTP_PORT" in test or str(listen[name]) in test, f"docker-compose.yml: {name} healthcheck does not use the service's port")
+        # URLs point at compose services, on the port they listen on, at paths they route.
+        for key, value in env.items():
+            for url in urls_in(value):
+                host, port, path = split_url(url)
+                if not R.check(host in services, f"docker-compose.yml: {name} {key} points at unknown host {host}"):
+                    continue
+                R.check(port == listen.get(host), f"docker-compose.yml: {name} {key}={url}: {host} listens on {listen.get(host)}")
+                if path and host in SERVICES:
+                    R.check(path in routes[host], f"docker-compose.yml: {name} {key}={url}: {path} is not a route of {host}")
+        if name == "load-balancer":
+            check_stats_targets("docker-compose.yml", env.get("STATS_TARGETS", ""), lambda host: host)
+        # Read-only root filesystem: written paths on volumes or tmpfs.
+        if svc.get("read_only"):
+            mounts = [str(v).split(":")[1] for v in svc.get("volumes") or []] + list(svc.get("tmpfs") or [])
+            check_paths("docker-compose.yml", name, {**df.env(name), **env}, mounts, mounts)
+
+    # dashboard-ui: healthcheck on a location nginx answers.
+    if "dashboard-ui" in services:
+        test = " ".join(map(str, services["dashboard-ui"].get("healthcheck", {}).get("test", [])))
+        for port, path in re.findall(r"https?://[^:/\s]+:(\d+)(/\S*)", test):
+            R.check(int(port) in nginx_ports, f"docker-compose.yml: dashboard-ui healthcheck port {port} is not nginx's {sorted(nginx_ports)}")
+            R.check(path in nginx_locations | dashboard_files(), f"docker-compose.yml: dashboard-ui healthcheck path {path} is not served")
+
+    # Prometheus scrapes every service where compose runs it.
+    prom = yaml.safe_load(read("monitoring/prometheus.yml"))
+    scraped: dict[str, str] = {}
+    for job in prom.get("scrape_configs", []):
+        for static in job.get("static_configs", []):
+            for target in static.get("targets", []):
+                host, _, port = target.partition(":")
+                if host in ("localhost", "127.0.0.1"):
+                    continue
+                R.check(host in SERVICES and int(port) == listen.get(host),
+                        f"monitoring/prometheus.yml: target {target} is not a Titanium service on its port")
+                R.check(static.get("labels", {}).get("service") == host, f"monitoring/prometheus.yml: target {target} needs label service={host}")
+                R.check(job.get("metrics_path", "/metrics") in routes.get(host, set()), f"monitoring/prometheus.yml: {target} has no route {job.get('metrics_path', '/metrics')}")
+                scraped[host] = target
+    for name in SERVICES:
+        R.check(name in scraped, f"monitoring/prometheus.yml: {name} is not scraped")
+    return compose
+
+
+def check_stats_targets(where: str, value: str, resolve) -> None:
+    pairs = parse_stats_targets(value)
+    names = [n for n, _ in pairs]
+    R.check(sorted(names) == sorted(s for s in SERVICES if s != "load-balancer"),
+            f"{where}: STATS_TARGETS should list every service but the load balancer once, has {names}")
+    for name, url in pairs:
+        host, _, _ = split_url(url)
+        R.check(resolve(host) != "load-balancer", f"{where}: STATS_TARGETS entry {name} points at the load balancer itself")
+
+
+def check_paths(where: str, service: str, env: dict, writable: list[str], readable: list[str]) -> None:
+    for key, kind in WRITTEN_PATHS.items():
+        if key in env:
+            directory = env[key] if kind == "dir" else os.path.dirname(env[key])
+            R.check(under(directory, writable), f"{where}: {service} writes {key}={env[key]} outside its writable volumes {writable}")
+    for key, kind in READ_PATHS.items():
+        if key in env and key != "DASHBOARD_DIR":
+            directory = env[key] if kind == "dir" else os.path.dirname(env[key])
+            R.check(under(directory, readable), f"{where}: {service} reads {key}={env[key]} from outside its volumes {readable}")
+
+
+def pod_specs(resources: list[dict]) -> list[tuple[dict, dict, dict]]:
+    """(workload, pod template metadata, pod spec) of every Deployment, StatefulSet and CronJob."""
+    result = []
+    for r in resources:
+        kind = r["kind"]
+        if kind in ("Deployment", "StatefulSet", "DaemonSet"):
+            t = r["spec"]["template"]
+        elif kind == "CronJob":
+            t = r["spec"]["jobTemplate"]["spec"]["template"]
+        elif kind == "Job":
+            t = r["spec"]["template"]
+        else:
+            continue
+        result.append((r, t.get("metadata", {}), t["spec"]))
+    return result
+
+
+def image_name(image: str) -> tuple[str, str | None]:
+    name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", None)
+    return (name, tag) if tag is not None else (image, None)
+
+
+def check_overlay(overlay: str, resources: list[dict], df: Dockerfile, read_vars, routes, ports, prom_k8s) -> set[str]:
+    where = f"overlay {overlay}"
+    by_kind: dict[str, dict[str, dict]] = {}
+    for r in resources:
+        by_kind.setdefault(r["kind"], {})[r["metadata"]["name"]] = r
+    configmaps = by_kind.get("ConfigMap", {})
+    services = by_kind.get("Service", {})
+    pvcs = by_kind.get("PersistentVolumeClaim", {})
+    nginx_ports, nginx_locations = df.nginx()
+    template_secret = yaml.safe_load(read("k8s-manifests/base/auth-jwt-key.secret.template.yaml"))
+    images_used: set[str] = set()
+
+    pods = pod_specs(resources)
+    # Which Titanium service each pod template runs, and its labels.
+    pod_service: list[tuple[str | None, dict, dict, dict]] = []
+    for workload, meta, spec in pods:
+        service = None
+        for c in spec.get("containers", []):
+            name, _ = image_name(c["image"])
+            if name.startswith(IMAGE_PREFIX) and name[len(IMAGE_PREFIX):] in SERVICES:
+                service = name[len(IMAGE_PREFIX):]
+        pod_service.append((service, workload, meta, spec))
+
+    def container_env(c: dict) -> dict:
+        env: dict = {}
+        for source in c.get("envFrom", []):
+            if "configMapRef" in source:
+                ref = source["configMapRef"]["name"]
+                if R.check(ref in configmaps, f"{where}: envFrom ConfigMap {ref} does not exist"):
+                    env.update(configmaps[ref].get("data", {}))
+            if "secretRef" in source:
+                env.update({k: "<secret>" for k in by_kind.get("Secret", {}).get(source["secretRef"]["name"], {}).get("data", {})})
+        for e in c.get("env", []):
+            env[e["name"]] = e.get("value", "<ref>")
+        return env
+
+    def service_for_host(host: str) -> tuple[dict | None, str | None]:
+        svc = services.get(host)
+        if not svc:
+            return None, None
+        selector = svc["spec"].get("selector", {})
+        for service, _, meta, _ in pod_service:
+            labels = meta.get("labels", {})
+            if selector and all(labels.get(k) == v for k, v in selector.items()):
+                return svc, service or labels.get("app.kubernetes.io/name")
+        return svc, None
+
+    for service, workload, meta, spec in pod_service:
+        wname = f"{workload['kind']} {workload['metadata']['name']}"
+        security = spec.get("securityContext", {})
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for v in volumes.values():
+            if "persistentVolumeClaim" in v:
+                claim = v["persistentVolumeClaim"]["claimName"]
+                R.check(claim in pvcs, f"{where}: {wname} mounts PVC {claim}, which does not exist")
+            if "secret" in v:
+                secret = v["secret"]["secretName"]
+                R.check(secret in by_kind.get("Secret", {}) or secret == template_secret["metadata"]["name"],
+                        f"{where}: {wname} mounts Secret {secret}, neither rendered nor the documented template")
+            if "configMap" in v:
+                R.check(v["configMap"]["name"] in configmaps, f"{where}: {wname} mounts missing ConfigMap {v['configMap']['name']}")
+        for c in spec.get("containers", []):
+            cname = f"{wname} container {c['name']}"
+            name, tag = image_name(c["image"])
+            if name.startswith(IMAGE_PREFIX):
+                images_used.add(name)
+            else:
+                R.check(tag not in (None, "latest"), f"{where}: {cname} uses unpinned third-party image {c['image']}")
+            # Hardening and resources, on every container.
+            csec = c.get("securityContext", {})
+            R.check(csec.get("runAsNonRoot", security.get("runAsNonRoot")) is True, f"{where}: {cname} is not runAsNonRoot")
+            R.check(csec.get("readOnlyRootFilesystem") is True, f"{where}: {cname} has a writable root filesystem")
+            R.check(csec.get("allowPrivilegeEscalation") is False, f"{where}: {cname} allows privilege escalation")
+            R.check("ALL" in csec.get("capabilities", {}).get("drop", []), f"{where}: {cname} does not drop ALL capabilities")
+            res = c.get("resources", {})
+            R.check(all(k in res.get(s, {}) for s in ("requests", "limits") for k in ("cpu", "memory")),
+                    f"{where}: {cname} lacks cpu/memory requests and limits")
+            mounts = c.get("volumeMounts", [])
+            writable = [m["mountPath"] for m in mounts if not m.get("readOnly")
+                        and not {"secret", "configMap"} & set(volumes.get(m["name"], {}))]
+            readable = [m["mountPath"] for m in mounts]
+            env = container_env(c)
+            container_ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+
+            if service:
+                svc_env = {**df.env(service), **env}
+                check_variables(where, service, set(env), read_vars)
+                listen = int(svc_env.get("HTTP_PORT") or ports[service])
+                R.check(list(container_ports.values()) == [listen], f"{where}: {cname} listens on {listen} but declares ports {container_ports}")
+                for probe_kind, expected in (("livenessProbe", "/health/live"), ("readinessProbe", "/health/ready"), ("startupProbe", None)):
+                    probe = c.get(probe_kind)
+                    if probe is None:
+                        R.check(probe_kind == "startupProbe", f"{where}: {cname} has no {probe_kind}")
+                        continue
+                    get = probe.get("httpGet", {})
+                    port = get.get("port")
+                    port = container_ports.get(port, port)
+                    R.check(port == listen, f"{where}: {cname} {probe_kind} port {get.get('port')} is not the service port {listen}")
+                    R.check(get.get("path") in routes[service], f"{where}: {cname} {probe_kind} path {get.get('path')} is not a route of {service}")
+                    if expected:
+                        R.check(get.get("path") == expected, f"{where}: {cname} {probe_kind} should be {expected}")
+                annotations = meta.get("annotations", {})
+                R.check(annotations.get("prometheus.io/scrape") == "true", f"{where}: {wname} lacks prometheus.io/scrape: \"true\"")
+                R.check(annotations.get("prometheus.io/port") == str(listen), f"{where}: {wname} prometheus.io/port is not {listen}")
+                R.check(annotations.get("prometheus.io/path") in routes[service], f"{where}: {wname} prometheus.io/path is not a route of {service}")
+                check_paths(where, service, svc_env, writable, readable)
+                key_file = svc_env.get("JWT_PRIVATE_KEY_FILE")
+                if key_file:
+                    for m in mounts:
+                        v = volumes.get(m["name"], {})
+                        if "secret" in v and under(os.path.dirname(key_file), [m["mountPath"]]):
+                            names = [i["path"] for i in v["secret"].get("items", [])] or list(template_secret.get("stringData", {}))
+                            R.check(os.path.basename(key_file) in names, f"{where}: {cname} reads {key_file} but the Secret volume holds {names}")
+                            keys = [i["key"] for i in v["secret"].get("items", [])]
+                            R.check(all(k in template_secret.get("stringData", {}) for k in keys),
+                                    f"{where}: {cname} mounts Secret keys {keys} the template does not define")
+                for key, value in env.items():
+                    for url in urls_in(value):
+                        host, port, path = split_url(url)
+                        target, target_service = service_for_host(host)
+                        if not R.check(target is not None, f"{where}: {service} {key}={url}: no Service named {host}"):
+                            continue
+                        R.check(port in [p["port"] for p in target["spec"]["ports"]], f"{where}: {service} {key}={url}: Service {host} has no port {port}")
+                        if path and target_service in SERVICES:
+                            R.check(path in routes[target_service], f"{where}: {service} {key}={url}: {path} is not a route of {target_service}")
+                if service == "load-balancer" and "STATS_TARGETS" in env:
+                    check_stats_targets(where, env["STATS_TARGETS"], lambda host: service_for_host(host)[1])
+                    for _, url in parse_stats_targets(env["STATS_TARGETS"]):
+                        host, _, _ = split_url(url)
+                        target = services.get(host)
+                        R.check(bool(target) and target["spec"].get("clusterIP") == "None",
+                                f"{where}: STATS_TARGETS host {host} is not a headless Service, so /stats would see one pod")
+                # The relabelling of monitoring/prometheus-kubernetes.yml finds this pod's /metrics.
+                check_relabel(where, wname, service, meta, listen, prom_k8s, workload["metadata"].get("namespace", ""))
+            elif name == f"{IMAGE_PREFIX}dashboard-ui":
+                for probe_kind in ("livenessProbe", "readinessProbe"):
+                    get = c.get(probe_kind, {}).get("httpGet", {})
+                    port = container_ports.get(get.get("port"), get.get("port"))
+                    R.check(port in nginx_ports, f"{where}: {cname} {probe_kind} port {port} is not nginx's {sorted(nginx_ports)}")
+                    R.check(get.get("path") in nginx_locations | dashboard_files(), f"{where}: {cname} {probe_kind} path {get.get('path')} is not served by nginx")
+                R.check(set(container_ports.values()) <= nginx_ports, f"{where}: {cname} declares ports {container_ports}, nginx listens on {sorted(nginx_ports)}")
+
+    # Services select pods and target their ports.
+    for sname, svc in services.items():
+        selector = svc["spec"].get("selector", {})
+        matched = [(meta, spec) for _, _, meta, spec in pod_service if selector and all(meta.get("labels", {}).get(k) == v for k, v in selector.items())]
+        if not R.check(bool(matched), f"{where}: Service {sname} selects no pod"):
+            continue
+        for p in svc["spec"]["ports"]:
+            target = p.get("targetPort", p["port"])
+            found = any(target in (cp.get("name"), cp["containerPort"]) for _, spec in matched for c in spec["containers"] for cp in c.get("ports", []))
+            R.check(found, f"{where}: Service {sname} targets port {target}, which its pods do not declare")
+
+    # HPAs and PDBs point at real workloads.
+    deployments = by_kind.get("Deployment", {})
+    for hpa in by_kind.get("HorizontalPodAutoscaler", {}).values():
+        R.check(hpa["spec"]["scaleTargetRef"]["name"] in deployments, f"{where}: HPA {hpa['metadata']['name']} scales a missing Deployment")
+    for pdb in by_kind.get("PodDisruptionBudget", {}).values():
+        labels = pdb["spec"]["selector"]["matchLabels"]
+        R.check(any(all(meta.get("labels", {}).get(k) == v for k, v in labels.items()) for _, _, meta, _ in pod_service),
+                f"{where}: PodDisruptionBudget {pdb['metadata']['name']} selects no pod")
+    return images_used
+
+
+def app_of(resource: dict) -> str:
+    return resource["metadata"].get("labels", {}).get("app.kubernetes.io/name", "")
+
+
+def check_local_overlay_shape(resources: list[dict]) -> None:
+    where = "overlay local"
+    expected = {"load-balancer": 2, "api-gateway": 2, "auth-service": 2, "user-service": 2, "dashboard-ui": 2, "redis": 1, "blog-service": 1}
+    deployments = {app_of(r): r for r in resources if r["kind"] == "Deployment"}
+    for app, replicas in expected.items():
+        d = deployments.get(app)
+        if R.check(d is not None, f"{where}: no Deployment for {app}"):
+            R.check(d["spec"].get("replicas") == replicas, f"{where}: {app} has {d['spec'].get('replicas')} replicas, the spec says {replicas}")
+    for r in resources:
+        if r["kind"] not in ("Namespace",):
+            R.check(r["metadata"].get("namespace") == "titanium-local", f"{where}: {r['kind']} {r['metadata']['name']} is not in titanium-local")
+        R.check(r["metadata"]["name"].startswith("local-") or r["kind"] == "Namespace", f"{where}: {r['kind']} {r['metadata']['name']} lacks the local- prefix")
+    lb = [r for r in resources if r["kind"] == "Service" and r["metadata"]["name"] == "local-load-balancer-service"]
+    if R.check(len(lb) == 1, f"{where}: no Service local-load-balancer-service"):
+        spec = lb[0]["spec"]
+        R.check(spec.get("type") == "NodePort" and [p.get("nodePort") for p in spec["ports"]] == [30700] and [p["port"] for p in spec["ports"]] == [7100],
+                f"{where}: local-load-balancer-service should be NodePort 30700 → 7100")
+    hpas = {r["spec"]["scaleTargetRef"]["name"] for r in resources if r["kind"] == "HorizontalPodAutoscaler"}
+    R.check(hpas == {"local-api-gateway", "local-load-balancer"}, f"{where}: HPAs should scale the gateway and the load balancer, found {sorted(hpas)}")
+    headless = {app_of(r) for r in resources if r["kind"] == "Service" and r["spec"].get("clusterIP") == "None"}
+    R.check(headless >= {"api-gateway", "auth-service", "user-service", "blog-service"}, f"{where}: headless Services only for {sorted(headless)}")
+    # user-service replicas (and the backup job that mounts their volume) are pinned to one node.
+    pinned = {"matchLabels": {"app.kubernetes.io/name": "user-service"}}
+    for _, meta, spec in pod_specs(resources):
+        mounts_users = any(v.get("persistentVolumeClaim", {}).get("claimName") == "local-user-data" for v in spec.get("volumes", []))
+        if mounts_users:
+            terms = spec.get("affinity", {}).get("podAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", [])
+            R.check(any(t.get("labelSelector") == pinned and t.get("topologyKey") == "kubernetes.io/hostname" for t in terms),
+                    f"{where}: a pod mounting local-user-data is not pinned to the user-service node")
+    cron = [r for r in resources if r["kind"] == "CronJob"]
+    if R.check(len(cron) == 1, f"{where}: expected one backup CronJob"):
+        R.check(cron[0]["spec"]["schedule"] == "0 0 * * *" and cron[0]["spec"].get("timeZone") in ("Etc/UTC", "UTC"),
+                f"{where}: the backup CronJob should run daily at 00:00 UTC")
+
+
+def check_relabel(where: str, wname: str, service: str, meta: dict, port: int, prom_k8s: dict, namespace: str) -> None:
+    """Apply the pod-role relabelling of monitoring/prometheus-kubernetes.yml to this pod."""
+    jobs = [j for j in prom_k8s.get("scrape_configs", []) if any(sd.get("role") == "pod" for sd in j.get("kubernetes_sd_configs", []))]
+    if not R.check(bool(jobs), "monitoring/prometheus-kubernetes.yml: no kubernetes_sd_configs job with role pod"):
+        return
+    job = jobs[0]
+    names = [n for sd in job["kubernetes_sd_configs"] for n in sd.get("namespaces", {}).get("names", [])]
+    R.check(not names or namespace in names, f"monitoring/prometheus-kubernetes.yml: namespace {namespace} of {wname} is not discovered")
+
+    def sanitize(name: str) -> str:
+        return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+    labels = {"__address__": "10.244.1.7", "__metrics_path__": "/metrics", "__scheme__": "http",
+              "__meta_kubernetes_namespace": namespace, "__meta_kubernetes_pod_name": wname.split()[-1] + "-abc12",
+              "__meta_kubernetes_pod_phase": "Running"}
+    for k, v in meta.get("annotations", {}).items():
+        labels["__meta_kubernetes_pod_annotation_" + sanitize(k)] = v
+    for k, v in meta.get("labels", {}).items():
+        labels["__meta_kubernetes_pod_label_" + sanitize(k)] = v
+    for rule in job.get("relabel_configs", []):
+        action = rule.get("action", "replace")
+        value = rule.get("separator", ";").join(labels.get(s, "") for s in rule.get("source_labels", []))
+        regex = "^(?:%s)$" % rule.get("regex", "(.*)")
+        match = re.match(regex, value)
+        if action == "keep" and not match:
+            R.check(False, f"monitoring/prometheus-kubernetes.yml drops {wname} ({service})")
+            return
+        if action == "drop" and match:
+            R.check(False, f"monitoring/prometheus-kubernetes.yml drops {wname} ({service})")
+            return
+        if action == "replace" and match:
+            replacement = rule.get("replacement", "$1")
+            result = re.sub(r"\$\{?(\d+)\}?", lambda m: match.group(int(m.group(1))) or "", replacement)
+            labels[rule["target_label"]] = result
+    R.check(labels["__address__"] == f"10.244.1.7:{port}", f"monitoring/prometheus-kubernetes.yml: {wname} would be scraped at {labels['__address__']}, not port {port}")
+    R.check(labels["__metrics_path__"] == "/metrics", f"monitoring/prometheus-kubernetes.yml: {wname} would be scraped at {labels['__metrics_path__']}")
+    R.check(labels.get("service") == service, f"monitoring/prometheus-kubernetes.yml: {wname} would get service={labels.get('service')!r}, not {service}")
+
+
+def check_skaffold(df: Dockerfile, images_used: set[str], rendered: dict[str, list[dict]]) -> None:
+    sk = yaml.safe_load(read("skaffold.yaml"))
+    artifacts = sk.get("build", {}).get("artifacts", [])
+    built = [a["image"] for a in artifacts]
+    R.check(len(built) == len(set(built)), f"skaffold.yaml: an image is built twice: {built}")
+    for a in artifacts:
+        docker = a.get("docker", {})
+        context = os.path.join(ROOT, a.get("context", "."))
+        R.check(os.path.isfile(os.path.join(context, docker.get("dockerfile", "Dockerfile"))), f"skaffold.yaml: {a['image']}: Dockerfile missing")
+        target = docker.get("target")
+        R.check(target in df.stages, f"skaffold.yaml: {a['image']} builds target {target!r}, which the Dockerfile lacks")
+        R.check(a["image"] == f"{IMAGE_PREFIX}{target}", f"skaffold.yaml: image {a['image']} is built from target {target}")
+        user = df.resolved(target, "user") or "root"
+        R.check(user.split(":")[0] not in ("root", "0"), f"Dockerfile: target {target} runs as root")
+        if target in SERVICES:
+            R.check(df.resolved(target, "entrypoint") == [f"/app/{target}"], f"Dockerfile: target {target} does not run /app/{target}")
+            R.check(df.env(target).get("HTTP_HOST") == "0.0.0.0", f"Dockerfile: target {target} does not set HTTP_HOST=0.0.0.0")
+    for image in sorted(set(built) - images_used):
+        R.check(False, f"skaffold.yaml builds {image}, which no manifest uses")
+    for image in sorted(images_used - set(built)):
+        R.check(False, f"the manifests use {image}, which skaffold.yaml does not build")
+    paths = sk.get("manifests", {}).get("kustomize", {}).get("paths", [])
+    R.check(paths == [OVERLAYS["local"]], f"skaffold.yaml: should render {OVERLAYS['local']}, renders {paths}")
+    local = rendered.get("local", [])
+    namespaces = {r["metadata"]["name"] for r in local if r["kind"] == "Namespace"}
+    for pf in sk.get("portForward", []):
+        svc = [r for r in local if r["kind"] == "Service" and r["metadata"]["name"] == pf.get("resourceName")]
+        if R.check(bool(svc), f"skaffold.yaml: port-forward of missing Service {pf.get('resourceName')}"):
+            R.check(pf.get("port") in [p["port"] for p in svc[0]["spec"]["ports"]], f"skaffold.yaml: port-forward port {pf.get('port')} is not a port of {pf.get('resourceName')}")
+        R.check(pf.get("namespace") in namespaces, f"skaffold.yaml: port-forward namespace {pf.get('namespace')} is not the overlay's")
+        R.check(pf.get("port") == 7100 and pf.get("localPort") == 7100, "skaffold.yaml: the load balancer should be forwarded on 7100")
+    for hook in sk.get("deploy", {}).get("kubectl", {}).get("hooks", {}).get("before", []):
+        command = hook.get("host", {}).get("command", [])
+        scripts = [c for c in command if c.endswith(".sh")]
+        for script in scripts:
+            R.check(os.path.isfile(os.path.join(ROOT, script)), f"skaffold.yaml: hook script {script} is missing")
+        if namespaces:
+            R.check(any(ns in command for ns in namespaces), f"skaffold.yaml: hook {command} does not name the overlay's namespace")
+    profiles = {p["name"] for p in sk.get("profiles", [])}
+    R.check({"kind", "minikube"} <= profiles, f"skaffold.yaml: profiles kind and minikube expected, found {sorted(profiles)}")
+
+
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool", "inf", "nan", "atan2"}
+
+
+def promql_metrics(expr: str) -> set[str]:
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)           # strings
+    text = re.sub(r"\$\{?\w+\}?", "5m", text)                   # Grafana variables
+    text = re.sub(r"\{[^}]*\}", "", text)                        # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)                       # ranges
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        word = m.group(0)
+        following = text[m.end():].lstrip()
+        if following.startswith("(") or word.lower() in PROMQL_WORDS:
+            continue
+        if re.fullmatch(r"\d+[smhdwy]", word) or text[max(0, m.start() - 1)].isdigit():
+            continue
+        names.add(word)
+    return names
+
+
+def check_monitoring(exported: dict[str, str], promtool: str | None) -> None:
+    known = set(PROMETHEUS_BUILTIN)
+    for name, kind in exported.items():
+        known.add(name)
+        if kind == "histogram":
+            known |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    # Alert rules.
+    rule_files = sorted(glob.glob(os.path.join(ROOT, "monitoring", "rules", "*.yml")))
+    alerts: set[str] = set()
+    for path in rule_files:
+        for group in yaml.safe_load(open(path)).get("groups", []):
+            for rule in group.get("rules", []):
+                alerts.add(rule.get("alert") or rule.get("record"))
+                for metric in promql_metrics(rule["expr"]):
+                    R.check(metric in known, f"{os.path.relpath(path, ROOT)}: {rule.get('alert')} uses {metric}, which no service exports")
+    required = {"ServiceDown", "HighErrorRate", "HighResponseTime", "RateLimitSpike", "CacheDown"}
+    R.check(required <= alerts, f"monitoring/rules: missing alerts {sorted(required - alerts)}")
+    # Every alert has a unit test where it fires and one where it does not.
+    tested: dict[str, set[bool]] = {}
+    for path in glob.glob(os.path.join(ROOT, "monitoring", "tests", "*.yml")):
+        for test in yaml.safe_load(open(path)).get("tests", []):
+            for case in test.get("alert_rule_test", []):
+                tested.setdefault(case["alertname"], set()).add(bool(case.get("exp_alerts")))
+    for alert in sorted(alerts):
+        R.check(tested.get(alert) == {True, False}, f"monitoring/tests: {alert} needs a test where it fires and one where it does not")
+
+    # Grafana: provisioned datasource, dashboards that parse, queries on exported metrics.
+    datasources = yaml.safe_load(read("monitoring/grafana/provisioning/datasources/prometheus.yml"))["datasources"]
+    uids = {d["uid"] for d in datasources}
+    R.check(all(d["url"] == "http://prometheus:9090" for d in datasources), "grafana datasource should point at http://prometheus:9090")
+    provider = yaml.safe_load(read("monitoring/grafana/provisioning/dashboards/titanium.yml"))["providers"][0]
+    compose = yaml.safe_load(read("docker-compose.yml"))
+    grafana_mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in compose["services"]["grafana"]["volumes"]}
+    source = grafana_mounts.get(provider["options"]["path"], "")
+    R.check(os.path.normpath(source) == os.path.normpath("./monitoring/grafana/dashboards"),
+            "grafana dashboard provider path is not where docker-compose.yml mounts monitoring/grafana/dashboards")
+    queries: list[tuple[str, str]] = []
+    dashboards = sorted(glob.glob(os.path.join(ROOT, "monitoring", "grafana", "dashboards", "*.json")))
+    R.check(len(dashboards) >= 4, "monitoring/grafana/dashboards: expected a dashboard per concern (RED, cache, rate limits, process)")
+    seen_uids = set()
+    for path in dashboards:
+        rel = os.path.relpath(path, ROOT)
+        try:
+            board = json.load(open(path))
+        except json.JSONDecodeError as error:
+            R.check(False, f"{rel}: not JSON: {error}")
+            continue
+        R.check(board.get("uid") not in seen_uids, f"{rel}: duplicate uid {board.get('uid')}")
+        seen_uids.add(board.get("uid"))
+        panels = list(board.get("panels", []))
+        for p in list(panels):
+            panels += p.get("panels", [])
+        for var in board.get("templating", {}).get("list", []):
+            q = var.get("query")
+            q = q.get("query") if isinstance(q, dict) else q
+            if q:
+                for metric in re.findall(r"label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)", q):
+                    R.check(metric in known, f"{rel}: variable {var['name']} uses {metric}, which no service exports")
+        for p in panels:
+            for t in p.get("targets", []):
+                R.check(t.get("datasource", p.get("datasource", {})).get("uid") in uids, f"{rel}: panel {p.get('title')!r} uses an unprovisioned datasource")
+                for metric in promql_metrics(t["expr"]):
+                    R.check(metric in known, f"{rel}: panel {p.get('title')!r} uses {metric}, which no service exports")
+                queries.append((f"{rel}: {p.get('title')}", t["expr"]))
+    # PromQL syntax of the dashboard queries, by promtool: as recording rules of a scratch file.
+    if not R.check(bool(promtool), "promtool not found: cannot parse the dashboard queries"):
+        return
+    rules = {"groups": [{"name": "dashboards", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": re.sub(r"\$__rate_interval|\$__interval|\$__range", "5m", e).replace("$service", ".+")}
+        for i, (_, e) in enumerate(queries)]}]}
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+        yaml.safe_dump(rules, f)
+    try:
+        result = subprocess.run([promtool, "check", "rules", f.name], capture_output=True, text=True)
+        R.check(result.returncode == 0, f"grafana dashboards: promtool rejects a query:\n{result.stdout}{result.stderr}")
+    finally:
+        os.unlink(f.name)
+
+
+def check_backup_script(resources: list[dict]) -> None:
+    """Run the CronJob's script against a live WAL database, as the job would."""
+    cron = [r for r in resources if r["kind"] == "CronJob"]
+    if not cron:
+        return
+    container = cron[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    script = "\n".join(container.get("command", [])[2:] + container.get("args", []))
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    for name in env:
+        R.check(f"${name}" in script or f"${{{name}}}" in script, f"backup CronJob sets {name} but its script does not use it")
+    R.check(".backup" in script and "cp " not in script, "backup CronJob should copy with sqlite3 .backup, not cp")
+    if not R.check(shutil.which("sqlite3") is not None, "sqlite3 not installed: cannot run the backup script"):
+        return
+    with tempfile.TemporaryDirectory() as work:
+        data, backup, shim = (os.path.join(work, d) for d in ("data", "backup", "bin"))
+        for d in (data, backup, shim):
+            os.mkdir(d)
+        db_path = os.path.join(data, "users.db")
+        live = sqlite3.connect(db_path)
+        live.execute("PRAGMA journal_mode=WAL")
+        live.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        live.executemany("INSERT INTO users (name) VALUES (?)", [(f"user{i}",) for i in range(500)])
+        live.commit()  # committed rows sit in the -wal file: a cp of users.db alone would miss them
+        # A `date` that moves one day per run, so each run makes a new backup name.
+        counter = os.path.join(work, "runs")
+        with open(os.path.join(shim, "date"), "w") as f:
+            f.write(f'#!/bin/sh\nn=$(cat {counter} 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > {counter}\n'
+                    'printf "2030-01-%02d-000000\\n" "$n"\n')
+        os.chmod(os.path.join(shim, "date"), 0o755)
+        run_env = {**os.environ, **env, "DB_PATH": db_path, "BACKUP_DIR": backup, "BACKUP_KEEP": "2",
+                   "PATH": shim + os.pathsep + os.environ.get("PATH", "")}
+        for run in range(4):
+            live.execute("INSERT INTO users (name) VALUES (?)", (f"late{run}",))
+            live.commit()
+            result = subprocess.run(["sh", "-c", script], env=run_env, capture_output=True, text=True)
+            if not R.check(result.returncode == 0, f"backup script failed (run {run + 1}): {result.stderr.strip()}"):
+                return
+        live.close()
+        kept = sorted(os.listdir(backup))
+        R.check(kept == ["users.db.2030-01-03-000000", "users.db.2030-01-04-000000"],
+                f"backup script should keep the newest 2 as users.db.YYYY-mm-dd-HHMMSS, left {kept}")
+        if kept:
+            copy = sqlite3.connect(os.path.join(backup, kept[-1]))
+            count = copy.execute("SELECT count(*) FROM users").fetchone()[0]
+            copy.close()
+            R.check(count == 504, f"the newest backup holds {count} users, the live database had 504")
+
+
+def render(overlay: str) -> list[dict]:
+    result = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, OVERLAYS[overlay])], capture_output=True, text=True)
+    if result.returncode != 0:
+        R.check(False, f"kubectl kustomize {OVERLAYS[overlay]} failed: {result.stderr.strip()}")
+        return []
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rendered", action="append", default=[], metavar="OVERLAY=FILE")
+    parser.add_argument("--promtool", default=shutil.which("promtool"))
+    args = parser.parse_args()
+
+    pkg = SwiftPackage()
+    for name in SERVICES:
+        R.check(name in pkg.products, f"Package.swift has no executable product {name}")
+    read_vars = {name: pkg.variables(name) for name in SERVICES}
+    routes = {name: pkg.routes(name) for name in SERVICES}
+    ports = {name: pkg.default_port(name) for name in SERVICES}
+    for name in SERVICES:
+        R.check(len(read_vars[name]) > 5 and "HTTP_PORT" in read_vars[name], f"{name}: found only {sorted(read_vars[name])} settings in its sources")
+        R.check({"/health/live", "/health/ready", "/metrics"} <= routes[name], f"{name}: operational routes not found in its sources")
+        R.check(ports[name] is not None, f"{name}: default port not found")
+    print("settings read, from the Swift sources:")
+    for name in SERVICES:
+        print(f"  {name} (:{ports[name]}): {' '.join(sorted(read_vars[name]))}")
+    check_pending(read_vars)
+
+    df = Dockerfile()
+    check_compose(pkg, df, read_vars, routes, ports)
+
+    rendered: dict[str, list[dict]] = {}
+    for item in args.rendered:
+        overlay, _, path = item.partition("=")
+        rendered[overlay] = [d for d in yaml.safe_load_all(open(path)) if d]
+    for overlay in OVERLAYS:
+        if overlay not in rendered:
+            rendered[overlay] = render(overlay)
+    prom_k8s = yaml.safe_load(read("monitoring/prometheus-kubernetes.yml"))
+    images: set[str] = set()
+    for overlay, resources in rendered.items():
+        images |= check_overlay(overlay, resources, df, read_vars, routes, ports, prom_k8s)
+    check_local_overlay_shape(rendered["local"])
+    check_skaffold(df, images, rendered)
+    check_monitoring(pkg.exported_metrics(), args.promtool)
+    check_backup_script(rendered["local"])
+
+    if R.warnings:
+        print(f"{len(R.warnings)} warnings (above)")
+    print(f"consistency: {R.passed} passed, {len(R.failed)} failed")
+    return 1 if R.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
