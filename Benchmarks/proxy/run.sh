@@ -262,8 +262,8 @@ if [ "${PERF:-0}" = 1 ]; then
   run "http://127.0.0.1:$LB_PORT/api/bench" "$lb_pid" >/dev/null
   wait "$perf_pid" || true
   echo "by library:"
-  perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | head -8
+  perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | sed -n 1,8p
   echo "top symbols (self time):"
   perf report -i "$work/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' \
-    | sed -E 's/ +- +- *$//' | { command -v swift-demangle >/dev/null && swift-demangle --simplified || cat; } | cut -c1-160 | head -30
+    | sed -E 's/ +- +- *$//' | { command -v swift-demangle >/dev/null && swift-demangle --simplified || cat; } | cut -c1-160 | sed -n 1,30p
 fi
