@@ -33,7 +33,7 @@ RUN --mount=type=cache,id=titanium-swiftpm-build,target=/src/.build,sharing=lock
     for product in load-balancer api-gateway auth-service user-service blog-service; do \
         cp "$bin/$product" /staging/; \
     done; \
-    find "$bin" -maxdepth 1 -name '*.resources' -exec cp -R {} /staging/resources/ \; ; \
+    find "$bin/" -maxdepth 1 -name '*.resources' -exec cp -R {} /staging/resources/ \; ; \
     cp /usr/libexec/swift/linux/swift-backtrace-static /staging/
 
 # ---------------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ ENTRYPOINT ["/bin/sh", "-c"]
 FROM ${NGINX_IMAGE} AS dashboard-ui
 RUN rm -f /etc/nginx/conf.d/default.conf
 COPY <<"EOF" /etc/nginx/nginx.conf
-worker_processes auto;
+worker_processes 1;
 pid /tmp/nginx.pid;
 error_log /dev/stderr warn;
 

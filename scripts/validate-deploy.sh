@@ -71,7 +71,7 @@ kubectl_has_kustomize5() {
 
 step "tools"
 started=$(date +%s)
-install_apt prometheus prometheus-alertmanager shellcheck sqlite3 python3 python3-venv || { echo "cannot install the tools" >&2; exit 2; }
+install_apt prometheus prometheus-alertmanager shellcheck sqlite3 nginx-light libjs-chart.js python3 python3-venv || { echo "cannot install the tools" >&2; exit 2; }
 ensure_venv "$VENV_DIR/tools" "$TOOLS_REQUIREMENTS" || { echo "cannot create $VENV_DIR/tools" >&2; exit 2; }
 ensure_venv "$VENV_DIR/compose" "$COMPOSE_REQUIREMENTS" || { echo "cannot create $VENV_DIR/compose" >&2; exit 2; }
 PY="$VENV_DIR/tools/bin/python"

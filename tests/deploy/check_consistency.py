@@ -18,7 +18,8 @@ and the metric names the code exports. Then:
   relabelling is simulated on the rendered pods), and every metric name used by the alert rules
   and the Grafana dashboards is one the services export; dashboard queries parse (promtool).
 - the users.db backup script of the CronJob runs against a live WAL database and keeps the
-  newest BACKUP_KEEP copies.
+  newest BACKUP_KEEP copies; the dashboard-ui image's nginx.conf serves dashboard-ui/ (with
+  Debian's nginx).
 
 Usage: check_consistency.py [--rendered OVERLAY=FILE ...] [--promtool PATH]
 Overlays that are not given rendered are rendered with `kubectl kustomize`.
@@ -434,7 +435,10 @@ def check_compose(pkg: SwiftPackage, df: Dockerfile, read_vars, routes, ports) -
     # dashboard-ui: healthcheck on a location nginx answers.
     if "dashboard-ui" in services:
         test = " ".join(map(str, services["dashboard-ui"].get("healthcheck", {}).get("test", [])))
-        for port, path in re.findall(r"https?://[^:/\s]+:(\d+)(/\S*)", test):
+        found = re.findall(r"https?://[^:/\s]+:(\d+)(/\S*)", test)
+        found += [(port, path) for port in re.findall(r"/dev/tcp/[^/\s]+/(\d+)", test) for path in re.findall(r"GET (/\S*) HTTP", test)]
+        R.check(bool(found), "docker-compose.yml: dashboard-ui healthcheck requests no path")
+        for port, path in found:
             R.check(int(port) in nginx_ports, f"docker-compose.yml: dashboard-ui healthcheck port {port} is not nginx's {sorted(nginx_ports)}")
             R.check(path in nginx_locations | dashboard_files(), f"docker-compose.yml: dashboard-ui healthcheck path {path} is not served")
 
@@ -932,6 +936,65 @@ def check_backup_script(resources: list[dict]) -> None:
             R.check(count == 504, f"the newest backup holds {count} users, the live database had 504")
 
 
+def check_nginx(df: Dockerfile) -> None:
+    """Serve dashboard-ui/ with the dashboard-ui image's nginx.conf (Debian's nginx)."""
+    conf = df.stages.get("dashboard-ui", {}).get("heredocs", {}).get("/etc/nginx/nginx.conf")
+    if not R.check(conf is not None, "Dockerfile: the dashboard-ui stage writes no /etc/nginx/nginx.conf"):
+        return
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not R.check(nginx is not None and os.path.exists("/etc/nginx/mime.types"), "nginx not installed: cannot try the dashboard-ui configuration"):
+        return
+    import socket
+    import time
+    import urllib.request
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as work:
+        os.chmod(work, 0o755)
+        site = os.path.join(work, "html")
+        shutil.copytree(os.path.join(ROOT, "dashboard-ui"), site, symlinks=False, ignore=shutil.ignore_patterns("vendor"))
+        os.makedirs(os.path.join(site, "vendor"))
+        chart = "/usr/share/javascript/chart.js/chart.min.js"
+        if os.path.exists(chart):
+            shutil.copy(chart, os.path.join(site, "vendor", "chart.min.js"))
+        for d, _, files in os.walk(work):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
+        listen = re.findall(r"^\s*listen\s+(\d+)", conf, re.M)
+        local = re.sub(r"^(\s*listen\s+)\d+", r"\g<1>127.0.0.1:%d" % port, conf, flags=re.M)
+        local = local.replace("/tmp/", work + "/").replace("/usr/share/nginx/html", site)
+        with open(os.path.join(work, "nginx.conf"), "w") as f:
+            f.write(local)
+        test = subprocess.run([nginx, "-t", "-q", "-c", os.path.join(work, "nginx.conf"), "-p", work], capture_output=True, text=True)
+        if not R.check(test.returncode == 0, f"Dockerfile: nginx rejects the dashboard-ui nginx.conf: {test.stderr.strip()}"):
+            return
+        R.check(listen == ["8080"], f"Dockerfile: dashboard-ui nginx should listen on 8080 only, listens on {listen}")
+        server = subprocess.Popen([nginx, "-c", os.path.join(work, "nginx.conf"), "-p", work, "-g", "daemon off;"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wanted = [("/healthz", "text/plain"), ("/", "text/html")]
+            if os.path.exists(chart):
+                wanted.append(("/vendor/chart.min.js", "javascript"))
+            for path, kind in wanted:
+                status, ctype = None, ""
+                for _ in range(50):
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                            status, ctype = response.status, response.headers.get("Content-Type", "")
+                        break
+                    except urllib.error.HTTPError as error:
+                        status = error.code
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+                R.check(status == 200 and kind in ctype, f"dashboard-ui nginx: GET {path} answered {status} {ctype!r}")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
 def render(overlay: str) -> list[dict]:
     result = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, OVERLAYS[overlay])], capture_output=True, text=True)
     if result.returncode != 0:
@@ -979,6 +1042,7 @@ def main() -> int:
     check_skaffold(df, images, rendered)
     check_monitoring(pkg.exported_metrics(), args.promtool)
     check_backup_script(rendered["local"])
+    check_nginx(df)
 
     if R.warnings:
         print(f"{len(R.warnings)} warnings (above)")
