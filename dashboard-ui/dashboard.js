@@ -1,6 +1,7 @@
-// Titanium dashboard: polls the load balancer's /stats every 2 s and draws what it says.
+// Titanium dashboard: polls the load balancer's /stats every 2 s and draws what it says, and its
+// traces/recent every 5 s (a chosen trace opens as a waterfall from traces/{id}).
 // Every figure on the page comes from that JSON; a figure it does not report is shown as "—".
-// URLs are relative ("stats", "api/ws-heartbeat") so the page also works behind a path prefix.
+// URLs are relative ("stats", "traces/recent", "api/ws-heartbeat") so the page also works behind a path prefix.
 (function () {
   'use strict';
 
@@ -426,6 +427,459 @@
     setTimeout(poll, POLL_MS);
   }
 
+  // ---- Recent traces and the waterfall of one (traces/recent, traces/{id}) ----
+
+  // Each service writes its trace rows in batches (every 5 s by default), so polling faster
+  // would only redraw the same list.
+  const TRACES_POLL_MS = 5000;
+  const TRACES_LIMIT = 20;
+  const TOKEN_KEY = 'titanium.adminToken';
+
+  const traces = {
+    run: 0, // the latest poll; an older one still in flight neither draws nor reschedules
+    timer: null,
+    rows: new Map(), // trace_id -> its <tr>, reused from one refresh to the next
+    selected: null, // trace_id whose waterfall is open
+    shownSpans: 0, // spans drawn in that waterfall
+    detailRun: 0,
+    focusAfterLoad: false,
+    memoryToken: '', // when sessionStorage is unavailable
+  };
+
+  const adminToken = {
+    get() {
+      try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return traces.memoryToken; }
+    },
+    set(value) {
+      traces.memoryToken = value;
+      try {
+        if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
+      } catch (e) { /* storage disabled: kept for this page only */ }
+      $('traces-token-forget-wrap').hidden = !value;
+    },
+  };
+
+  // GET a trace route as JSON, with the admin token when one was given; a failed answer throws
+  // an Error carrying `status` and the service's own error message.
+  async function fetchTraceJSON(path) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
+    const headers = { Accept: 'application/json' };
+    const token = adminToken.get();
+    if (token) headers.Authorization = 'Bearer ' + token;
+    try {
+      const response = await fetch(path, { cache: 'no-store', headers, signal: controller.signal });
+      if (response.ok) return await response.json();
+      let message = path.split('?')[0] + ' answered ' + response.status;
+      try {
+        const body = await response.json();
+        if (body && body.error && body.error.message) message = body.error.message + ' (' + response.status + ')';
+      } catch (e) { /* not JSON: the status says enough */ }
+      const error = new Error(message);
+      error.status = response.status;
+      throw error;
+    } catch (error) {
+      if (error && error.name === 'AbortError') throw new Error('no answer within ' + FETCH_TIMEOUT_MS / 1000 + ' s');
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  const traceFmt = {
+    time: (ms) => fmt.clock(ms) + '.' + String(new Date(ms).getMilliseconds()).padStart(3, '0'),
+    // started_at and ended_at are whole milliseconds.
+    wholeMs: (v) => (v < 1 ? '< 1 ms' : Math.round(v) + ' ms'),
+    offset: (v) => '+' + (v < 10 ? v.toFixed(1).replace(/\.0$/, '') : v.toFixed(0)) + ' ms',
+  };
+
+  // ✓ 2xx/3xx, ▲ 4xx, ✕ 5xx: the code is always written out, the icon and colour only repeat it.
+  function statusClass(code) {
+    if (!isNumber(code)) return 'unknown';
+    return code >= 500 ? 'bad' : code >= 400 ? 'warn' : 'ok';
+  }
+
+  function statusText(code) {
+    const icon = { ok: '✓', warn: '▲', bad: '✕', unknown: '?' }[statusClass(code)];
+    return icon + ' ' + (isNumber(code) ? String(code) : DASH);
+  }
+
+  // Rewritten only on a change: it is a live region.
+  function setTracesMessage(kind, text) {
+    const el = $('traces-message');
+    if (el.dataset.kind === kind && el.textContent === text) return;
+    el.dataset.kind = kind || '';
+    el.textContent = text || '';
+    el.hidden = !text;
+  }
+
+  function askForToken(refused) {
+    if (refused) adminToken.set('');
+    document.querySelector('.traces-section').classList.add('needs-token');
+    $('traces-token-form').hidden = false;
+    setTracesMessage(refused ? 'token-refused' : 'token-needed', refused
+      ? '✕ The load balancer refused that admin token (401). Paste the right one to see the traces.'
+      : '▲ The trace routes need the admin token: the load balancer answered 401. Paste it below to see the traces.');
+  }
+
+  function tokenAccepted() {
+    document.querySelector('.traces-section').classList.remove('needs-token');
+    $('traces-token-form').hidden = true;
+  }
+
+  function renderSources(sources) {
+    const el = $('traces-sources');
+    const missing = (sources || []).filter((s) => s.status !== 'ONLINE');
+    el.hidden = missing.length === 0;
+    el.textContent = missing.length === 0 ? '' : '▲ Not answering, so their part of each trace is missing: ' +
+      missing.map((s) => s.name + ' (' + hostOf(s.url) + (s.error ? ': ' + s.error : '') + ')').join('; ');
+  }
+
+  function traceCells(tr, headline) {
+    const when = document.createElement('th');
+    when.scope = 'row';
+    when.className = 'when';
+    const time = document.createElement('time');
+    if (isNumber(headline.started_at)) {
+      time.dateTime = new Date(headline.started_at).toISOString();
+      time.textContent = traceFmt.time(headline.started_at);
+    } else {
+      time.textContent = DASH;
+    }
+    when.appendChild(time);
+
+    const request = cell(tr, 'Request', 'request');
+    request.textContent = (headline.root_method || DASH) + ' ' + (headline.root_route || '');
+    const status = cell(tr, 'Status', 'code');
+    status.dataset.class = statusClass(headline.status_code);
+    status.textContent = statusText(headline.status_code);
+    const services = cell(tr, 'Services', 'trace-services');
+    services.textContent = (headline.services || []).join(', ') || DASH;
+    const duration = headline.ended_at - headline.started_at;
+    const durationCell = cell(tr, 'Duration', 'num duration');
+    durationCell.textContent = isNumber(duration) ? traceFmt.wholeMs(duration) : DASH;
+    durationCell.dataset.value = isNumber(duration) ? String(duration) : '';
+    setFigure(cell(tr, 'Steps', 'num steps'), headline.steps, String);
+    tr.prepend(when);
+  }
+
+  function traceRow(headline) {
+    let tr = traces.rows.get(headline.trace_id);
+    if (!tr) {
+      tr = document.createElement('tr');
+      tr.tabIndex = 0;
+      tr.dataset.traceId = headline.trace_id;
+      traces.rows.set(headline.trace_id, tr);
+    }
+    // Cells are rewritten only when the headline changed: no flicker, and a focused row keeps focus.
+    const signature = JSON.stringify(headline);
+    if (tr.dataset.signature !== signature) {
+      tr.replaceChildren();
+      traceCells(tr, headline);
+      tr.dataset.signature = signature;
+      tr.title = 'Trace ' + headline.trace_id + (headline.user_id ? ', user ' + headline.user_id : '');
+    }
+    return tr;
+  }
+
+  // Newest first. Rows already on the page stay where they are (new ones go in above them, old
+  // ones drop off the end), so focus and scroll position survive every refresh.
+  function renderTraces(body) {
+    const list = Array.isArray(body.traces) ? body.traces.filter((t) => t && t.trace_id) : [];
+    const tbody = $('traces-body');
+    const focused = document.activeElement;
+    const focusedId = focused && focused.dataset && focused.dataset.traceId;
+    const wanted = new Set(list.map((t) => t.trace_id));
+    let focusIndex = -1;
+    [...tbody.children].forEach((tr, index) => {
+      if (tr.dataset.traceId && wanted.has(tr.dataset.traceId)) return;
+      if (tr === focused) focusIndex = index;
+      traces.rows.delete(tr.dataset.traceId);
+      tr.remove();
+    });
+    let cursor = tbody.firstElementChild;
+    for (const headline of list) {
+      const tr = traceRow(headline);
+      if (tr === cursor) {
+        cursor = cursor.nextElementSibling;
+      } else {
+        tbody.insertBefore(tr, cursor); // new, or (rarely) moved: a later store knew an earlier start
+      }
+      if (headline.trace_id === traces.selected) tr.setAttribute('aria-current', 'true'); else tr.removeAttribute('aria-current');
+    }
+    if (list.length === 0) {
+      const tr = document.createElement('tr');
+      tr.className = 'placeholder';
+      const td = document.createElement('td');
+      td.colSpan = 6;
+      td.className = 'muted';
+      td.textContent = 'No trace recorded yet: requests through the load balancer show up here a few seconds after they end.';
+      tr.appendChild(td);
+      tbody.replaceChildren(tr);
+    }
+    if (focusedId && traces.rows.has(focusedId) && document.activeElement !== traces.rows.get(focusedId)) {
+      traces.rows.get(focusedId).focus({ preventScroll: true });
+    } else if (focusIndex >= 0 || traces.focusAfterLoad) {
+      // The focused trace dropped off the list (or a token was just given): the nearest row.
+      const rows = [...traces.rows.values()];
+      const target = rows[Math.min(Math.max(focusIndex, 0), rows.length - 1)] || $('traces-wrap');
+      target.focus({ preventScroll: focusIndex >= 0 });
+    }
+    traces.focusAfterLoad = false;
+    renderSources(body.sources);
+    const updated = $('traces-updated');
+    updated.textContent = 'Updated ' + fmt.clock(Date.now()) + '.';
+    updated.dataset.refreshes = String(Number(updated.dataset.refreshes || 0) + 1);
+
+    // Spans still being written when the waterfall was drawn: draw it again once they are.
+    const selected = list.find((t) => t.trace_id === traces.selected);
+    if (selected && isNumber(selected.steps) && selected.steps > traces.shownSpans) loadTrace(traces.selected, false);
+  }
+
+  async function pollTraces() {
+    clearTimeout(traces.timer);
+    const run = ++traces.run;
+    let body = null;
+    let failure = null;
+    try {
+      body = await fetchTraceJSON('traces/recent?limit=' + TRACES_LIMIT);
+    } catch (error) {
+      failure = error;
+    }
+    if (run !== traces.run) return; // a newer poll (a token was just given) draws instead
+    if (failure && failure.status === 401) {
+      askForToken(Boolean(adminToken.get()));
+    } else if (failure) {
+      setTracesMessage('error', '✕ Could not load the traces: ' + (failure.message || String(failure)) + '. Retrying every 5 s.');
+    } else {
+      tokenAccepted();
+      setTracesMessage('', '');
+      try {
+        renderTraces(body);
+      } catch (error) {
+        console.error('dashboard: could not draw traces/recent', error); // a bug, not an outage
+      }
+    }
+    traces.timer = setTimeout(pollTraces, TRACES_POLL_MS);
+  }
+
+  // ---- The waterfall: one bar per span, placed by offset_ms and sized by duration_ms ----
+
+  function openTrace(id) {
+    traces.selected = id;
+    traces.shownSpans = 0;
+    for (const [rowId, tr] of traces.rows) {
+      if (rowId === id) tr.setAttribute('aria-current', 'true'); else tr.removeAttribute('aria-current');
+    }
+    const detail = $('trace-detail');
+    detail.hidden = false;
+    detail.dataset.traceId = id;
+    detail.dataset.state = 'loading';
+    $('trace-detail-id').textContent = id;
+    $('trace-detail-summary').textContent = 'Loading…';
+    $('trace-detail-message').hidden = true;
+    $('waterfall').replaceChildren();
+    detail.focus({ preventScroll: true });
+    detail.scrollIntoView({ block: 'nearest' });
+    loadTrace(id, true);
+  }
+
+  function closeTrace() {
+    const id = traces.selected;
+    traces.selected = null;
+    traces.detailRun += 1;
+    $('trace-detail').hidden = true;
+    $('trace-detail').dataset.traceId = '';
+    const row = id && traces.rows.get(id);
+    if (row) {
+      row.removeAttribute('aria-current');
+      row.focus();
+    } else {
+      $('traces-wrap').focus();
+    }
+  }
+
+  async function loadTrace(id, firstTime) {
+    const run = ++traces.detailRun;
+    let trace = null;
+    let failure = null;
+    try {
+      trace = await fetchTraceJSON('traces/' + encodeURIComponent(id));
+    } catch (error) {
+      failure = error;
+    }
+    if (run !== traces.detailRun || traces.selected !== id) return; // closed, or another trace chosen
+    const message = $('trace-detail-message');
+    if (failure) {
+      if (failure.status === 401) askForToken(Boolean(adminToken.get()));
+      if (!firstTime) return; // keep the waterfall already drawn
+      $('trace-detail').dataset.state = 'error';
+      $('trace-detail-summary').textContent = '';
+      message.textContent = failure.status === 404
+        ? 'No service has this trace (any more): it may be older than the stores keep.'
+        : failure.status === 401 ? 'The admin token is needed to open a trace.' : 'Could not load this trace: ' + (failure.message || String(failure)) + '.';
+      message.hidden = false;
+      return;
+    }
+    try {
+      renderWaterfall(trace);
+    } catch (error) {
+      console.error('dashboard: could not draw the trace', error);
+    }
+  }
+
+  function renderWaterfall(trace) {
+    const spans = Array.isArray(trace.spans) ? trace.spans : [];
+    const ends = spans.map((s) => (s.offset_ms || 0) + (s.duration_ms || 0));
+    const total = isNumber(trace.duration_ms) && trace.duration_ms > 0 ? trace.duration_ms : Math.max(0.001, ...ends);
+    const byId = new Map(spans.map((s) => [s.span_id, s]));
+    const root = spans[0] || {};
+
+    const summary = [
+      (root.method || '') + ' ' + (root.path || root.route || ''),
+      statusText(root.status_code),
+      fmt.ms(total) + ' in all',
+      spans.length + (spans.length === 1 ? ' span' : ' spans'),
+      'started ' + (isNumber(trace.started_at) ? traceFmt.time(trace.started_at) : DASH),
+    ];
+    if (root.user_id) summary.push('user ' + root.user_id);
+    $('trace-detail-summary').textContent = summary.join(' · ');
+    const missing = (trace.sources || []).filter((s) => s.status !== 'ONLINE');
+    const message = $('trace-detail-message');
+    message.hidden = missing.length === 0;
+    message.textContent = missing.length ? '▲ Not answering, so their spans may be missing: ' + missing.map((s) => s.name).join(', ') : '';
+
+    $('waterfall-mid').textContent = fmt.ms(total / 2);
+    $('waterfall-end').textContent = fmt.ms(total);
+
+    const fragment = document.createDocumentFragment();
+    for (const span of spans) {
+      const depth = isNumber(span.depth) ? span.depth : 0;
+      const offset = isNumber(span.offset_ms) ? span.offset_ms : 0;
+      const duration = isNumber(span.duration_ms) ? span.duration_ms : 0;
+      const li = document.createElement('li');
+      li.className = 'span';
+      li.dataset.service = span.service || '';
+      li.dataset.spanId = span.span_id || '';
+      li.dataset.depth = String(depth);
+      li.dataset.class = statusClass(span.status_code);
+      li.dataset.offsetMs = String(offset);
+      li.dataset.durationMs = String(duration);
+      li.style.setProperty('--depth', String(Math.min(depth, 8)));
+      li.title = 'span ' + (span.span_id || '?') + ' · ' + (span.instance || '') + (span.user_id ? ' · user ' + span.user_id : '');
+
+      const labelBox = document.createElement('div');
+      labelBox.className = 'span-label';
+      if (depth > 0) {
+        const marker = document.createElement('span');
+        marker.className = 'span-marker';
+        marker.setAttribute('aria-hidden', 'true');
+        marker.textContent = '↳ ';
+        labelBox.appendChild(marker);
+      }
+      const service = document.createElement('span');
+      service.className = 'span-service';
+      service.textContent = span.service || DASH;
+      labelBox.appendChild(service);
+      const parent = span.parent_span_id ? byId.get(span.parent_span_id) : null;
+      if (span.parent_span_id) {
+        const calledBy = document.createElement('span');
+        calledBy.className = 'visually-hidden';
+        calledBy.textContent = parent ? ', called by ' + parent.service : ', its caller was not recorded';
+        labelBox.appendChild(calledBy);
+      }
+      const route = document.createElement('span');
+      route.className = 'span-route';
+      route.textContent = (span.method || '') + ' ' + (span.route || '');
+      if (span.path && span.path !== span.route) {
+        const path = document.createElement('span');
+        path.className = 'span-path';
+        path.textContent = ' (' + span.path + ')';
+        route.appendChild(path);
+      }
+      labelBox.appendChild(route);
+
+      const figures = document.createElement('div');
+      figures.className = 'span-figures';
+      const status = document.createElement('span');
+      status.className = 'span-status';
+      status.dataset.class = statusClass(span.status_code);
+      status.textContent = statusText(span.status_code);
+      const took = document.createElement('span');
+      took.className = 'span-duration';
+      took.textContent = fmt.ms(duration);
+      const at = document.createElement('span');
+      at.className = 'span-offset';
+      at.textContent = 'at ' + traceFmt.offset(offset);
+      figures.append(status, ' ', took, ' ', at);
+
+      const track = document.createElement('div');
+      track.className = 'span-track';
+      track.setAttribute('aria-hidden', 'true');
+      const bar = document.createElement('span');
+      bar.className = 'span-bar';
+      const left = Math.min(Math.max(offset / total * 100, 0), 100);
+      const width = Math.min(Math.max(duration / total * 100, 0), 100 - left);
+      bar.style.left = 'min(' + left.toFixed(3) + '%, calc(100% - 2px))';
+      bar.style.width = width.toFixed(3) + '%';
+      track.appendChild(bar);
+
+      li.append(labelBox, figures, track);
+      fragment.appendChild(li);
+    }
+    $('waterfall').replaceChildren(fragment);
+    traces.shownSpans = spans.length;
+    const detail = $('trace-detail');
+    detail.dataset.state = 'loaded';
+    detail.dataset.spans = String(spans.length);
+  }
+
+  function moveRowFocus(from, step) {
+    const rows = [...$('traces-body').querySelectorAll('tr[data-trace-id]')];
+    const next = rows[rows.indexOf(from) + step];
+    if (next) next.focus();
+  }
+
+  function setUpTraces() {
+    const tbody = $('traces-body');
+    tbody.addEventListener('click', (event) => {
+      const tr = event.target.closest('tr[data-trace-id]');
+      if (tr) openTrace(tr.dataset.traceId);
+    });
+    tbody.addEventListener('keydown', (event) => {
+      const tr = event.target.closest('tr[data-trace-id]');
+      if (!tr || event.target !== tr || event.altKey || event.ctrlKey || event.metaKey) return;
+      if (event.key === 'Enter' || event.key === ' ') {
+        event.preventDefault();
+        openTrace(tr.dataset.traceId);
+      } else if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+        event.preventDefault();
+        moveRowFocus(tr, event.key === 'ArrowDown' ? 1 : -1);
+      }
+    });
+    $('trace-detail-close').addEventListener('click', closeTrace);
+    $('trace-detail').addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') closeTrace();
+    });
+    $('traces-token-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      const input = $('traces-token');
+      const token = input.value.trim();
+      if (!token) return;
+      adminToken.set(token);
+      input.value = '';
+      traces.focusAfterLoad = true;
+      pollTraces();
+      if (traces.selected) loadTrace(traces.selected, traces.shownSpans === 0);
+    });
+    $('traces-token-forget').addEventListener('click', () => {
+      adminToken.set('');
+      pollTraces();
+    });
+    adminToken.set(adminToken.get()); // shows "Forget" when this tab already has one
+    pollTraces();
+  }
+
   // ---- WebSocket heartbeat: "hb" every 5 s while ON, reconnect 2 s after a drop ----
 
   const heartbeat = { wanted: false, socket: null, sendTimer: null, reconnectTimer: null };
@@ -504,5 +958,6 @@
     $('toggle-ws-heartbeat-btn').addEventListener('click', () => setHeartbeat(!heartbeat.wanted));
     makeCharts();
     poll();
+    setUpTraces();
   });
 })();
