@@ -93,6 +93,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "TitaniumTrace",
+            dependencies: [
+                "TitaniumHTTP", "TitaniumSQLite", "TitaniumTracing",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/TitaniumTrace",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "TitaniumAuth",
             dependencies: [
                 "TitaniumHTTP",
@@ -119,6 +130,7 @@ let package = Package(
         .executableTarget(
             name: "LoadBalancer",
             dependencies: [
+                "TitaniumTrace",
                 "TitaniumHTTP",
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
@@ -127,11 +139,12 @@ let package = Package(
             path: "Services/load-balancer",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "APIGateway", dependencies: ["TitaniumHTTP", "TitaniumRedis"], path: "Services/api-gateway", swiftSettings: swiftSettings),
-        .executableTarget(name: "AuthService", dependencies: ["TitaniumHTTP", "TitaniumAuth"], path: "Services/auth-service", swiftSettings: swiftSettings),
+        .executableTarget(name: "APIGateway", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumRedis"], path: "Services/api-gateway", swiftSettings: swiftSettings),
+        .executableTarget(name: "AuthService", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumAuth"], path: "Services/auth-service", swiftSettings: swiftSettings),
         .executableTarget(
             name: "UserService",
             dependencies: [
+                "TitaniumTrace",
                 "TitaniumHTTP", "TitaniumRedis", "TitaniumAuth", "TitaniumSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
@@ -141,7 +154,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "BlogService",
-            dependencies: ["TitaniumHTTP", "TitaniumAuth", "TitaniumSQLite", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumSQLite", .product(name: "GRDB", package: "GRDB.swift")],
             path: "Services/blog-service",
             swiftSettings: swiftSettings
         ),
@@ -155,6 +168,7 @@ let package = Package(
             dependencies: [
                 "TitaniumHTTP",
                 "TitaniumRedis",
+                "TitaniumTrace",
                 "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -7,8 +7,8 @@ set -euo pipefail
 
 packages=(libhiredis-dev libsqlite3-dev libssl-dev redis-server curl libjs-chart.js)
 case "${1:-run}" in
-  test) packages+=(prometheus jq) ;;
-  bench) packages+=(prometheus jq wrk nginx-light) ;;
+  test) packages+=(prometheus jq sqlite3) ;;
+  bench) packages+=(prometheus jq sqlite3 wrk nginx-light hey) ;;
 esac
 
 missing=()

@@ -1,6 +1,7 @@
 import Hummingbird
 import Prometheus
 import TitaniumHTTP
+import TitaniumTrace
 import TitaniumRedis
 
 /// Builds the api-gateway: `/api/auth/*` → auth-service, `/api/users/*` → user-service,
@@ -8,6 +9,7 @@ import TitaniumRedis
 /// else, `/internal/*` included, is the 404 JSON error. Sensitive routes are rate limited first.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
     let configuration = try GatewayConfiguration(settings: settings)
+    let kit = try kit.recordingTraces(settings: settings)
     let client = kit.makeHTTPClient()
     let proxy = ReverseProxy(client: client)
     let redis = RedisClient(configuration: configuration.redis)

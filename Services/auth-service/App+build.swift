@@ -3,6 +3,7 @@ import Hummingbird
 import Prometheus
 import TitaniumAuth
 import TitaniumHTTP
+import TitaniumTrace
 
 /// Builds the auth-service application: the signing key (created on first start), the
 /// user-service client, routes and checks.
@@ -12,10 +13,12 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         privateKeyPath: configuration.privateKeyPath, policy: configuration.policy, lifetime: configuration.tokenLifetime
     )
     let client = kit.makeHTTPClient()
+    let verifier = TokenVerifier.local(issuer)
+    let kit = try kit.recordingTraces(settings: settings, options: .init(tokenSubject: { try? await verifier.claims(for: $0).subject }))
     let help = "Login attempts by result."
     let controller = AuthController(
         issuer: issuer,
-        verifier: .local(issuer),
+        verifier: verifier,
         client: client,
         userServiceURL: configuration.userServiceURL,
         logins: (

@@ -2,6 +2,7 @@ import Hummingbird
 import Prometheus
 import TitaniumAuth
 import TitaniumHTTP
+import TitaniumTrace
 import TitaniumSQLite
 
 /// Builds the blog-service application: SQLite store, token verifier (key set from
@@ -11,6 +12,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let store = try PostStore(path: configuration.databasePath)
     let client = kit.makeHTTPClient()
     let verifier = TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.policy, client: client)
+    let kit = try kit.recordingTraces(settings: settings, options: .init(tokenSubject: { try? await verifier.claims(for: $0).subject }))
 
     let router = kit.makeRouter()
     PostController(

@@ -4,6 +4,8 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import TitaniumHTTP
+import TitaniumMetrics
+import TitaniumTrace
 
 /// Builds the load balancer: the dashboard at `/` (`UI_URLS` or `DASHBOARD_DIR`), `/api/*`
 /// forwarded to the gateway pool `GATEWAY_URLS` by ``Balancer`` (WebSocket upgrades relayed by
@@ -11,6 +13,7 @@ import TitaniumHTTP
 /// (``StatsAggregator``). Its traffic window counts only real `/api` traffic: not HEAD, not
 /// `X-Heartbeat: true`.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
+    let kit = try kit.recordingTraces(settings: settings)
     let urls = try settings.httpURLs("gateway.urls", default: ["http://127.0.0.1:7200"])
     let targets = try StatsTarget.parse(settings.list("stats.targets", default: [
         "api-gateway=http://127.0.0.1:7200", "auth-service=http://127.0.0.1:7301",
@@ -22,7 +25,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let heartbeat = Heartbeat(silence: .seconds(try settings.int("heartbeat.silence.seconds", default: 60, range: 1...3600)))
     let aggregator = StatsAggregator(
         targets: targets, client: client.client, window: kit.window, instance: kit.configuration.instance, backends: pool,
-        heartbeat: heartbeat
+        heartbeat: heartbeat, startTimeSeconds: kit.process.startTimeSeconds
     )
     let router = kit.makeRouter(countsInWindow: isRealTraffic)
     // `/` and everything no route claims: the dashboard, from a UI pool (`UI_URLS`) when one is
@@ -42,6 +45,12 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     } else {
         kit.logger.notice("no dashboard to serve", metadata: ["dashboard.dir": .string(dashboard)])
     }
+    // Traces: this store's own query routes, and the merged trace and recent list over every service.
+    let adminToken = try TraceConfiguration(settings: settings, dataDirectory: kit.configuration.dataDirectory).adminToken
+    if let traces = kit.traces {
+        TraceRoutes(recorder: traces).register(on: router, except: ["/traces/recent", "/traces/{trace_id}"])
+    }
+    TraceFanOut(aggregator: aggregator, local: kit.traces, adminToken: adminToken).register(on: router)
     router.onAnyMethod(["/api", "/api/**"]) { request, context in
         try await balancer.forward(request, context: context)
     }
@@ -51,7 +60,8 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         router: router,
         stats: { try await aggregator.response() },
         server: .http1WebSocketUpgrade(webSocketRouter: webSockets, configuration: .init(http1: kit.http1Configuration)),
-        services: [pool, client]
+        services: [pool, client],
+        registerTraceRoutes: false
     )
 }
 

@@ -35,6 +35,8 @@ final class StatsAggregator: Sendable {
     let client: HTTPClient
     let window: TrafficWindow
     let instance: String
+    /// When this process started (seconds since the epoch), for `started_at` and `uptime_s`.
+    let startTimeSeconds: Double
     let perTargetTimeout: Duration
     let backends: BackendPool?
     let heartbeat: Heartbeat?
@@ -48,8 +50,10 @@ final class StatsAggregator: Sendable {
 
     init(
         targets: [StatsTarget], client: HTTPClient, window: TrafficWindow, instance: String,
-        perTargetTimeout: Duration = .seconds(2), backends: BackendPool? = nil, heartbeat: Heartbeat? = nil
+        perTargetTimeout: Duration = .seconds(2), backends: BackendPool? = nil, heartbeat: Heartbeat? = nil,
+        startTimeSeconds: Double = Date().timeIntervalSince1970
     ) {
+        self.startTimeSeconds = startTimeSeconds
         self.backends = backends
         self.heartbeat = heartbeat
         self.targets = targets
@@ -106,6 +110,8 @@ final class StatsAggregator: Sendable {
         var database: Status
         var cache: Status
         var instance: String
+        var started_at: String
+        var uptime_s: Double
         var window_s: Int
         /// Real `/api` requests since start.
         var requests_total: Int
@@ -147,6 +153,8 @@ final class StatsAggregator: Sendable {
             database: .init(status: database),
             cache: .init(status: cache),
             instance: self.instance,
+            started_at: RFC3339.format(epochSeconds: self.startTimeSeconds),
+            uptime_s: ((Date().timeIntervalSince1970 - self.startTimeSeconds) * 1000).rounded() / 1000,
             window_s: snapshot.windowSeconds,
             requests_total: snapshot.totalRequests,
             requests_per_second: snapshot.requestsPerSecond,
@@ -173,14 +181,30 @@ final class StatsAggregator: Sendable {
 
     private func fetch(_ target: StatsTarget) async -> Entry {
         let start = ContinuousClock.now
+        let outcome: Result<JSONValue, any Error> = await self.fetchJSON(target.url + "/stats")
+        let elapsed = start.duration(to: .now)
+        let milliseconds = (Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15).rounded()
+        switch outcome {
+        case .success(let stats):
+            return Entry(name: target.name, url: target.url, status: "ONLINE", latency_ms: milliseconds, stats: stats)
+        case .failure(let error):
+            return Entry(name: target.name, url: target.url, status: "OFFLINE", error: "\(error)", latency_ms: milliseconds)
+        }
+    }
+
+    /// `url`'s JSON body, decoded, or why not: an error status, or no answer within the
+    /// per-target timeout (the answer is abandoned, so a hanging target never holds the caller).
+    func fetchJSON<Body: Decodable & Sendable>(_ url: String, headers: [(String, String)] = []) async -> Result<Body, any Error> {
         let timeout = self.perTargetTimeout
-        let outcome: Result<JSONValue, any Error> = await withTaskGroup(of: Result<JSONValue, any Error>?.self) { group in
+        return await withTaskGroup(of: Result<Body, any Error>?.self) { group in
             group.addTask {
                 do {
-                    let response = try await self.client.execute(HTTPClientRequest(url: target.url + "/stats"), timeout: .nanoseconds(timeout.nanoseconds))
+                    var request = HTTPClientRequest(url: url)
+                    for (name, value) in headers { request.headers.add(name: name, value: value) }
+                    let response = try await self.client.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
                     guard response.status == .ok else { throw StatsError("answered \(response.status.code)") }
-                    let body = try await response.body.collect(upTo: 1 << 20)
-                    return .success(try JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)))
+                    let body = try await response.body.collect(upTo: 8 << 20)
+                    return .success(try JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)))
                 } catch {
                     return .failure(error)
                 }
@@ -193,18 +217,10 @@ final class StatsAggregator: Sendable {
             group.cancelAll()
             return first ?? .failure(StatsError("no answer within \(timeout)"))
         }
-        let elapsed = start.duration(to: .now)
-        let milliseconds = (Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15).rounded()
-        switch outcome {
-        case .success(let stats):
-            return Entry(name: target.name, url: target.url, status: "ONLINE", latency_ms: milliseconds, stats: stats)
-        case .failure(let error):
-            return Entry(name: target.name, url: target.url, status: "OFFLINE", error: "\(error)", latency_ms: milliseconds)
-        }
     }
 
     /// One target per address when a host name resolves to several IPv4 addresses.
-    private func expand() async -> [StatsTarget] {
+    func expand() async -> [StatsTarget] {
         var expanded: [StatsTarget] = []
         for target in self.targets {
             guard let components = URLComponents(string: target.url), let host = components.host,

@@ -5,6 +5,7 @@ import NIOPosix
 import Prometheus
 import TitaniumAuth
 import TitaniumHTTP
+import TitaniumTrace
 import TitaniumSQLite
 import TitaniumRedis
 
@@ -21,6 +22,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
 
     let client = kit.makeHTTPClient()
     let verifier = TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.policy, client: client)
+    let kit = try kit.recordingTraces(settings: settings, options: .init(tokenSubject: { try? await verifier.claims(for: $0).subject }))
 
     let router = kit.makeRouter()
     UserController(

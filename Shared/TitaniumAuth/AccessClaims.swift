@@ -24,6 +24,8 @@ public struct AccessClaims: JWTPayload, Equatable {
     }
 
     public var userID: Int64? { Int64(self.sub.value) }
+    /// The subject (the user id) as text.
+    public var subject: String { self.sub.value }
 
     /// Signature checks happen before this; here: time window only. Issuer and audience are
     /// checked by ``TokenVerifier``, which knows the expected values.

@@ -7,6 +7,10 @@ import TitaniumMetrics
 import TitaniumTracing
 import Tracing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The one middleware every service runs first. Per request it:
 /// - accepts a well-formed `X-Request-ID` or makes one, and echoes it;
 /// - continues the caller's W3C trace (or starts one) in a server span, echoed as `traceparent`;
@@ -24,6 +28,7 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
     let accessLog: AccessLog
     let bodyLimit: Int
     let countsInWindow: @Sendable (Request) -> Bool
+    let recorder: (any RequestRecorder)?
 
     public init(
         tracer: W3CTracer,
@@ -31,7 +36,8 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         window: TrafficWindow,
         accessLog: AccessLog,
         bodyLimit: Int,
-        countsInWindow: @escaping @Sendable (Request) -> Bool = ObservabilityMiddleware.isBusinessRequest
+        countsInWindow: @escaping @Sendable (Request) -> Bool = ObservabilityMiddleware.isBusinessRequest,
+        recorder: (any RequestRecorder)? = nil
     ) {
         self.tracer = tracer
         self.metrics = metrics
@@ -39,6 +45,7 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         self.accessLog = accessLog
         self.bodyLimit = bodyLimit
         self.countsInWindow = countsInWindow
+        self.recorder = recorder
     }
 
     /// Operational endpoints (`/health/*`, `/metrics`, `/stats`) stay out of the traffic window.
@@ -58,6 +65,11 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         let route = context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? Self.unmatchedRoute
         let method = request.method.rawValue
         let span = self.tracer.startSpan("\(method) \(route)", context: serviceContext, ofKind: .server)
+
+        // The trace store, when this request is one it keeps: who made it is decided before the
+        // handler runs (a verified token, a header or a query parameter).
+        let recorder = self.recorder.flatMap { $0.shouldRecord(request) ? $0 : nil }
+        let userID = await recorder?.userID(for: request)
 
         var context = context
         context.requestID = requestID
@@ -93,7 +105,7 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
             middleware: self, span: span, method: method, route: route,
             path: request.uri.path, status: Int(response.status.code), startNanos: startNanos,
             countsInWindow: self.countsInWindow(request), remoteAddress: context.remoteAddress,
-            userAgent: request.headers[.userAgent], requestID: requestID
+            userAgent: request.headers[.userAgent], requestID: requestID, recorder: recorder, userID: userID
         )
         if let length = response.body.contentLength {
             finish.record(bytes: length)
@@ -128,6 +140,8 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         var clientIP: String { self.remoteAddress?.ipAddress ?? "unknown" }
         let userAgent: String?
         let requestID: String
+        let recorder: (any RequestRecorder)?
+        let userID: String?
 
         func record(bytes: Int) {
             let now = TrafficWindow.monotonicNanos()
@@ -148,6 +162,16 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
                 if isError { self.span.setStatus(.init(code: .error)) }
             }
             self.span.end()
+            if let recorder = self.recorder {
+                recorder.record(
+                    FinishedRequest(
+                        spanContext: self.span.spanContext, method: self.method, route: self.route, path: self.path,
+                        status: self.status, latencyMicroseconds: elapsed / 1_000,
+                        startedAtMilliseconds: wallClockMilliseconds() - Int64(elapsed / 1_000_000),
+                        remoteAddress: self.remoteAddress, userAgent: self.userAgent, userID: self.userID
+                    )
+                )
+            }
             if self.middleware.accessLog.isEnabled {
                 self.middleware.accessLog.write(
                     AccessLog.Entry(
@@ -167,6 +191,13 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
             }
         }
     }
+}
+
+/// Milliseconds since the epoch (CLOCK_REALTIME).
+func wallClockMilliseconds() -> Int64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_REALTIME, &spec)
+    return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
 }
 
 private final class ByteCount: @unchecked Sendable {

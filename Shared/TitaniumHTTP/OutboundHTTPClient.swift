@@ -9,12 +9,15 @@ import Tracing
 /// The pooled outbound HTTP client every service uses to call another.
 ///
 /// Connect and read timeouts come from ``OutboundClientConfiguration``; every request also has
-/// an overall deadline. The current W3C trace continues in a client span whose `traceparent`
-/// (and the current `X-Request-ID`) travel with the request. Run it as a `Service` so that it
-/// shuts down after the server has drained.
+/// an overall deadline. The current W3C trace continues: the request carries the current server
+/// span as `traceparent` (and the current `X-Request-ID`), so the callee's span is the child of
+/// the caller's and the trace store links one request across services without client spans in
+/// between. Run it as a `Service` so that it shuts down after the server has drained.
 public final class OutboundHTTPClient: Service, Sendable {
     public let client: HTTPClient
     public let configuration: OutboundClientConfiguration
+
+    public let tracer: W3CTracer?
 
     public init(configuration: OutboundClientConfiguration, tracer: W3CTracer?) {
         var clientConfiguration = HTTPClient.Configuration(
@@ -24,7 +27,9 @@ public final class OutboundHTTPClient: Service, Sendable {
             ),
             connectionPool: .init(idleTimeout: .nanoseconds(configuration.idleTimeout.nanoseconds))
         )
-        clientConfiguration.tracing.tracer = tracer
+        // No client spans: the current span's context is injected directly in `execute`.
+        clientConfiguration.tracing.tracer = nil
+        self.tracer = tracer
         clientConfiguration.decompression = .disabled
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         self.configuration = configuration
@@ -34,11 +39,14 @@ public final class OutboundHTTPClient: Service, Sendable {
     /// - Parameter timeout: the deadline for the response head; defaults to connect + read timeout.
     public func execute(_ request: HTTPClientRequest, timeout: Duration? = nil) async throws -> HTTPClientResponse {
         var request = request
-        // The tracer adds the client span's traceparent; drop any copied from elsewhere.
+        // The current span's traceparent, never one copied from elsewhere.
         request.headers.remove(name: "traceparent")
         request.headers.remove(name: "tracestate")
-        if let requestID = ServiceContext.current?.requestID {
-            request.headers.replaceOrAdd(name: "X-Request-ID", value: requestID)
+        if let context = ServiceContext.current {
+            self.tracer?.inject(context, into: &request.headers, using: HTTPHeadersInjector())
+            if let requestID = context.requestID {
+                request.headers.replaceOrAdd(name: "X-Request-ID", value: requestID)
+            }
         }
         let deadline = timeout ?? (self.configuration.connectTimeout + self.configuration.readTimeout)
         return try await self.client.execute(request, timeout: .nanoseconds(deadline.nanoseconds))
@@ -47,6 +55,12 @@ public final class OutboundHTTPClient: Service, Sendable {
     public func run() async throws {
         try? await gracefulShutdown()
         try await self.client.shutdown()
+    }
+}
+
+struct HTTPHeadersInjector: Injector {
+    func inject(_ value: String, forKey key: String, into carrier: inout HTTPHeaders) {
+        carrier.replaceOrAdd(name: key, value: value)
     }
 }
 

@@ -27,6 +27,8 @@ public struct ServiceKit: Sendable {
     public let tracer: W3CTracer
     public let logger: Logger
     public let accessLog: AccessLog
+    /// Where requests are recorded (the trace store), when enabled.
+    public var recorder: (any RequestRecorder)?
 
     public init(
         configuration: ServiceConfiguration,
@@ -68,7 +70,8 @@ public struct ServiceKit: Sendable {
             window: self.window,
             accessLog: self.accessLog,
             bodyLimit: self.configuration.maxBodyBytes,
-            countsInWindow: countsInWindow
+            countsInWindow: countsInWindow,
+            recorder: self.recorder
         )
     }
 
@@ -90,9 +93,11 @@ public struct ServiceKit: Sendable {
         stats: (@Sendable () async throws -> Response)? = nil,
         server: HTTPServerBuilder? = nil,
         services: [any Service] = [],
+        registerTraceRoutes: Bool = true,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol where Context.Source == ApplicationRequestContextSource {
         OperationalRoutes<Context>(kit: self, checks: checks, details: details, customStats: stats).register(on: router)
+        if registerTraceRoutes { self.recorder?.registerRoutes(on: router) }
         MethodNotAllowed.register(on: router)
         let logger = self.logger
         let service = self.configuration.service
@@ -103,7 +108,8 @@ public struct ServiceKit: Sendable {
                 address: .hostname(self.configuration.host, port: self.configuration.port),
                 serverName: service
             ),
-            services: services,
+            // Services stop after the server has drained: the recorder flushes what it holds last.
+            services: services + (self.recorder.map { [$0.service] } ?? []),
             onServerRunning: { channel in
                 logger.notice(
                     "listening",

@@ -1,0 +1,137 @@
+import Foundation
+import Hummingbird
+import TitaniumHTTP
+import TitaniumTrace
+
+/// The load balancer's `/traces/{trace_id}` and `/traces/recent`: every service instance (the
+/// `/stats` targets, a multi-address host asked at each address, 2 s each) is asked in parallel,
+/// its own store is read directly, and the answers are merged: one trace as one tree
+/// (``TraceTree``), recent traces as one list by trace id. Each source is reported with its
+/// status, so a missing service shows as OFFLINE rather than as a silently shorter trace.
+struct TraceFanOut: Sendable {
+    let aggregator: StatsAggregator
+    let local: TraceRecorder?
+    let adminToken: String?
+
+    struct Source: Encodable, Sendable {
+        var name: String
+        var url: String
+        var status: String
+        var error: String?
+        var count: Int
+    }
+
+    struct MergedTrace: Encodable, Sendable {
+        var tree: TraceTree
+        var sources: [Source]
+
+        func encode(to encoder: any Encoder) throws {
+            try self.tree.encode(to: encoder)
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(self.sources, forKey: .sources)
+        }
+
+        enum Keys: String, CodingKey { case sources }
+    }
+
+    struct MergedRecent: Encodable, Sendable {
+        var traces: [TraceStore.TraceHeadline]
+        var sources: [Source]
+    }
+
+    struct RemoteSteps: Decodable, Sendable { var steps: [TraceStep] }
+    struct RemoteRecent: Decodable, Sendable { var traces: [TraceStore.TraceHeadline] }
+
+    func register(on router: Router<TitaniumRequestContext>) {
+        router.get("/traces/{trace_id}") { request, context in
+            try TraceRoutes.authorize(request, adminToken: self.adminToken)
+            let merged = await self.trace(id: try TraceRoutes.traceID(context))
+            guard !merged.tree.spans.isEmpty else {
+                throw APIError(.notFound, message: "no service has recorded trace \(merged.tree.trace_id)")
+            }
+            return try JSONResponse(merged).response(status: .ok)
+        }
+        router.get("/traces/recent") { request, _ in
+            try TraceRoutes.authorize(request, adminToken: self.adminToken)
+            let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) }.map { min(max($0, 1), 200) } ?? 20
+            return try JSONResponse(await self.recent(limit: limit)).response(status: .ok)
+        }
+    }
+
+    /// Every instance's answer for `path`, in parallel, with this load balancer's own first.
+    private func gather<Body: Decodable & Sendable>(
+        _ path: String, _ type: Body.Type, local: @Sendable () async throws -> Body?
+    ) async -> [(Source, Body?)] {
+        let headers = self.adminToken.map { [("Authorization", "Bearer \($0)")] } ?? []
+        let targets = await self.aggregator.expand()
+        var results = await withTaskGroup(of: (Int, Source, Body?).self) { group in
+            for (index, target) in targets.enumerated() {
+                group.addTask {
+                    let outcome: Result<Body, any Error> = await self.aggregator.fetchJSON(target.url + path, headers: headers)
+                    switch outcome {
+                    case .success(let body): return (index, Source(name: target.name, url: target.url, status: "ONLINE", count: 0), body)
+                    case .failure(let error): return (index, Source(name: target.name, url: target.url, status: "OFFLINE", error: "\(error)", count: 0), nil)
+                    }
+                }
+            }
+            var results: [(Int, Source, Body?)] = []
+            for await result in group { results.append(result) }
+            return results.sorted { $0.0 < $1.0 }.map { ($0.1, $0.2) }
+        }
+        if self.local != nil {
+            let own = Source(name: "load-balancer", url: "local", status: "ONLINE", count: 0)
+            do {
+                results.insert((own, try await local()), at: 0)
+            } catch {
+                results.insert((Source(name: own.name, url: own.url, status: "OFFLINE", error: "\(error)", count: 0), nil), at: 0)
+            }
+        }
+        return results
+    }
+
+    func trace(id: String) async -> MergedTrace {
+        let answers = await self.gather("/traces/\(id)", RemoteSteps.self) { [local] in
+            guard let local else { return nil }
+            return RemoteSteps(steps: try await local.store.steps(traceID: id))
+        }
+        var steps: [TraceStep] = []
+        var sources: [Source] = []
+        for (source, body) in answers {
+            var source = source
+            source.count = body?.steps.count ?? 0
+            steps += body?.steps ?? []
+            sources.append(source)
+        }
+        return MergedTrace(tree: TraceTree(traceID: id, steps: steps), sources: sources)
+    }
+
+    func recent(limit: Int) async -> MergedRecent {
+        let answers = await self.gather("/traces/recent?limit=\(limit)", RemoteRecent.self) { [local] in
+            guard let local else { return nil }
+            return RemoteRecent(traces: try await local.store.recentTraces(limit: limit))
+        }
+        var byID: [String: TraceStore.TraceHeadline] = [:]
+        var sources: [Source] = []
+        for (source, body) in answers {
+            var source = source
+            source.count = body?.traces.count ?? 0
+            sources.append(source)
+            for headline in body?.traces ?? [] {
+                byID[headline.trace_id] = byID[headline.trace_id].map { Self.combine($0, headline) } ?? headline
+            }
+        }
+        let traces = byID.values.sorted { ($0.started_at, $0.trace_id) > ($1.started_at, $1.trace_id) }.prefix(limit)
+        return MergedRecent(traces: Array(traces), sources: sources)
+    }
+
+    /// One trace as two stores saw it: the earlier start's root, both ends, all services.
+    static func combine(_ a: TraceStore.TraceHeadline, _ b: TraceStore.TraceHeadline) -> TraceStore.TraceHeadline {
+        var merged = a.started_at <= b.started_at ? a : b
+        let other = a.started_at <= b.started_at ? b : a
+        merged.ended_at = max(a.ended_at, b.ended_at)
+        merged.steps = a.steps + b.steps
+        for service in other.services where !merged.services.contains(service) { merged.services.append(service) }
+        merged.user_id = merged.user_id ?? other.user_id
+        return merged
+    }
+}

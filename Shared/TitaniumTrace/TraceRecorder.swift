@@ -1,0 +1,117 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import Logging
+
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+import TitaniumHTTP
+import TitaniumTracing
+
+/// The trace store as the observability middleware uses it: each recorded request is queued
+/// without blocking and written by ``TraceWriter`` in batches. Closures replace the default
+/// user-id extraction, filter and trace-id generation when a service needs its own.
+public final class TraceRecorder: RequestRecorder {
+    public struct Options: Sendable {
+        /// The verified token's subject for a request (a service that verifies tokens sets it).
+        public var tokenSubject: (@Sendable (Request) async -> String?)?
+        /// Replaces the configured user-id sources entirely.
+        public var userIDExtractor: (@Sendable (Request) async -> String?)?
+        /// Decides, after the include/exclude prefixes, whether a request is recorded.
+        public var filter: (@Sendable (Request) -> Bool)?
+        /// The trace id stored for a span (the W3C trace id by default).
+        public var traceID: @Sendable (W3CSpanContext) -> String = { $0.traceID }
+
+        public init(
+            tokenSubject: (@Sendable (Request) async -> String?)? = nil,
+            userIDExtractor: (@Sendable (Request) async -> String?)? = nil,
+            filter: (@Sendable (Request) -> Bool)? = nil
+        ) {
+            self.tokenSubject = tokenSubject
+            self.userIDExtractor = userIDExtractor
+            self.filter = filter
+        }
+    }
+
+    public let configuration: TraceConfiguration
+    public let store: TraceStore
+    public let serviceName: String
+    public let instance: String
+    let options: Options
+    let buffer: TraceBuffer
+    let writer: TraceWriter
+    let dropped: Prometheus.Counter
+
+    public init(
+        configuration: TraceConfiguration, service: String, instance: String, registry: PrometheusCollectorRegistry, logger: Logger,
+        options: Options = Options()
+    ) throws {
+        self.configuration = configuration
+        self.serviceName = service
+        self.instance = instance
+        self.options = options
+        self.store = try TraceStore(path: configuration.databasePath)
+        self.buffer = TraceBuffer(capacity: configuration.bufferSize, batchSize: configuration.batchSize)
+        self.dropped = registry.makeCounter(name: "trace_records_dropped_total", help: "Trace records dropped because the buffer was full or the store kept failing")
+        self.writer = TraceWriter(
+            store: self.store, buffer: self.buffer, configuration: configuration, service: service, instance: instance,
+            traceID: options.traceID, registry: registry, dropped: self.dropped, logger: logger
+        )
+    }
+
+    public var service: any Service { self.writer }
+
+    public func shouldRecord(_ request: Request) -> Bool {
+        self.configuration.records(path: request.uri.path) && (self.options.filter?(request) ?? true)
+    }
+
+    public func userID(for request: Request) async -> String? {
+        if let extractor = self.options.userIDExtractor { return await extractor(request) }
+        for source in self.configuration.userIDSources {
+            switch source {
+            case .token:
+                if request.headers[.authorization] != nil, let subject = await self.options.tokenSubject?(request) { return subject }
+            case .header:
+                if let value = request.headers[.xUserID], !value.isEmpty { return String(value.prefix(128)) }
+            case .query:
+                if let value = request.uri.queryParameters["user_id"], !value.isEmpty { return String(String(value).prefix(128)) }
+            }
+        }
+        return nil
+    }
+
+    public func record(_ request: FinishedRequest) {
+        if !self.buffer.append(request) { self.dropped.increment() }
+    }
+
+    /// Records still waiting in memory.
+    public var bufferDepth: Int { self.buffer.depth }
+
+    public func registerRoutes<Context: IdentifiedRequestContext>(on router: Router<Context>) {
+        TraceRoutes(recorder: self).register(on: router)
+    }
+}
+
+extension HTTPField.Name {
+    static let xUserID = HTTPField.Name("X-User-ID")!
+}
+
+extension ServiceKit {
+    /// This kit with the trace store (`TRACE_*`) recording its requests, unless `TRACE_ENABLED=false`.
+    public func recordingTraces(settings: Settings, options: TraceRecorder.Options = .init()) throws -> ServiceKit {
+        let configuration = try TraceConfiguration(settings: settings, dataDirectory: self.configuration.dataDirectory)
+        guard configuration.enabled else { return self }
+        var kit = self
+        kit.recorder = try TraceRecorder(
+            configuration: configuration, service: self.configuration.service, instance: self.configuration.instance,
+            registry: self.registry, logger: self.logger, options: options
+        )
+        return kit
+    }
+
+    /// The trace store, when this kit records traces.
+    public var traces: TraceRecorder? { self.recorder as? TraceRecorder }
+}

@@ -1,0 +1,243 @@
+import Foundation
+import GRDB
+import TitaniumSQLite
+
+/// The `trace_steps` table in SQLite: batched inserts in one transaction through one prepared
+/// statement, the queries behind `/traces*`, and retention.
+public final class TraceStore: Sendable {
+    public let database: DatabasePool
+
+    static let columns = [
+        "trace_id", "span_id", "parent_span_id", "service", "instance", "user_id", "route", "path", "method",
+        "status_code", "latency_us", "ip", "user_agent", "created_at",
+    ]
+    static let insertSQL =
+        "INSERT INTO trace_steps (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))"
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("create trace_steps") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE trace_steps (
+                        id INTEGER PRIMARY KEY,
+                        trace_id TEXT NOT NULL,
+                        span_id TEXT NOT NULL,
+                        parent_span_id TEXT,
+                        service TEXT NOT NULL,
+                        instance TEXT NOT NULL,
+                        user_id TEXT,
+                        route TEXT NOT NULL,
+                        path TEXT NOT NULL,
+                        method TEXT NOT NULL,
+                        status_code INTEGER NOT NULL,
+                        latency_us INTEGER NOT NULL,
+                        ip TEXT NOT NULL,
+                        user_agent TEXT NOT NULL,
+                        created_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX trace_steps_trace_id ON trace_steps (trace_id);
+                    CREATE INDEX trace_steps_user_id ON trace_steps (user_id);
+                    CREATE INDEX trace_steps_created_at ON trace_steps (created_at);
+                    """
+            )
+        }
+        return migrator
+    }
+
+    /// Opens (creating if needed) the store. `busyTimeout` is short: the writer retries a busy
+    /// database itself, with back-off, rather than waiting inside SQLite.
+    public init(path: String, busyTimeout: TimeInterval = 0.25) throws {
+        self.database = try SQLiteDatabase.open(path: path, label: "traces", migrator: Self.migrator, busyTimeout: busyTimeout)
+    }
+
+    /// Writes `steps` in one transaction through one prepared statement.
+    public func insert(_ steps: [TraceStep]) throws {
+        try self.database.write { db in try Self.insert(steps, into: db) }
+    }
+
+    /// Inserts `steps` through the cached prepared statement, inside the caller's transaction.
+    public static func insert(_ steps: [TraceStep], into db: Database) throws {
+        let statement = try db.cachedStatement(sql: Self.insertSQL)
+        for step in steps {
+            try statement.execute(arguments: [
+                step.trace_id, step.span_id, step.parent_span_id, step.service, step.instance, step.user_id, step.route,
+                step.path, step.method, step.status_code, step.latency_us, step.ip, step.user_agent, step.created_at,
+            ])
+        }
+    }
+
+    /// Every step of one trace, oldest first.
+    public func steps(traceID: String) async throws -> [TraceStep] {
+        try await self.database.read { db in
+            try Self.fetch(db, sql: "SELECT * FROM trace_steps WHERE trace_id = ? ORDER BY created_at, id", arguments: [traceID])
+        }
+    }
+
+    public struct Filter: Sendable {
+        public var userID: String?
+        public var route: String?
+        public var since: Int64?
+        public var limit = 100
+        public init() {}
+    }
+
+    /// Steps matching `filter`, newest first.
+    public func steps(matching filter: Filter) async throws -> [TraceStep] {
+        var conditions: [String] = []
+        var arguments: StatementArguments = []
+        if let userID = filter.userID {
+            conditions.append("user_id = ?")
+            arguments += [userID]
+        }
+        if let route = filter.route {
+            conditions.append("route = ?")
+            arguments += [route]
+        }
+        if let since = filter.since {
+            conditions.append("created_at >= ?")
+            arguments += [since]
+        }
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        arguments += [filter.limit]
+        let sql = "SELECT * FROM trace_steps \(whereClause) ORDER BY created_at DESC, id DESC LIMIT ?"
+        let bound = arguments
+        return try await self.database.read { db in try Self.fetch(db, sql: sql, arguments: bound) }
+    }
+
+    public struct RouteSummary: Codable, Sendable, Equatable {
+        public var route: String
+        public var method: String
+        public var count: Int
+        public var mean_latency_ms: Double
+        public var p95_latency_ms: Double
+        public var error_rate: Double
+    }
+
+    public struct UserSummary: Codable, Sendable, Equatable {
+        public var user_id: String
+        public var calls: Int
+    }
+
+    public struct Summary: Codable, Sendable, Equatable {
+        public var since: Int64
+        public var routes: [RouteSummary]
+        public var users: [UserSummary]
+    }
+
+    /// Per route: count, mean and p95 latency, error rate (5xx); per user: calls. Since `since`.
+    public func summary(since: Int64) async throws -> Summary {
+        try await self.database.read { db in
+            let routes = try Row.fetchAll(
+                db,
+                sql: """
+                    WITH ranked AS (
+                        SELECT route, method, latency_us, status_code,
+                               ROW_NUMBER() OVER (PARTITION BY route, method ORDER BY latency_us) AS position,
+                               COUNT(*) OVER (PARTITION BY route, method) AS total
+                        FROM trace_steps WHERE created_at >= ?
+                    )
+                    SELECT route, method, total AS count, AVG(latency_us) AS mean_us,
+                           MIN(CASE WHEN position >= (total * 95 + 99) / 100 THEN latency_us END) AS p95_us,
+                           SUM(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END) AS errors
+                    FROM ranked GROUP BY route, method ORDER BY count DESC, route
+                    """,
+                arguments: [since]
+            ).map { row in
+                let count: Int = row["count"]
+                let errors: Int = row["errors"]
+                let mean: Double = row["mean_us"]
+                let p95: Int64 = row["p95_us"]
+                return RouteSummary(
+                    route: row["route"], method: row["method"], count: count, mean_latency_ms: (mean / 10).rounded() / 100,
+                    p95_latency_ms: Double(p95) / 1000, error_rate: Double(errors) / Double(max(count, 1))
+                )
+            }
+            let users = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT user_id, COUNT(*) AS calls FROM trace_steps
+                    WHERE created_at >= ? AND user_id IS NOT NULL
+                    GROUP BY user_id ORDER BY calls DESC, user_id LIMIT 100
+                    """,
+                arguments: [since]
+            ).map { UserSummary(user_id: $0["user_id"], calls: $0["calls"]) }
+            return Summary(since: since, routes: routes, users: users)
+        }
+    }
+
+    public struct TraceHeadline: Codable, Sendable, Equatable {
+        public var trace_id: String
+        public var started_at: Int64
+        public var ended_at: Int64
+        public var steps: Int
+        public var services: [String]
+        public var root_route: String
+        public var root_method: String
+        public var status_code: Int
+        public var user_id: String?
+    }
+
+    /// The latest traces, newest first: when they started and ended, how many steps, which services.
+    public func recentTraces(limit: Int) async throws -> [TraceHeadline] {
+        try await self.database.read { db in
+            let ids = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT trace_id FROM trace_steps
+                    WHERE created_at >= (SELECT COALESCE(MAX(created_at), 0) - 3600000 FROM trace_steps)
+                    GROUP BY trace_id ORDER BY MAX(created_at) DESC LIMIT ?
+                    """,
+                arguments: [limit]
+            )
+            return try ids.compactMap { id in
+                Self.headline(try Self.fetch(db, sql: "SELECT * FROM trace_steps WHERE trace_id = ? ORDER BY created_at, id", arguments: [id]))
+            }
+        }
+    }
+
+    /// A trace's summary line from its steps: the root is the step whose parent is not among them.
+    public static func headline(_ steps: [TraceStep]) -> TraceHeadline? {
+        guard let first = steps.min(by: { $0.created_at < $1.created_at }) else { return nil }
+        let ids = Set(steps.map(\.span_id))
+        let root = steps.filter { $0.parent_span_id.map { !ids.contains($0) } ?? true }.min { $0.created_at < $1.created_at } ?? first
+        var services: [String] = []
+        for step in steps.sorted(by: { $0.created_at < $1.created_at }) where !services.contains(step.service) {
+            services.append(step.service)
+        }
+        return TraceHeadline(
+            trace_id: first.trace_id, started_at: first.created_at,
+            ended_at: steps.map { $0.created_at + ($0.latency_us + 999) / 1000 }.max() ?? first.created_at,
+            steps: steps.count, services: services, root_route: root.route, root_method: root.method,
+            status_code: root.status_code, user_id: steps.lazy.compactMap(\.user_id).first
+        )
+    }
+
+    public func count() async throws -> Int {
+        try await self.database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trace_steps") ?? 0 }
+    }
+
+    /// Deletes up to `batch` rows older than `cutoff` (ms since the epoch); returns how many.
+    public func deleteOlder(than cutoff: Int64, batch: Int = 1000) async throws -> Int {
+        try await self.database.write { db in try Self.deleteOlder(than: cutoff, batch: batch, in: db) }
+    }
+
+    public static func deleteOlder(than cutoff: Int64, batch: Int, in db: Database) throws -> Int {
+        try db.execute(
+            sql: "DELETE FROM trace_steps WHERE id IN (SELECT id FROM trace_steps WHERE created_at < ? ORDER BY id LIMIT ?)",
+            arguments: [cutoff, batch]
+        )
+        return db.changesCount
+    }
+
+    static func fetch(_ db: Database, sql: String, arguments: StatementArguments) throws -> [TraceStep] {
+        try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+            TraceStep(
+                trace_id: row["trace_id"], span_id: row["span_id"], parent_span_id: row["parent_span_id"], service: row["service"],
+                instance: row["instance"], user_id: row["user_id"], route: row["route"], path: row["path"], method: row["method"],
+                status_code: row["status_code"], latency_us: row["latency_us"], ip: row["ip"], user_agent: row["user_agent"],
+                created_at: row["created_at"]
+            )
+        }
+    }
+}

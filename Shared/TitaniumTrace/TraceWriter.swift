@@ -1,0 +1,141 @@
+import Foundation
+import GRDB
+import Logging
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+import TitaniumHTTP
+import TitaniumSQLite
+import TitaniumTracing
+
+/// Writes the buffer to the store: a batch as soon as one is full, whatever is waiting every
+/// flush interval, everything on graceful shutdown. A busy or locked database is retried with
+/// a bounded back-off; a batch that still fails is dropped and counted. Rows older than the
+/// retention are deleted in small batches once a minute.
+final class TraceWriter: Service, Sendable {
+    let store: TraceStore
+    let buffer: TraceBuffer
+    let configuration: TraceConfiguration
+    let service: String
+    let instance: String
+    let traceID: @Sendable (W3CSpanContext) -> String
+    let logger: Logger
+    let written: Prometheus.Counter
+    let dropped: Prometheus.Counter
+    let depth: Prometheus.Gauge
+    let flushDuration: Prometheus.DurationHistogram
+    /// Back-off between attempts at one batch; its length bounds the retries.
+    static let backoff: [Duration] = [.milliseconds(50), .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .milliseconds(1600), .seconds(2), .seconds(2)]
+    private let stopping = Atomic<Bool>(false)
+
+    init(
+        store: TraceStore, buffer: TraceBuffer, configuration: TraceConfiguration, service: String, instance: String,
+        traceID: @escaping @Sendable (W3CSpanContext) -> String, registry: PrometheusCollectorRegistry, dropped: Prometheus.Counter,
+        logger: Logger
+    ) {
+        self.store = store
+        self.buffer = buffer
+        self.configuration = configuration
+        self.service = service
+        self.instance = instance
+        self.traceID = traceID
+        self.logger = logger
+        self.dropped = dropped
+        self.written = registry.makeCounter(name: "trace_records_written_total", help: "Trace records written to the trace store")
+        self.depth = registry.makeGauge(name: "trace_buffer_depth", help: "Trace records waiting in memory to be written")
+        self.flushDuration = registry.makeDurationHistogram(
+            name: "trace_flush_duration_seconds",
+            buckets: [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+                      .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)],
+            help: "Time to write one batch of trace records, retries included"
+        )
+    }
+
+    func run() async throws {
+        let interval = self.configuration.flushInterval
+        var lastRetention = ContinuousClock.now - .seconds(60)
+        await withGracefulShutdownHandler {
+            while !self.stopping.load(ordering: .relaxed) {
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        if (try? await Task.sleep(for: interval)) != nil { self.buffer.wake() }
+                    }
+                    await self.buffer.waitForBatch()
+                    group.cancelAll()
+                }
+                await self.drain()
+                if lastRetention.duration(to: .now) >= .seconds(60) {
+                    lastRetention = .now
+                    await self.applyRetention()
+                }
+            }
+        } onGracefulShutdown: {
+            self.stopping.store(true, ordering: .relaxed)
+            self.buffer.wake()
+        }
+        // Whatever arrived while the server drained.
+        await self.drain()
+        let rows = (try? await self.store.count()) ?? -1
+        self.logger.info("trace store flushed", metadata: ["rows": "\(rows)"])
+    }
+
+    /// Writes batches until the buffer is empty.
+    func drain() async {
+        while true {
+            let batch = self.buffer.take(upTo: self.configuration.batchSize)
+            if batch.isEmpty { break }
+            await self.write(batch.map(self.step))
+        }
+        self.depth.set(to: Double(self.buffer.depth))
+    }
+
+    func write(_ steps: [TraceStep]) async {
+        let start = ContinuousClock.now
+        defer { self.flushDuration.record(start.duration(to: .now)) }
+        for attempt in 0...Self.backoff.count {
+            do {
+                try await self.store.database.write { db in try TraceStore.insert(steps, into: db) }
+                self.written.increment(by: Int64(steps.count))
+                if attempt > 0 {
+                    self.logger.notice("trace batch written after retries", metadata: ["attempts": "\(attempt + 1)", "rows": "\(steps.count)"])
+                }
+                return
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+                guard attempt < Self.backoff.count else { break }
+                self.logger.notice("trace store busy, retrying the batch", metadata: ["attempt": "\(attempt + 1)", "error": "\(error)"])
+                try? await Task.sleep(for: Self.backoff[attempt])
+            } catch {
+                self.logger.error("trace batch failed", metadata: ["rows": "\(steps.count)", "error": "\(error)"])
+                break
+            }
+        }
+        self.logger.error("trace batch dropped", metadata: ["rows": "\(steps.count)"])
+        self.dropped.increment(by: Int64(steps.count))
+    }
+
+    func applyRetention() async {
+        let cutoff = SQLiteDatabase.now() - Int64(self.configuration.retention.components.seconds) * 1000
+        do {
+            // Small batches, so the writer never holds the database for long.
+            for _ in 0..<20 {
+                let deleted = try await self.store.deleteOlder(than: cutoff)
+                if deleted < 1000 { break }
+            }
+        } catch {
+            self.logger.warning("trace retention failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A finished request as a row: the text is made here, off the request path.
+    func step(_ request: FinishedRequest) -> TraceStep {
+        TraceStep(
+            trace_id: self.traceID(request.spanContext), span_id: request.spanContext.spanID,
+            parent_span_id: request.spanContext.parentSpanIDString, service: self.service, instance: self.instance,
+            user_id: request.userID, route: request.route, path: request.path, method: request.method, status_code: request.status,
+            latency_us: Int64(request.latencyMicroseconds), ip: request.remoteAddress?.ipAddress ?? "unknown",
+            user_agent: request.userAgent ?? "", created_at: request.startedAtMilliseconds
+        )
+    }
+}
+
