@@ -122,8 +122,10 @@ if ! { sh -n "$WORK/backup.sh" && shellcheck -s sh "$WORK/backup.sh"; }; then fa
 
 # --- Dockerfile -------------------------------------------------------------------------------
 
-step "Dockerfile: hadolint"
+step "Dockerfile: hadolint, build context"
 if "$VENV_DIR/tools/bin/hadolint" Dockerfile; then echo "hadolint: no findings"; else fail "hadolint Dockerfile"; fi
+# The build context after .dockerignore, as docker-compose 1.x (docker-py) sends it.
+"$VENV_DIR/compose/bin/python" tests/deploy/check_docker_context.py || fail "tests/deploy/check_docker_context.py"
 
 # --- Kubernetes -------------------------------------------------------------------------------
 
