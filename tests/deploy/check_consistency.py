@@ -241,6 +241,14 @@ def compose_interpolate(value: str) -> str:
     return value.replace("\x00", "$")
 
 
+def compose_env(service: dict) -> dict:
+    """A compose service's environment, from the mapping or the KEY=VALUE list form."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {k: compose_interpolate(str(v)) for k, v in env.items()}
+
+
 def urls_in(value: str) -> list[str]:
     return re.findall(r"\b(?:https?|redis)://[^\s,]+", str(value))
 
@@ -373,7 +381,7 @@ def check_compose(pkg: SwiftPackage, df: Dockerfile, read_vars, routes, ports) -
     for name in SERVICES:
         if not R.check(name in services, f"docker-compose.yml: no service {name}"):
             continue
-        env = {k: compose_interpolate(str(v)) for k, v in (services[name].get("environment") or {}).items()}
+        env = compose_env(services[name])
         listen[name] = int(env.get("HTTP_PORT") or df.env(name).get("HTTP_PORT") or ports[name])
     listen["dashboard-ui"] = min(nginx_ports) if nginx_ports else 0
     listen["redis"] = 6379
@@ -401,7 +409,7 @@ def check_compose(pkg: SwiftPackage, df: Dockerfile, read_vars, routes, ports) -
         if name not in services:
             continue
         svc = services[name]
-        env = {k: compose_interpolate(str(v)) for k, v in (svc.get("environment") or {}).items()}
+        env = compose_env(svc)
         check_variables("docker-compose.yml", name, set(env), read_vars)
         # Ports: what is exposed or published is where the service listens.
         container_ports = {int(str(p).split(":")[-1].split("/")[0]) for p in (svc.get("expose") or [])}
