@@ -68,10 +68,12 @@ trap 'finish' EXIT
 trap 'status=130; exit 130' INT TERM
 
 echo "ci-smoke: starting a stack on http://127.0.0.1:$LB_PORT (Redis $REDIS_PORT, state $VAR)"
-if ! stack up --detach; then
+if ! stack up --detach >"$VAR/stack-up.log" 2>&1; then
+  cat "$VAR/stack-up.log" >&2
   echo "ci-smoke: the stack did not start" >&2
   exit 70
 fi
+grep '^Titanium is up' "$VAR/stack-up.log" || true
 
 set +e
 sh "$HERE/mixed_load.sh" --url "http://127.0.0.1:$LB_PORT" --duration 20 --max-failure-rate 0 "$@"
