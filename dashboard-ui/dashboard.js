@@ -514,6 +514,8 @@
   }
 
   function askForToken(refused) {
+    // The list and an open trace may both answer 401 to one refused token: keep saying "refused".
+    if (!refused && !$('traces-token-form').hidden && $('traces-message').dataset.kind === 'token-refused') return;
     if (refused) adminToken.set('');
     document.querySelector('.traces-section').classList.add('needs-token');
     $('traces-token-form').hidden = false;
@@ -588,7 +590,7 @@
     const list = Array.isArray(body.traces) ? body.traces.filter((t) => t && t.trace_id) : [];
     const tbody = $('traces-body');
     const focused = document.activeElement;
-    const focusedId = focused && focused.dataset && focused.dataset.traceId;
+    const focusedId = focused && focused.parentElement === tbody ? focused.dataset.traceId : null;
     const wanted = new Set(list.map((t) => t.trace_id));
     let focusIndex = -1;
     [...tbody.children].forEach((tr, index) => {
@@ -869,8 +871,7 @@
       adminToken.set(token);
       input.value = '';
       traces.focusAfterLoad = true;
-      pollTraces();
-      if (traces.selected) loadTrace(traces.selected, traces.shownSpans === 0);
+      pollTraces(); // an open trace not drawn yet (401) follows once the list has it
     });
     $('traces-token-forget').addEventListener('click', () => {
       adminToken.set('');

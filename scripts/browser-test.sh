@@ -4,9 +4,11 @@
 #   TITANIUM_BIN_DIR=.build/debug bash scripts/browser-test.sh
 # Installs what is missing: Debian chromium, chromium-driver, python3, python3-venv, libjs-chart.js
 # (apt-get, as root), and Selenium (tests/browser/requirements.txt) in .venv-browser/.
-# Screenshots (1280 px and 390 px) and the stack's logs go to test-output/dashboard/.
+# Screenshots (the page, and the trace waterfall, at 1280 px and 390 px) and the stack's logs go
+# to test-output/dashboard/.
 # Environment: TITANIUM_BIN_DIR (required: the built services), BROWSER_TEST_PORT_OFFSET (5700:
-# load balancer on 12800, Redis on 13079), BROWSER_TEST_OUTPUT, BROWSER_TEST_VENV.
+# load balancer on 12800, Redis on 13079), BROWSER_TEST_OUTPUT, BROWSER_TEST_VENV,
+# BROWSER_TEST_TRACE_FLUSH (the stack's TRACE_FLUSH_INTERVAL, 500ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,5 +46,5 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/nu
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/browser/requirements.txt
 
-# Bounded: the test takes about a minute; a hung browser must not hold CI.
+# Bounded: the test takes about 70 s; a hung browser must not hold CI.
 exec timeout --kill-after=20 300 "$venv/bin/python" -u tests/browser/test_dashboard.py

@@ -13,12 +13,25 @@ state folder), opens the dashboard in headless Chromium through Selenium and che
      moment (the same `generated_at`);
   6. stopping blog-service puts an alarm on the page within 5 s (and the figures still match
      /stats, now with 5xx answers); starting it again clears OFFLINE within 5 s;
-  7. the page fits 1280 px and 390 px without sideways scrolling; full-page screenshots of both;
-  8. the browser console has no error (besides the refused connections of step 3, which are
-     the outage itself).
+  7. recent traces (traffic stopped first): a GET /api/posts with a known X-Request-ID is listed
+     within 8 s under the trace id of its `traceparent`, the row as /traces/recent has it; Tab and
+     Down reach its row, Enter opens the waterfall: load-balancer, api-gateway, blog-service in
+     that order, indented by depth, durations and bar positions as /traces/{id} fetched then;
+     the list refreshes every 5 s (measured) and keeps its rows (the same elements) and the
+     waterfall on its trace; Escape closes it and refocuses the row, a click opens it again;
+     the waterfall is readable at 1280 px and 390 px;
+  8. the page fits 1280 px and 390 px without sideways scrolling; full-page screenshots of both;
+  9. the load balancer restarted with ADMIN_TOKEN: /traces answers 401, the page shows the
+     token field, refuses a wrong token, and with the right one lists the traces again;
+ 10. the browser console has no error (besides the refused connections of steps 3 and 9, which
+     are the restarts themselves, and the 401s of step 9).
 
-Screenshots: dashboard-1280.png and dashboard-390.png (full page, at the end), and
-dashboard-1280-degraded.png (while blog-service is stopped).
+The stack runs with TRACE_FLUSH_INTERVAL=500ms (BROWSER_TEST_TRACE_FLUSH), so that a trace is in
+the stores half a second after its request rather than up to 5 s.
+
+Screenshots: dashboard-1280.png and dashboard-390.png (full page, waterfall open),
+dashboard-1280-degraded.png (while blog-service is stopped), traces-waterfall-1280.png and
+traces-waterfall-390.png (the waterfall), traces-token-1280.png (the token field after a wrong token).
 
 Screenshots go to BROWSER_TEST_OUTPUT (default test-output/dashboard/) on every run, passing or
 not. The stack is always stopped. Prints "browser: N passed, N failed" last.
@@ -40,6 +53,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 from selenium import webdriver
@@ -99,13 +113,15 @@ def wait_until(what, probe, timeout, interval=0.1):
 class Stack:
     def __init__(self, bin_dir):
         self.var = Path(tempfile.mkdtemp(prefix="titanium-browser-"))
+        # Trace rows reach the stores within 0.5 s instead of 5 s (stack.sh passes TRACE_* on).
         self.env = dict(os.environ, TITANIUM_BIN_DIR=str(bin_dir), TITANIUM_VAR=str(self.var),
-                        TITANIUM_PORT_OFFSET=str(OFFSET), REDIS_PORT=str(REDIS_PORT))
+                        TITANIUM_PORT_OFFSET=str(OFFSET), REDIS_PORT=str(REDIS_PORT),
+                        TRACE_FLUSH_INTERVAL=os.environ.get("BROWSER_TEST_TRACE_FLUSH", "500ms"))
         self.started = False
 
-    def run(self, *args, timeout=120):
+    def run(self, *args, timeout=120, env=None):
         started = time.monotonic()
-        result = subprocess.run(["bash", str(ROOT / "scripts" / "stack.sh"), *args], env=self.env, cwd=ROOT,
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "stack.sh"), *args], env=dict(self.env, **(env or {})), cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
         if result.returncode != 0:
             raise Failure(f"stack.sh {' '.join(args)} exited {result.returncode}:\n{result.stdout}")
@@ -143,6 +159,32 @@ class Stack:
 def get_stats():
     with urllib.request.urlopen(BASE + "/stats", timeout=5) as response:
         return json.load(response)
+
+
+def get_json(path, token=None):
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    with urllib.request.urlopen(urllib.request.Request(BASE + path, headers=headers), timeout=5) as response:
+        return json.load(response)
+
+
+def traced_request(path):
+    """One request through the load balancer with a known X-Request-ID; returns the trace id of
+    its `traceparent` (00-<trace_id>-<span_id>-<flags>) and the status."""
+    request_id = f"browser-test-{uuid.uuid4().hex[:12]}"
+    request = urllib.request.Request(BASE + path, headers={"X-Request-ID": request_id})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            status, headers = response.status, response.headers
+    except urllib.error.HTTPError as error:
+        status, headers = error.code, error.headers
+    if headers.get("X-Request-ID") != request_id:
+        raise Failure(f"GET {path}: X-Request-ID {request_id!r} came back as {headers.get('X-Request-ID')!r}")
+    match = re.fullmatch(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}", headers.get("traceparent") or "")
+    if not match:
+        raise Failure(f"GET {path}: no valid traceparent in the answer: {headers.get('traceparent')!r}")
+    return match.group(1), status
 
 
 class Traffic:
@@ -226,6 +268,46 @@ return {
 """
 
 
+TRACES_JS = r"""
+const byId = (id) => document.getElementById(id);
+const text = (el) => (el ? el.innerText.trim() : null);
+const shown = (el) => !!el && el.getClientRects().length > 0;
+const box = (el) => { const r = el.getBoundingClientRect(); return { left: r.left, right: r.right, width: r.width }; };
+const detail = byId('trace-detail');
+const active = document.activeElement;
+return {
+  refreshes: Number(byId('traces-updated').dataset.refreshes || 0),
+  listShown: shown(byId('traces-wrap')),
+  message: shown(byId('traces-message')) ? text(byId('traces-message')) : '',
+  tokenForm: shown(byId('traces-token-form')),
+  rows: [...document.querySelectorAll('#traces-body tr[data-trace-id]')].map((tr) => ({
+    id: tr.dataset.traceId, current: tr.getAttribute('aria-current'), tabIndex: tr.tabIndex,
+    time: text(tr.querySelector('.when')), datetime: tr.querySelector('time').dateTime,
+    request: text(tr.querySelector('.request')), status: text(tr.querySelector('.code')),
+    services: text(tr.querySelector('.trace-services')), duration: text(tr.querySelector('.duration')),
+    durationValue: tr.querySelector('.duration').dataset.value, steps: text(tr.querySelector('.steps')),
+  })),
+  detail: {
+    shown: shown(detail), id: detail.dataset.traceId || '', state: detail.dataset.state || '',
+    summary: text(byId('trace-detail-summary')), scaleEnd: text(byId('waterfall-end')),
+    spans: [...detail.querySelectorAll('#waterfall > li')].map((li) => ({
+      service: li.dataset.service, depth: Number(li.dataset.depth),
+      durationMs: Number(li.dataset.durationMs), offsetMs: Number(li.dataset.offsetMs),
+      name: text(li.querySelector('.span-service')), route: text(li.querySelector('.span-route')),
+      status: text(li.querySelector('.span-status')), duration: text(li.querySelector('.span-duration')),
+      offset: text(li.querySelector('.span-offset')),
+      li: box(li), nameBox: box(li.querySelector('.span-service')),
+      labels: [...li.querySelectorAll('.span-service, .span-route, .span-status, .span-duration, .span-offset')].map(
+        (el) => ({ text: text(el), shown: shown(el), ...box(el) })),
+      track: box(li.querySelector('.span-track')), bar: box(li.querySelector('.span-bar')),
+    })),
+  },
+  active: !active ? null : active.parentElement && active.parentElement.id === 'traces-body'
+    ? 'row:' + active.dataset.traceId : (active.id || active.tagName),
+};
+"""
+
+
 class Page:
     def __init__(self):
         options = webdriver.ChromeOptions()
@@ -244,6 +326,9 @@ class Page:
 
     def snapshot(self):
         return self.driver.execute_script(SNAPSHOT_JS)
+
+    def traces(self):
+        return self.driver.execute_script(TRACES_JS)
 
     def read_console(self, step):
         entries = self.driver.get_log("browser")
@@ -265,6 +350,18 @@ class Page:
             "clip": {"x": 0, "y": 0, "width": width, "height": full, "scale": 1}})
         path.write_bytes(base64.b64decode(shot["data"]))
         return full
+
+    def screenshot_of(self, path, width, height, selector):
+        """The full width of the page, from the top to the bottom of one element."""
+        self.set_width(width, height)
+        time.sleep(0.4)
+        top, bottom = self.driver.execute_script(
+            "const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+            "return [r.top + window.scrollY, r.bottom + window.scrollY]", selector)
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": max(0, top - 8), "width": width, "height": bottom - top + 16, "scale": 1}})
+        path.write_bytes(base64.b64decode(shot["data"]))
 
     def overflow(self):
         return self.driver.execute_script(
@@ -382,6 +479,66 @@ def compare(snapshot, stats):
             f"cache {stats['cache']['status']}, {len(rows)} table rows")
 
 
+def check_trace_row(row, headline):
+    """A row of the recent-traces list against its entry in /traces/recent."""
+    started = dt.datetime.fromtimestamp(headline["started_at"] / 1000, dt.timezone.utc)
+    if dt.datetime.fromisoformat(row["datetime"].replace("Z", "+00:00")) != started:
+        raise Failure(f"row time {row['datetime']}, /traces/recent started_at {headline['started_at']}")
+    # The browser runs on this machine, in its time zone.
+    clock = dt.datetime.fromtimestamp(headline["started_at"] / 1000).strftime("%H:%M:%S") + f".{headline['started_at'] % 1000:03d}"
+    duration = headline["ended_at"] - headline["started_at"]
+    want = {
+        "time": clock,
+        "request": f"{headline['root_method']} {headline['root_route']}",
+        "services": ", ".join(headline["services"]),
+        "duration": f"{duration} ms" if duration >= 1 else "< 1 ms",
+        "durationValue": str(duration),
+        "steps": str(headline["steps"]),
+    }
+    for field, value in want.items():
+        if row[field] != value:
+            raise Failure(f"row {field}: page {row[field]!r}, /traces/recent means {value!r}")
+    if not re.fullmatch(rf"[✓▲✕] {headline['status_code']}", row["status"] or ""):
+        raise Failure(f"row status: page {row['status']!r}, /traces/recent {headline['status_code']}")
+
+
+def check_waterfall(detail, trace, services):
+    """The waterfall on the page against /traces/{id}: one bar per span, in order, each labelled,
+    placed at offset_ms and as long as duration_ms (of the whole trace's duration_ms)."""
+    spans, shown = trace["spans"], detail["spans"]
+    if [s["service"] for s in spans] != services:
+        raise Failure(f"/traces/{trace['trace_id']} has spans of {[s['service'] for s in spans]}, expected {services}")
+    if [s["name"] for s in shown] != services or [s["service"] for s in shown] != services:
+        raise Failure(f"the waterfall shows {[s['name'] for s in shown]}, expected {services} in that order")
+    if [s["depth"] for s in shown] != [s["depth"] for s in spans] or [s["depth"] for s in spans] != list(range(len(services))):
+        raise Failure(f"depths: page {[s['depth'] for s in shown]}, /traces {[s['depth'] for s in spans]}")
+    total = trace["duration_ms"]
+    check_number("waterfall scale end", detail["scaleEnd"], total, "ms")
+    if f"{len(spans)} spans" not in detail["summary"]:
+        raise Failure(f"summary {detail['summary']!r} does not say {len(spans)} spans")
+    for got, span in zip(shown, spans):
+        name = span["service"]
+        if got["durationMs"] != span["duration_ms"] or got["offsetMs"] != span["offset_ms"]:
+            raise Failure(f"{name}: page {got['offsetMs']}+{got['durationMs']} ms, /traces {span['offset_ms']}+{span['duration_ms']} ms")
+        check_number(f"{name} duration", got["duration"], span["duration_ms"], "ms")
+        if got["route"].split(" (")[0] != f"{span['method']} {span['route']}":
+            raise Failure(f"{name} route: page {got['route']!r}, /traces {span['method']} {span['route']}")
+        if not re.fullmatch(rf"[✓▲✕] {span['status_code']}", got["status"] or ""):
+            raise Failure(f"{name} status: page {got['status']!r}, /traces {span['status_code']}")
+        track, bar = got["track"], got["bar"]
+        left = track["left"] + track["width"] * span["offset_ms"] / total
+        width = max(2, min(track["width"] * span["duration_ms"] / total, track["right"] - left))
+        if abs(bar["left"] - left) > 1.5 or abs(bar["width"] - width) > 1.5:
+            raise Failure(f"{name} bar at {bar['left'] - track['left']:.1f}+{bar['width']:.1f} px of {track['width']:.0f}, "
+                          f"expected {left - track['left']:.1f}+{width:.1f} (offset {span['offset_ms']}, duration {span['duration_ms']} of {total} ms)")
+        if bar["right"] > track["right"] + 0.5:
+            raise Failure(f"{name} bar runs past its track")
+    indents = [s["nameBox"]["left"] - s["li"]["left"] for s in shown]
+    if any(b <= a for a, b in zip(indents, indents[1:])):
+        raise Failure(f"names are not indented by depth: {indents}")
+    return ", ".join(f"{s['name']} {s['status']} {s['duration']} {s['offset']}" for s in shown)
+
+
 def same_moment(page):
     """The page's next refresh and /stats fetched right after it: the same answer (the load
     balancer reuses one answer for 1 s), recognised by its generated_at."""
@@ -436,6 +593,23 @@ def press_heartbeat_by_keyboard(page, key):
     raise Failure("Tab never reached #toggle-ws-heartbeat-btn")
 
 
+def tab_to_traces(page, wanted):
+    """Clicks the traces heading (which focuses <main>, its focusable ancestor) and presses Tab
+    until the focus is on `wanted` (a TRACES_JS `active` value); returns the number of presses."""
+    driver = page.driver
+    heading = driver.find_element(By.ID, "traces-heading")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", heading)
+    ActionChains(driver).move_to_element(heading).click().perform()
+    seen = []
+    for tabs in range(1, 8):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        active = page.traces()["active"]
+        if active == wanted:
+            return tabs
+        seen.append(active)
+    raise Failure(f"Tab from <main> never reached {wanted}; it went through {seen}")
+
+
 def main():
     bin_dir = os.environ.get("TITANIUM_BIN_DIR")
     if not bin_dir or not (Path(bin_dir) / "load-balancer").exists():
@@ -455,6 +629,7 @@ def main():
     traffic = None
     shots_taken = False
     outage_console = []
+    token_console = []
     started = time.monotonic()
     try:
         log(f"starting the stack on {BASE} (binaries {bin_dir}, offset {OFFSET})")
@@ -524,7 +699,8 @@ def main():
                 s := page.snapshot())["heartbeatState"] == "connected" and s["status"] == "HEALTHY" and s, 10)
             outage_console.extend(page.read_console("load balancer outage"))
             unexpected = [e for e in outage_console if e["level"] == "SEVERE" and not (
-                "ERR_CONNECTION_REFUSED" in e["message"] and (f":{LB_PORT}/stats" in e["message"] or "ws-heartbeat" in e["message"]))]
+                "ERR_CONNECTION_REFUSED" in e["message"] and (f":{LB_PORT}/stats" in e["message"] or "ws-heartbeat" in e["message"]
+                                                              or f":{LB_PORT}/traces/recent" in e["message"]))]
             if unexpected:
                 raise Failure(f"console errors during the outage other than refused connections: {unexpected}")
             return (f"stopped in {stopped_in:.1f} s, banner after {took:.1f} s, figures kept and dimmed; "
@@ -610,7 +786,8 @@ def main():
                 scroll_width, inner = page.overflow()
                 if scroll_width > inner:
                     raise Failure(f"at {width} px the page scrolls sideways ({scroll_width} > {inner})")
-                for element_id in ("overall-status", "kpi-rps", "services-body", "toggle-ws-heartbeat-btn", "alarms"):
+                for element_id in ("overall-status", "kpi-rps", "services-body", "toggle-ws-heartbeat-btn", "alarms",
+                                   "traces-body", "trace-detail"):
                     if not page.driver.find_element(By.ID, element_id).is_displayed():
                         raise Failure(f"#{element_id} is not displayed at {width} px")
                 small = page.driver.execute_script(
@@ -623,16 +800,202 @@ def main():
             page.set_width(*WIDTHS[0])
             return ", ".join(taken)
 
+        # ---- Recent traces and the waterfall ----
+
+        followed = {}  # the trace the next steps follow: id, and its /traces/{id} answer
+        services_through_lb = ["load-balancer", "api-gateway", "blog-service"]
+
+        def row_of(snapshot, trace_id):
+            return next((r for r in snapshot["rows"] if r["id"] == trace_id), None)
+
+        def trace_listed():
+            traffic.stop()  # at 25 requests/s the 20 newest traces would all be traffic within a second
+            trace_id, status = traced_request("/api/posts")
+            sent = time.monotonic()
+            followed["id"] = trace_id
+            row, _ = wait_until("the trace in the page's recent list, with its 3 steps", lambda: (
+                r := row_of(page.traces(), trace_id)) and r["steps"] == "3" and r, 8, interval=0.1)
+            took = time.monotonic() - sent
+            headline = next((t for t in get_json("/traces/recent?limit=200")["traces"] if t["trace_id"] == trace_id), None)
+            if headline is None:
+                raise Failure(f"the page lists {trace_id} but /traces/recent?limit=200 does not")
+            check_trace_row(row, headline)
+            if row["tabIndex"] != 0:
+                raise Failure(f"trace rows are not focusable (tabIndex {row['tabIndex']})")
+            return (f"GET /api/posts {status}, trace {trace_id} listed {took:.1f} s after the request: "
+                    f"{row['time']} | {row['request']} | {row['status']} | {row['services']} | {row['duration']} | {row['steps']} steps")
+
+        def waterfall_by_keyboard():
+            driver = page.driver
+            trace_id = followed["id"]
+            ids = [r["id"] for r in page.traces()["rows"]]
+            tabs = tab_to_traces(page, "row:" + ids[0])
+            arrows = ids.index(trace_id)
+            for _ in range(arrows):
+                ActionChains(driver).send_keys(Keys.ARROW_DOWN).perform()
+            if page.traces()["active"] != "row:" + trace_id:
+                raise Failure(f"{arrows} Down presses did not reach the trace's row")
+            outlined = driver.execute_script(
+                "const s = getComputedStyle(document.activeElement); return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0")
+            if not outlined:
+                raise Failure("the focused trace row has no visible focus outline")
+            ActionChains(driver).send_keys(Keys.ENTER).perform()
+            opened = time.monotonic()
+            snapshot, _ = wait_until("the waterfall of the trace", lambda: (s := page.traces())["detail"]["shown"]
+                                     and s["detail"]["id"] == trace_id and s["detail"]["state"] == "loaded" and s, 5)
+            took = time.monotonic() - opened
+            trace = get_json(f"/traces/{trace_id}")
+            followed["trace"] = trace
+            summary = check_waterfall(snapshot["detail"], trace, services_through_lb)
+            if snapshot["active"] != "trace-detail":
+                raise Failure(f"focus should move to the waterfall; it is on {snapshot['active']}")
+            current = [r["id"] for r in snapshot["rows"] if r["current"] == "true"]
+            if current != [trace_id]:
+                raise Failure(f"aria-current should be on the opened row only: {current}")
+            return f"{tabs} × Tab to the first trace, {arrows} × Down, Enter; drawn in {took:.1f} s: {summary} (of {trace['duration_ms']} ms)"
+
+        def waterfall_stays():
+            driver = page.driver
+            trace_id = followed["id"]
+            selector = f"#traces-body tr[data-trace-id='{trace_id}']"
+            driver.execute_script("document.querySelector(arguments[0]).dataset.testKept = 'yes'", selector)
+            newer = [traced_request("/api/posts")[0] for _ in range(3)]
+            sent = time.monotonic()
+            changes = []  # (seconds, refresh count) each time the list was redrawn
+
+            def newer_listed():
+                snapshot = page.traces()
+                if not changes or changes[-1][1] != snapshot["refreshes"]:
+                    changes.append((time.monotonic(), snapshot["refreshes"]))
+                listed = all(row_of(snapshot, n) for n in newer)
+                # Two redraws after the first one seen: one whole interval measured.
+                return listed and len(changes) >= 3 and snapshot
+
+            snapshot, _ = wait_until("three newer traces listed, and two refreshes", newer_listed, 14, interval=0.05)
+            ids = [r["id"] for r in snapshot["rows"]]
+            if not all(ids.index(n) < ids.index(trace_id) for n in newer):
+                raise Failure(f"newer traces should be listed above the older one: {ids}")
+            interval = changes[-1][0] - changes[-2][0]
+            if not 4.0 <= interval <= 7.0:
+                raise Failure(f"the list refreshed {interval:.1f} s after the previous refresh, expected about every 5 s")
+            kept = driver.execute_script("const tr = document.querySelector(arguments[0]); return !!tr && tr.dataset.testKept === 'yes'", selector)
+            if not kept:
+                raise Failure("the open trace's row was replaced by a new element on refresh (the list would flicker)")
+            if row_of(snapshot, trace_id)["current"] != "true":
+                raise Failure("the open trace's row lost aria-current on refresh")
+            detail = snapshot["detail"]
+            if not detail["shown"] or detail["id"] != trace_id or len(detail["spans"]) != 3:
+                raise Failure(f"the waterfall left its trace: {detail['id']!r}, {len(detail['spans'])} spans")
+            if snapshot["active"] != "trace-detail":
+                raise Failure(f"a refresh moved the focus to {snapshot['active']}")
+            return (f"3 newer traces listed above it {time.monotonic() - sent:.1f} s after they were sent; refresh interval "
+                    f"{interval:.1f} s; its row kept (same element, aria-current); waterfall and focus unchanged")
+
+        def close_and_click():
+            driver = page.driver
+            trace_id = followed["id"]
+            ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+            snapshot = page.traces()
+            if snapshot["detail"]["shown"]:
+                raise Failure("Escape did not close the waterfall")
+            if snapshot["active"] != "row:" + trace_id:
+                raise Failure(f"closing should return focus to the trace's row; it is on {snapshot['active']}")
+            row = driver.find_element(By.CSS_SELECTOR, f"#traces-body tr[data-trace-id='{trace_id}']")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+            ActionChains(driver).move_to_element(row).click().perform()
+            snapshot, _ = wait_until("the waterfall again after a click", lambda: (s := page.traces())["detail"]["shown"]
+                                     and s["detail"]["id"] == trace_id and s["detail"]["state"] == "loaded" and s, 5)
+            check_waterfall(snapshot["detail"], followed["trace"], services_through_lb)
+            return "Escape closed it and focused the row; a click opened it again"
+
+        def waterfall_screenshots():
+            nonlocal shots_taken
+            taken = []
+            for width, height in WIDTHS:
+                path = OUT / f"traces-waterfall-{width}.png"
+                page.screenshot_of(path, width, height, "#trace-detail")
+                shots_taken = True
+                scroll_width, inner = page.overflow()
+                if scroll_width > inner:
+                    raise Failure(f"at {width} px the page scrolls sideways ({scroll_width} > {inner})")
+                detail = page.traces()["detail"]
+                check_waterfall(detail, followed["trace"], services_through_lb)
+                for span in detail["spans"]:
+                    for label in span["labels"]:
+                        if not label["shown"] or not label["text"]:
+                            raise Failure(f"at {width} px a label of {span['name']} is empty or hidden: {label}")
+                        if label["left"] < span["li"]["left"] - 0.5 or label["right"] > span["li"]["right"] + 0.5:
+                            raise Failure(f"at {width} px {label['text']!r} sticks out of its row")
+                    if span["track"]["width"] < 0.4 * width:
+                        raise Failure(f"at {width} px the track of {span['name']} is only {span['track']['width']:.0f} px wide")
+                taken.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+            page.set_width(*WIDTHS[0])
+            return ", ".join(taken) + "; labels inside their rows, bars in proportion at both widths"
+
+        def restart_noise(entry):
+            """A refused connection while the load balancer restarts, or a 401 from a trace route."""
+            message = entry["message"]
+            return entry["level"] == "SEVERE" and (
+                ("ERR_CONNECTION_REFUSED" in message and re.search(rf":{LB_PORT}/(stats|traces/recent)", message))
+                or (f":{LB_PORT}/traces/" in message and "status of 401" in message))
+
+        def admin_token():
+            page.read_console("before the admin token")
+            try:
+                detail = admin_token_steps(page.driver, f"browser-test-{uuid.uuid4().hex}")
+            finally:
+                # They are this step's point, not page errors; anything else is left to the console check.
+                token_console.extend(e for e in page.read_console("admin token") if restart_noise(e))
+            return f"{detail}; {len(token_console)} refused-connection and 401 console lines (expected)"
+
+        def admin_token_steps(driver, token):
+            stack.run("stop", "load-balancer")
+            stack.run("start", "load-balancer", env={"ADMIN_TOKEN": token})
+            restarted = time.monotonic()
+            try:
+                get_json("/traces/recent")
+                raise Failure("with ADMIN_TOKEN set, /traces/recent answered without a token")
+            except urllib.error.HTTPError as error:
+                body = json.load(error)
+                if error.code != 401 or body.get("error", {}).get("code") != "unauthorized":
+                    raise Failure(f"/traces/recent without the token: {error.code} {body}") from error
+            snapshot, _ = wait_until("the admin-token field", lambda: (s := page.traces())["tokenForm"] and s, 12)
+            took = time.monotonic() - restarted
+            if snapshot["listShown"] or "401" not in snapshot["message"]:
+                raise Failure(f"with a 401 the list should give way to the token field and say why: {snapshot['message']!r}")
+            tab_to_traces(page, "traces-token")
+            ActionChains(driver).send_keys("wrong-" + token, Keys.ENTER).perform()
+            wait_until("'refused' for a wrong token", lambda: "refused" in page.traces()["message"], 5)
+            if driver.execute_script("return sessionStorage.getItem('titanium.adminToken')"):
+                raise Failure("a refused token stayed in sessionStorage")
+            page.screenshot_of(OUT / "traces-token-1280.png", *WIDTHS[0], ".traces-section")
+            field = driver.find_element(By.ID, "traces-token")
+            ActionChains(driver).move_to_element(field).click().send_keys(token, Keys.ENTER).perform()
+            snapshot, _ = wait_until("the list back with the token", lambda: (s := page.traces())["listShown"]
+                                     and not s["tokenForm"] and row_of(s, followed["id"]) and s, 5)
+            if snapshot["message"]:
+                raise Failure(f"a message is left over: {snapshot['message']!r}")
+            if driver.execute_script("return sessionStorage.getItem('titanium.adminToken')") != token:
+                raise Failure("the accepted token is not in sessionStorage")
+            row = driver.find_element(By.CSS_SELECTOR, f"#traces-body tr[data-trace-id='{followed['id']}']")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+            ActionChains(driver).move_to_element(row).click().perform()
+            snapshot, _ = wait_until("the waterfall with the token", lambda: (s := page.traces())["detail"]["shown"]
+                                     and s["detail"]["id"] == followed["id"] and s["detail"]["state"] == "loaded" and s, 5)
+            check_waterfall(snapshot["detail"], get_json(f"/traces/{followed['id']}", token=token), services_through_lb)
+            return (f"load balancer restarted with ADMIN_TOKEN: token field {took:.1f} s later; a wrong token (Tab, typed, "
+                    f"Enter) refused and not kept; the right one brought the list back and opened the waterfall")
+
         def console_clean():
             page.read_console("end")
-            page_entries = [e for e in page.console if e not in outage_console]
+            page_entries = [e for e in page.console if e not in outage_console and e not in token_console]
             errors = [e for e in page_entries if e["level"] == "SEVERE"]
             warnings = [e for e in page_entries if e["level"] == "WARNING"]
             for entry in warnings:
                 log(f"console warning: {entry['message']}")
             if errors:
                 raise Failure("console errors: " + "; ".join(f"[{e['step']}] {e['message']}" for e in errors))
-            return f"{len(page_entries)} console lines outside the outage, none an error"
+            return f"{len(page_entries)} console lines outside the load balancer restarts, none an error"
 
         steps = [
             ("IDLE with its hint before any traffic", idle),
@@ -651,7 +1014,13 @@ def main():
                 ("stopping blog-service puts an alarm on the page within 5 s", alarm_on_stop),
                 ("KPIs and table match /stats while degraded", kpis_match_degraded),
                 ("starting blog-service clears OFFLINE", recovery),
+                ("a request's trace is listed within 8 s, as /traces/recent has it", trace_listed),
+                ("Enter on its row opens the waterfall: 3 services in order, durations as /traces/{id}", waterfall_by_keyboard),
+                ("the list refreshes every 5 s without redrawing kept rows; the waterfall stays", waterfall_stays),
+                ("Escape closes the waterfall, a click opens it", close_and_click),
+                ("waterfall readable at 1280 px and 390 px; screenshots", waterfall_screenshots),
                 ("readable at 1280 px and 390 px; screenshots", screenshots),
+                ("ADMIN_TOKEN: a 401 shows the token field; the token brings the traces back", admin_token),
             ]:
                 if not run.step(name, function):
                     break
