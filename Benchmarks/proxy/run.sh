@@ -22,7 +22,8 @@
 #   TITANIUM_BIN_DIR                release binaries (default .build/release); nothing is built
 #   PARTS ("proxy chain rate")      which parts to run (the summary needs all three)
 #   PERF=1                          afterwards, one more lb run under `perf record -g` on the
-#                                   load balancer; prints the top symbols (perf report --no-children)
+#                                   load balancer; prints the top symbols (perf report --no-children);
+#                                   PERF_DATA=FILE keeps perf.data
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -261,6 +262,7 @@ if [ "${PERF:-0}" = 1 ]; then
   perf record -F 999 -g -o "$work/perf.data" -p "$lb_pid" -- sleep "${DURATION%s}" >/dev/null 2>&1 & perf_pid=$!
   run "http://127.0.0.1:$LB_PORT/api/bench" "$lb_pid" >/dev/null
   wait "$perf_pid" || true
+  if [ -n "${PERF_DATA:-}" ]; then cp "$work/perf.data" "$PERF_DATA"; fi
   echo "by library:"
   perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | sed -n 1,8p
   echo "top symbols (self time):"
