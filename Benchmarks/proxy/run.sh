@@ -20,7 +20,7 @@
 #   PIN=1                           servers (nginx, Titanium) on CPU 0, wrk/hey on CPU 1
 #   PORT_BASE (12100)               ports PORT_BASE+1 … PORT_BASE+9 on 127.0.0.1
 #   TITANIUM_BIN_DIR                release binaries (default .build/release); nothing is built
-#   PARTS ("proxy chain rate")      which parts to run (the summary needs all three)
+#   PARTS ("proxy chain rate")      which parts to run; the summary covers those run
 #   PERF=1                          afterwards, one more lb run under `perf record -g` on the
 #                                   load balancer; prints the top symbols (perf report --no-children);
 #                                   PERF_DATA=FILE keeps perf.data
