@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "user-service", targets: ["UserService"]),
         .executable(name: "blog-service", targets: ["BlogService"]),
         .executable(name: "kit-overhead-server", targets: ["KitOverheadServer"]),
+        .executable(name: "trace-bench", targets: ["TraceBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -160,6 +161,16 @@ let package = Package(
         ),
 
         // MARK: Benchmarks
+        .executableTarget(
+            name: "TraceBench",
+            dependencies: [
+                "TitaniumTrace",
+                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Benchmarks/trace/Sources",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(name: "KitOverheadServer", dependencies: ["TitaniumHTTP"], path: "Benchmarks/kit-overhead/Sources", swiftSettings: swiftSettings),
 
         // MARK: Tests

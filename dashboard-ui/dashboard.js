@@ -551,7 +551,8 @@
     when.appendChild(time);
 
     const request = cell(tr, 'Request', 'request');
-    request.textContent = (headline.root_method || DASH) + ' ' + (headline.root_route || '');
+    // The path says more than a catch-all route such as /api/**.
+    request.textContent = (headline.root_method || DASH) + ' ' + (headline.root_path || headline.root_route || '');
     const status = cell(tr, 'Status', 'code');
     status.dataset.class = statusClass(headline.status_code);
     status.textContent = statusText(headline.status_code);

@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
-# Builds everything once (debug), then runs the whole suite: unit tests and the integration
-# tests, which start the built executables (and redis-server) as real processes.
+# The whole test suite:
+#   1. the deployment files checked by the tools that read them (kubectl kustomize +
+#      kubernetes-validate, docker-compose config, promtool, shellcheck) and against the code;
+#   2. one debug build, then the Swift tests: unit tests and integration tests that start the
+#      built executables (and redis-server) as real processes;
+#   3. the dashboard in headless Chromium against a real stack;
+#   4. mixed_load.sh for 20 s against a real stack, 0 % failures allowed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh test
+echo "== deployment files"
+bash scripts/validate-deploy.sh
+
+echo "== swift build and tests"
 swift build --build-tests
 export TITANIUM_BIN_DIR="$(swift build --show-bin-path)"
 swift test --skip-build
+
+echo "== dashboard in headless Chromium"
+bash scripts/browser-test.sh
+
+echo "== mixed load against the stack"
+bash load-tests/ci-smoke.sh

@@ -13,7 +13,9 @@ import TitaniumTrace
 /// (``StatsAggregator``). Its traffic window counts only real `/api` traffic: not HEAD, not
 /// `X-Heartbeat: true`.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
-    let kit = try kit.recordingTraces(settings: settings)
+    // Only API requests are traced here: the dashboard's files and polling are not requests
+    // anyone follows through the system.
+    let kit = try kit.recordingTraces(settings: settings, options: .init(filter: { $0.uri.path.hasPrefix("/api") }))
     let urls = try settings.httpURLs("gateway.urls", default: ["http://127.0.0.1:7200"])
     let targets = try StatsTarget.parse(settings.list("stats.targets", default: [
         "api-gateway=http://127.0.0.1:7200", "auth-service=http://127.0.0.1:7301",

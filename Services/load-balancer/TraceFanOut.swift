@@ -53,7 +53,7 @@ struct TraceFanOut: Sendable {
         }
         router.get("/traces/recent") { request, _ in
             try TraceRoutes.authorize(request, adminToken: self.adminToken)
-            let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) }.map { min(max($0, 1), 200) } ?? 20
+            let limit = try TraceRoutes.limit(request, default: 20, maximum: 200)
             return try JSONResponse(await self.recent(limit: limit)).response(status: .ok)
         }
     }

@@ -18,6 +18,22 @@ public struct FinishedRequest: Sendable {
     public var remoteAddress: SocketAddress?
     public var userAgent: String?
     public var userID: String?
+
+    public init(
+        spanContext: W3CSpanContext, method: String, route: String, path: String, status: Int, latencyMicroseconds: UInt64,
+        startedAtMilliseconds: Int64, remoteAddress: SocketAddress?, userAgent: String?, userID: String?
+    ) {
+        self.spanContext = spanContext
+        self.method = method
+        self.route = route
+        self.path = path
+        self.status = status
+        self.latencyMicroseconds = latencyMicroseconds
+        self.startedAtMilliseconds = startedAtMilliseconds
+        self.remoteAddress = remoteAddress
+        self.userAgent = userAgent
+        self.userID = userID
+    }
 }
 
 /// Something that keeps a record of requests (the trace store). The observability middleware

@@ -69,9 +69,14 @@ public struct ReverseProxy: Sendable {
         if request.headers[.xForwardedHost] == nil, let host = request.head.authority {
             outbound.headers.replaceOrAdd(name: "X-Forwarded-Host", value: host)
         }
-        if request.method != .get && request.method != .head {
-            let length = request.headers[.contentLength].flatMap(Int.init)
-            outbound.body = .stream(request.body, length: length.map { .known(Int64($0)) } ?? .unknown)
+        // A body only when the request declares one (a length above zero, or chunked): an
+        // empty body must not be streamed, or the server would still be reading it when the
+        // response is done and the connection's next request arrives.
+        let length = request.headers[.contentLength].flatMap(Int.init)
+        if let length, length > 0 {
+            outbound.body = .stream(request.body, length: .known(Int64(length)))
+        } else if length == nil, request.headers[.transferEncoding] != nil {
+            outbound.body = .stream(request.body, length: .unknown)
         }
         return outbound
     }

@@ -6,7 +6,12 @@ import TitaniumLogging
 /// How every service opens its SQLite database: a GRDB pool (WAL), a busy timeout so writers
 /// wait for each other instead of failing, and the service's migrations.
 public enum SQLiteDatabase {
-    public static func open(path: String, label: String, migrator: DatabaseMigrator, busyTimeout: TimeInterval = 5) throws -> DatabasePool {
+    /// - Parameter synchronousNormal: `PRAGMA synchronous = NORMAL`: in WAL mode a commit no
+    ///   longer waits for fsync (the database stays consistent; a power cut may lose the last
+    ///   commits). For data that may lose its last second, such as the trace store.
+    public static func open(
+        path: String, label: String, migrator: DatabaseMigrator, busyTimeout: TimeInterval = 5, synchronousNormal: Bool = false
+    ) throws -> DatabasePool {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -14,6 +19,9 @@ public enum SQLiteDatabase {
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
         configuration.label = label
+        if synchronousNormal {
+            configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        }
         let pool = try DatabasePool(path: path, configuration: configuration)
         try migrator.migrate(pool)
         return pool

@@ -86,7 +86,7 @@ public struct TraceRoutes: Sendable {
         return id
     }
 
-    static func limit(_ request: Request, default defaultValue: Int, maximum: Int) throws -> Int {
+    public static func limit(_ request: Request, default defaultValue: Int, maximum: Int) throws -> Int {
         guard let raw = request.uri.queryParameters["limit"] else { return defaultValue }
         guard let value = Int(String(raw)), (1...maximum).contains(value) else {
             throw APIError(.badRequest, message: "limit must be an integer from 1 to \(maximum)")

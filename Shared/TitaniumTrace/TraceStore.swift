@@ -46,9 +46,13 @@ public final class TraceStore: Sendable {
     }
 
     /// Opens (creating if needed) the store. `busyTimeout` is short: the writer retries a busy
-    /// database itself, with back-off, rather than waiting inside SQLite.
+    /// database itself, with back-off, rather than waiting inside SQLite. Commits do not wait
+    /// for fsync (WAL with `synchronous = NORMAL`): a power cut may lose the last batches,
+    /// never corrupt the file.
     public init(path: String, busyTimeout: TimeInterval = 0.25) throws {
-        self.database = try SQLiteDatabase.open(path: path, label: "traces", migrator: Self.migrator, busyTimeout: busyTimeout)
+        self.database = try SQLiteDatabase.open(
+            path: path, label: "traces", migrator: Self.migrator, busyTimeout: busyTimeout, synchronousNormal: true
+        )
     }
 
     /// Writes `steps` in one transaction through one prepared statement.
@@ -173,6 +177,8 @@ public final class TraceStore: Sendable {
         public var steps: Int
         public var services: [String]
         public var root_route: String
+        /// The root's path, which says more than a catch-all route (`/api/**`).
+        public var root_path: String
         public var root_method: String
         public var status_code: Int
         public var user_id: String?
@@ -208,7 +214,7 @@ public final class TraceStore: Sendable {
         return TraceHeadline(
             trace_id: first.trace_id, started_at: first.created_at,
             ended_at: steps.map { $0.created_at + ($0.latency_us + 999) / 1000 }.max() ?? first.created_at,
-            steps: steps.count, services: services, root_route: root.route, root_method: root.method,
+            steps: steps.count, services: services, root_route: root.route, root_path: root.path, root_method: root.method,
             status_code: root.status_code, user_id: steps.lazy.compactMap(\.user_id).first
         )
     }

@@ -489,7 +489,7 @@ def check_trace_row(row, headline):
     duration = headline["ended_at"] - headline["started_at"]
     want = {
         "time": clock,
-        "request": f"{headline['root_method']} {headline['root_route']}",
+        "request": f"{headline['root_method']} {headline.get('root_path') or headline['root_route']}",
         "services": ", ".join(headline["services"]),
         "duration": f"{duration} ms" if duration >= 1 else "< 1 ms",
         "durationValue": str(duration),

@@ -1,0 +1,107 @@
+import Foundation
+import Logging
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import TitaniumHTTP
+import TitaniumTrace
+import TitaniumTracing
+import W3CTraceContext
+
+// The trace store's two costs, measured in one process:
+//   ingest   records/s written to SQLite in batches (one transaction + prepared statement each)
+//   enqueue  ns per record handed to the recorder on the request path (no text made there)
+//   sustain  a paced 10,000 records/s for SECONDS through the real writer with default
+//            settings: written and dropped at the end
+// Usage: trace-bench ingest|enqueue|sustain [count|seconds]
+
+let mode = CommandLine.arguments.dropFirst().first ?? "ingest"
+let argument = CommandLine.arguments.dropFirst(2).first.flatMap(Int.init)
+let directory = FileManager.default.temporaryDirectory.appendingPathComponent("trace-bench-\(getpid())")
+try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(at: directory) }
+
+func finished(_ index: Int) -> FinishedRequest {
+    var generator = IDRandomGenerator()
+    let context = W3CSpanContext(
+        traceContext: TraceContext(traceID: .random(using: &generator), spanID: .random(using: &generator), flags: .sampled, state: TraceState()),
+        parentSpanID: .random(using: &generator)
+    )
+    return FinishedRequest(
+        spanContext: context, method: "GET", route: "/api/posts/{id}", path: "/api/posts/\(index % 1000)", status: 200,
+        latencyMicroseconds: 1234, startedAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000),
+        remoteAddress: try? .init(ipAddress: "10.0.0.7", port: 50000), userAgent: "wrk/4.2", userID: "42"
+    )
+}
+
+func step(_ index: Int) -> TraceStep {
+    TraceStep(
+        trace_id: String(format: "%032x", index), span_id: String(format: "%016x", index), parent_span_id: String(format: "%016x", index + 1),
+        service: "blog-service", instance: "bench:7303", user_id: "42", route: "/api/posts/{id}", path: "/api/posts/\(index % 1000)",
+        method: "GET", status_code: 200, latency_us: 1234, ip: "10.0.0.7", user_agent: "wrk/4.2", created_at: 1_795_000_000_000 + Int64(index)
+    )
+}
+
+func seconds(since start: ContinuousClock.Instant) -> Double {
+    let elapsed = start.duration(to: .now)
+    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+}
+
+switch mode {
+case "ingest":
+    let count = argument ?? 200_000
+    let store = try TraceStore(path: directory.appendingPathComponent("traces.db").path)
+    let steps = (0..<count).map(step)
+    let start = ContinuousClock.now
+    for batch in stride(from: 0, to: count, by: 100) {
+        try store.insert(Array(steps[batch..<min(batch + 100, count)]))
+    }
+    let elapsed = seconds(since: start)
+    print(String(format: "ingest %d records in %.3f s: %.0f records/s (batches of 100)", count, elapsed, Double(count) / elapsed))
+
+case "enqueue":
+    let count = argument ?? 1_000_000
+    var configuration = TraceConfiguration(databasePath: directory.appendingPathComponent("traces.db").path)
+    configuration.bufferSize = count  // nothing dropped: the cost of an accepted record
+    configuration.batchSize = count
+    configuration.flushInterval = .seconds(3600)
+    let recorder = try TraceRecorder(
+        configuration: configuration, service: "bench", instance: "bench", registry: PrometheusCollectorRegistry(), logger: Logger(label: "bench")
+    )
+    let records = (0..<count).map(finished)
+    let start = ContinuousClock.now
+    for record in records { recorder.record(record) }
+    let elapsed = seconds(since: start)
+    print(String(format: "enqueue %d records: %.0f ns each (buffer depth %d)", count, elapsed * 1e9 / Double(count), recorder.bufferDepth))
+
+case "sustain":
+    let duration = argument ?? 60
+    let configuration = TraceConfiguration(databasePath: directory.appendingPathComponent("traces.db").path)
+    let registry = PrometheusCollectorRegistry()
+    let recorder = try TraceRecorder(configuration: configuration, service: "bench", instance: "bench", registry: registry, logger: Logger(label: "bench"))
+    let group = ServiceGroup(services: [recorder.service], logger: Logger(label: "bench"))
+    let sent = try await withThrowingTaskGroup(of: Int.self) { tasks in
+        tasks.addTask { try await group.run(); return 0 }
+        tasks.addTask {
+            // 10 records every millisecond, on schedule: 10,000/s.
+            let start = ContinuousClock.now
+            var sent = 0
+            for tick in 1...(duration * 1000) {
+                for _ in 0..<10 { recorder.record(finished(sent)); sent += 1 }
+                try await Task.sleep(until: start + .milliseconds(tick), clock: .continuous)
+            }
+            await group.triggerGracefulShutdown()
+            return sent
+        }
+        var total = 0
+        for try await value in tasks { total += value }
+        return total
+    }
+    let rows = try await recorder.store.count()
+    let text = registry.emitToString()
+    let dropped = text.split(separator: "\n").first { $0.hasPrefix("trace_records_dropped_total ") }?.split(separator: " ").last ?? "?"
+    print("sustain \(sent) records at 10,000/s for \(duration) s (defaults: buffer 1000, batch 100, flush 5 s): \(rows) written, \(dropped) dropped")
+
+default:
+    print("usage: trace-bench ingest|enqueue|sustain [count|seconds]")
+}

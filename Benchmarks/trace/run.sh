@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The trace store's costs (release build): batch ingest into SQLite in records/s, the
+# per-record cost of enqueueing on the request path, and 10,000 records/s sustained through the
+# real writer with default settings (drops must be zero). ROUNDS runs of each; medians.
+#   SECONDS_SUSTAINED=60 ROUNDS=3 bash Benchmarks/trace/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS="${ROUNDS:-3}"
+SUSTAIN="${SECONDS_SUSTAINED:-60}"
+swift build -c release --product trace-bench >/dev/null
+bin="$(swift build -c release --show-bin-path)/trace-bench"
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ingest=(); enqueue=()
+for round in $(seq 1 "$ROUNDS"); do
+  line="$("$bin" ingest 200000)"; echo "round $round: $line"
+  ingest+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) records\/s.*/\1/')")
+  line="$("$bin" enqueue 1000000)"; echo "round $round: $line"
+  enqueue+=("$(echo "$line" | sed -E 's/.*: ([0-9]+) ns each.*/\1/')")
+done
+echo "median ingest: $(printf '%s\n' "${ingest[@]}" | median) records/s (target >= 100,000)"
+echo "median enqueue: $(printf '%s\n' "${enqueue[@]}" | median) ns per record"
+"$bin" sustain "$SUSTAIN"
