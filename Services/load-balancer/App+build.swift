@@ -56,12 +56,18 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     router.onAnyMethod(["/api", "/api/**"]) { request, context in
         try await balancer.forward(request, context: context)
     }
+    let forwarding = try APIForwarding(pool: pool, urls: urls, kit: kit)
     let webSockets = heartbeat.makeRouter()
     WebSocketRelay(pool: pool, logger: kit.logger).register(on: webSockets)
     return kit.makeApplication(
         router: router,
         stats: { try await aggregator.response() },
-        server: .http1WebSocketUpgrade(webSocketRouter: webSockets, configuration: .init(http1: kit.http1Configuration)),
+        // `/api/*` is forwarded below Hummingbird (``APIForwarder``), which also owns the idle
+        // timeout, since Hummingbird does not see those requests.
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: webSockets,
+            configuration: .init(http1: .init(additionalChannelHandlers: [forwarding.makeHandler()], idleTimeout: nil))
+        ),
         services: [pool, client],
         registerTraceRoutes: false
     )

@@ -35,11 +35,16 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
 
     /// The JSON response for this error, with `Content-Type` and any extra headers.
     public func response(requestID: String?) -> Response {
-        let body = Envelope(error: .init(code: self.code, message: self.message, request_id: requestID, fields: self.fields))
-        let data = (try? JSONResponseEncoding.encode(body)) ?? Data(#"{"error":{"code":"internal_error","message":"error"}}"#.utf8)
+        let data = self.jsonBody(requestID: requestID)
         var headers = self.headers
         headers[.contentType] = "application/json; charset=utf-8"
         return Response(status: self.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// The JSON body of this error.
+    public func jsonBody(requestID: String?) -> Data {
+        let body = Envelope(error: .init(code: self.code, message: self.message, request_id: requestID, fields: self.fields))
+        return (try? JSONResponseEncoding.encode(body)) ?? Data(#"{"error":{"code":"internal_error","message":"error"}}"#.utf8)
     }
 
     /// Turns any error thrown while serving a request into the shared shape.

@@ -36,7 +36,7 @@ public struct ReverseProxy: Sendable {
     }
 
     /// Header names a proxy must not forward (RFC 9110 §7.6.1), plus those `Connection` lists.
-    static let hopByHop: Set<String> = [
+    public static let hopByHop: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
         "te", "trailer", "transfer-encoding", "upgrade", "host",
     ]

@@ -34,10 +34,14 @@ func finished(_ index: Int) -> FinishedRequest {
     )
 }
 
+/// A row as the writer makes it: random trace and span ids (so the trace_id index is written at
+/// random places, as in production), a handful of users and paths.
 func step(_ index: Int) -> TraceStep {
-    TraceStep(
-        trace_id: String(format: "%032x", index), span_id: String(format: "%016x", index), parent_span_id: String(format: "%016x", index + 1),
-        service: "blog-service", instance: "bench:7303", user_id: "42", route: "/api/posts/{id}", path: "/api/posts/\(index % 1000)",
+    var generator = IDRandomGenerator()
+    return TraceStep(
+        trace_id: String(format: "%016llx%016llx", generator.next(), generator.next()), span_id: String(format: "%016llx", generator.next()),
+        parent_span_id: String(format: "%016llx", generator.next()),
+        service: "blog-service", instance: "bench:7303", user_id: String(index % 50), route: "/api/posts/{id}", path: "/api/posts/\(index % 1000)",
         method: "GET", status_code: 200, latency_us: 1234, ip: "10.0.0.7", user_agent: "wrk/4.2", created_at: 1_795_000_000_000 + Int64(index)
     )
 }
@@ -53,11 +57,12 @@ case "ingest":
     let store = try TraceStore(path: directory.appendingPathComponent("traces.db").path)
     let steps = (0..<count).map(step)
     let start = ContinuousClock.now
-    for batch in stride(from: 0, to: count, by: 100) {
-        try store.insert(Array(steps[batch..<min(batch + 100, count)]))
+    let size = CommandLine.arguments.dropFirst(3).first.flatMap(Int.init) ?? 100
+    for batch in stride(from: 0, to: count, by: size) {
+        try store.insert(Array(steps[batch..<min(batch + size, count)]))
     }
     let elapsed = seconds(since: start)
-    print(String(format: "ingest %d records in %.3f s: %.0f records/s (batches of 100)", count, elapsed, Double(count) / elapsed))
+    print(String(format: "ingest %d records in %.3f s: %.0f records/s (batches of %d)", count, elapsed, Double(count) / elapsed, size))
 
 case "enqueue":
     let count = argument ?? 1_000_000

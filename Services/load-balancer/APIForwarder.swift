@@ -1,0 +1,694 @@
+import Foundation
+import HTTPTypes
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOPosix
+import TitaniumHTTP
+import TitaniumLogging
+import TitaniumMetrics
+import TitaniumTrace
+import TitaniumTracing
+import W3CTraceContext
+
+/// The load balancer's forwarding path for `/api/*`, below Hummingbird: a channel handler in
+/// each client connection's pipeline (after the HTTP/1 codec) sends API requests to a gateway
+/// over keep-alive connections owned by the same event loop, and relays the answer part by part.
+/// No task, no thread hop and no copy of a body per request: this is what lets the load
+/// balancer keep up with nginx `proxy_pass`. Everything else (the dashboard, `/stats`,
+/// `/metrics`, WebSocket upgrades) passes through to Hummingbird untouched.
+///
+/// It does what the observability middleware does for the requests it serves (request id,
+/// trace context, metrics, window, access line, trace store) and what ``Balancer`` does:
+/// least outstanding requests, one retry on another replica for an idempotent body-less
+/// request that failed before any response, 502/503/504 in the shared JSON error shape.
+/// Requests on one connection are answered in order: parts that arrive while a request is
+/// being answered wait.
+final class APIForwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    let shared: APIForwarding
+
+    private enum State {
+        case idle
+        /// A request handed to Hummingbird, until both it and its response have ended.
+        case passthrough(requestEnded: Bool, responseEnded: Bool)
+        case forwarding(Exchange)
+    }
+    private var state = State.idle
+    private var waiting: CircularBuffer<HTTPRequestPart> = []
+    private var idleTimer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    init(shared: APIForwarding) {
+        self.shared = shared
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.scheduleIdleClose(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.idleTimer?.cancel()
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = self.unwrapInboundIn(data)
+        if !self.waiting.isEmpty {
+            self.waiting.append(part)
+            return
+        }
+        self.process(part, context: context)
+    }
+
+    private func process(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch (self.state, part) {
+        case (.idle, .head(let head)):
+            self.idleTimer?.cancel()
+            if self.shared.forwards(head) {
+                let exchange = Exchange(handler: self, context: context, head: head)
+                self.state = .forwarding(exchange)
+                exchange.start()
+            } else {
+                self.state = .passthrough(requestEnded: false, responseEnded: false)
+                context.fireChannelRead(self.wrapInboundOut(part))
+            }
+        case (.passthrough, .head), (.forwarding, .head):
+            // The next request before this one's response ended (pipelining): it waits.
+            self.waiting.append(part)
+        case (.passthrough(_, let responseEnded), .body), (.passthrough(_, let responseEnded), .end):
+            // Hummingbird reads the rest of a body even after it has answered.
+            context.fireChannelRead(self.wrapInboundOut(part))
+            if case .end = part {
+                self.state = .passthrough(requestEnded: true, responseEnded: responseEnded)
+                self.passthroughProgressed(context: context)
+            }
+        case (.forwarding(let exchange), .body(let bytes)):
+            exchange.requestBody(bytes)
+        case (.forwarding(let exchange), .end(let trailers)):
+            exchange.requestEnd(trailers)
+        case (.idle, .body), (.idle, .end):
+            // Parts of a request already answered (an error before its body was read).
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.fireChannelReadComplete()
+    }
+
+    /// Hummingbird's response parts on their way out: the end of one lets waiting parts in.
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let part = self.unwrapOutboundIn(data)
+        context.write(data, promise: promise)
+        if case .end = part, case .passthrough(let requestEnded, _) = self.state {
+            self.state = .passthrough(requestEnded: requestEnded, responseEnded: true)
+            self.passthroughProgressed(context: context)
+        }
+    }
+
+    private var isIdle: Bool {
+        if case .idle = self.state { return true }
+        return false
+    }
+
+    private func passthroughProgressed(context: ChannelHandlerContext) {
+        guard case .passthrough(true, true) = self.state else { return }
+        self.state = .idle
+        self.scheduleIdleClose(context: context)
+        self.drainWaiting(context: context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case .forwarding(let exchange) = self.state {
+            exchange.clientWritabilityChanged(context.channel.isWritable)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .forwarding(let exchange) = self.state {
+            exchange.clientClosed()
+        }
+        self.idleTimer?.cancel()
+        context.fireChannelInactive()
+    }
+
+    /// Called by the exchange when its response has been written in full.
+    fileprivate func exchangeFinished(_ exchange: Exchange, closeConnection: Bool, context: ChannelHandlerContext) {
+        guard case .forwarding(let current) = self.state, current === exchange else { return }
+        self.state = .idle
+        if closeConnection {
+            context.close(promise: nil)
+            return
+        }
+        self.scheduleIdleClose(context: context)
+        self.drainWaiting(context: context)
+    }
+
+    private func drainWaiting(context: ChannelHandlerContext) {
+        while let part = self.waiting.first {
+            // The next request waits until this one is answered; its own parts go on.
+            if case .head = part, !self.isIdle { break }
+            self.waiting.removeFirst()
+            self.process(part, context: context)
+        }
+    }
+
+    /// Closes a connection that has been idle for the idle timeout (Hummingbird's own idle
+    /// handling is off: it cannot see the requests answered here).
+    private func scheduleIdleClose(context: ChannelHandlerContext) {
+        self.idleTimer?.cancel()
+        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.shared.idleTimeout) {
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// What every connection's forwarder shares: the pool of gateways, the upstream connections
+/// per event loop, and the kit's observability.
+final class APIForwarding: Sendable {
+    let pool: BackendPool
+    let kit: ServiceKit
+    let traces: TraceRecorder?
+    let connectTimeout: TimeAmount
+    let responseTimeout: TimeAmount
+    let idleTimeout: TimeAmount
+    let upstreamIdleTimeout: TimeAmount
+    let backends: [Backend]
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: UpstreamConnections]>([:])
+
+    struct Backend: Sendable {
+        var host: String
+        var port: Int
+        var authority: String
+    }
+
+    init(pool: BackendPool, urls: [String], kit: ServiceKit) throws {
+        self.pool = pool
+        self.kit = kit
+        self.traces = kit.traces
+        let client = kit.configuration.client
+        self.connectTimeout = .nanoseconds(client.connectTimeout.nanoseconds)
+        self.responseTimeout = .nanoseconds((client.connectTimeout + client.readTimeout).nanoseconds)
+        self.idleTimeout = .nanoseconds(kit.configuration.idleTimeout.nanoseconds)
+        self.upstreamIdleTimeout = .nanoseconds(client.idleTimeout.nanoseconds)
+        self.backends = try urls.map { url in
+            guard let components = URLComponents(string: url), components.scheme == "http", let host = components.host else {
+                throw ConfigurationError(key: "gateway.urls", value: url, expected: "http://host:port URLs (https is not forwarded here)")
+            }
+            let port = components.port ?? 80
+            return Backend(host: host, port: port, authority: port == 80 ? host : "\(host):\(port)")
+        }
+    }
+
+    /// `/api` and `/api/*`, except WebSocket upgrades (Hummingbird relays those).
+    func forwards(_ head: HTTPRequest) -> Bool {
+        guard let path = head.path, path == "/api" || path.hasPrefix("/api/") || path.hasPrefix("/api?") else { return false }
+        return head.headerFields[.upgrade] == nil
+    }
+
+    /// The upstream connections of one event loop.
+    func connections(on eventLoop: any EventLoop) -> UpstreamConnections {
+        let key = ObjectIdentifier(eventLoop)
+        return self.connections.withLockedValue { all in
+            if let existing = all[key] { return existing }
+            let created = UpstreamConnections(eventLoop: eventLoop, forwarding: self)
+            all[key] = created
+            return created
+        }
+    }
+
+    func makeHandler() -> APIForwarder {
+        APIForwarder(shared: self)
+    }
+}
+
+/// Idle keep-alive connections to each backend, used only on their event loop.
+final class UpstreamConnections: @unchecked Sendable {
+    let eventLoop: any EventLoop
+    unowned let forwarding: APIForwarding
+    private var idle: [Int: [(channel: any Channel, handler: UpstreamHandler, since: NIODeadline)]] = [:]
+
+    init(eventLoop: any EventLoop, forwarding: APIForwarding) {
+        self.eventLoop = eventLoop
+        self.forwarding = forwarding
+    }
+
+    /// A connection to backend `index`: an idle one (reused) or a new one.
+    func connect(to index: Int) -> EventLoopFuture<(UpstreamHandler, reused: Bool)> {
+        self.eventLoop.preconditionInEventLoop()
+        let now = NIODeadline.now()
+        while var list = self.idle[index], let last = list.popLast() {
+            self.idle[index] = list
+            if last.channel.isActive, now - last.since < self.forwarding.upstreamIdleTimeout {
+                return self.eventLoop.makeSucceededFuture((last.handler, true))
+            }
+            last.channel.close(promise: nil)
+        }
+        let backend = self.forwarding.backends[index]
+        let handler = UpstreamHandler(connections: self, backend: index)
+        return ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(self.forwarding.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPClientCodec())
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .connect(host: backend.host, port: backend.port)
+            .map { _ in (handler, false) }
+    }
+
+    /// Back to the idle list, for the next request on this event loop.
+    func release(_ handler: UpstreamHandler) {
+        guard let channel = handler.channel, channel.isActive else { return }
+        self.idle[handler.backend, default: []].append((channel, handler, .now()))
+    }
+
+    func remove(_ handler: UpstreamHandler) {
+        guard var list = self.idle[handler.backend] else { return }
+        list.removeAll { $0.handler === handler }
+        self.idle[handler.backend] = list
+    }
+}
+
+/// The client side of one upstream connection: hands response parts to the exchange using it.
+/// Confined to its event loop, like the forwarder and the exchange.
+final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPRequestPart
+
+    let connections: UpstreamConnections
+    let backend: Int
+    fileprivate var exchange: Exchange?
+    var context: ChannelHandlerContext?
+    var channel: (any Channel)? { self.context?.channel }
+
+    init(connections: UpstreamConnections, backend: Int) {
+        self.connections = connections
+        self.backend = backend
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.exchange?.responsePart(self.unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.exchange?.flushClient()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let exchange = self.exchange {
+            exchange.upstreamFailed(UpstreamClosed())
+        } else {
+            self.connections.remove(self)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let exchange = self.exchange {
+            exchange.upstreamFailed(error)
+        }
+        context.close(promise: nil)
+    }
+
+    func send(_ part: HTTPRequestPart, flush: Bool) {
+        guard let context = self.context else { return }
+        if flush {
+            context.writeAndFlush(self.wrapOutboundOut(part), promise: nil)
+        } else {
+            context.write(self.wrapOutboundOut(part), promise: nil)
+        }
+    }
+}
+
+struct UpstreamClosed: Error, CustomStringConvertible {
+    var description: String { "the gateway closed the connection" }
+}
+
+/// One forwarded request: from its head to its response's end.
+private final class Exchange: @unchecked Sendable {
+    unowned let handler: APIForwarder
+    let context: ChannelHandlerContext
+    let shared: APIForwarding
+    let request: HTTPRequest
+    let startNanos = TrafficWindow.monotonicNanos()
+    let requestID: String
+    let span: W3CSpanContext
+    let replayable: Bool
+    /// Whether the client sends a body (a length above zero, or chunked).
+    let declaresBody: Bool
+    let closeAfter: Bool
+    let countsInWindow: Bool
+    let userID: String?
+
+    private var backend: Int?
+    private var excluded: Int?
+    private var attempts = 0
+    private var upstream: UpstreamHandler?
+    private var reusedConnection = false
+    /// Request parts received before the upstream connection was ready.
+    private var pending: [HTTPRequestPart] = []
+    private var requestEnded = false
+    private var responseStarted = false
+    private var status = 0
+    private var bytes = 0
+    private var finished = false
+    private var timeout: Scheduled<Void>?
+    private var upstreamKeepAlive = true
+
+    init(handler: APIForwarder, context: ChannelHandlerContext, head: HTTPRequest) {
+        self.handler = handler
+        self.context = context
+        self.shared = handler.shared
+        self.request = head
+        self.requestID = head.headerFields[.xRequestID].flatMap(RequestID.accept) ?? RequestID.make()
+        var generator = IDRandomGenerator()
+        if let traceparent = head.headerFields[.traceparent],
+            let incoming = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: head.headerFields[.tracestate] ?? "")
+        {
+            let context = TraceContext(traceID: incoming.traceID, spanID: .random(using: &generator), flags: incoming.flags, state: incoming.state)
+            self.span = W3CSpanContext(traceContext: context, parentSpanID: incoming.spanID, isRemote: false)
+        } else {
+            self.span = W3CSpanContext(
+                traceContext: TraceContext(traceID: .random(using: &generator), spanID: .random(using: &generator), flags: .sampled, state: TraceState())
+            )
+        }
+        let declaresBody = head.headerFields[.contentLength].map { $0 != "0" } ?? (head.headerFields[.transferEncoding] != nil)
+        self.declaresBody = declaresBody
+        self.replayable = [.get, .head, .options, .delete].contains(head.method) && !declaresBody
+        self.closeAfter = head.headerFields[.connection]?.lowercased().contains("close") == true
+        self.countsInWindow = head.method != .head && head.headerFields[.xHeartbeat]?.lowercased() != "true"
+        self.userID = Self.userID(head, traces: handler.shared.traces)
+        self.shared.kit.metrics.requestStarted()
+    }
+
+    static func userID(_ head: HTTPRequest, traces: TraceRecorder?) -> String? {
+        guard let traces else { return nil }
+        for source in traces.configuration.userIDSources {
+            switch source {
+            case .token:
+                continue  // no token verifier on the load balancer
+            case .header:
+                if let value = head.headerFields[.xUserID], !value.isEmpty { return String(value.prefix(128)) }
+            case .query:
+                guard let path = head.path, let query = path.split(separator: "?", maxSplits: 1).dropFirst().first else { continue }
+                for pair in query.split(separator: "&") where pair.hasPrefix("user_id=") {
+                    let value = pair.dropFirst(8).removingPercentEncoding ?? String(pair.dropFirst(8))
+                    if !value.isEmpty { return String(value.prefix(128)) }
+                }
+            }
+        }
+        return nil
+    }
+
+    func start() {
+        if let length = self.request.headerFields[.contentLength].flatMap(Int.init), length > self.shared.kit.configuration.maxBodyBytes {
+            self.fail(APIError(.contentTooLarge, message: "request body of \(length) bytes exceeds the limit of \(self.shared.kit.configuration.maxBodyBytes) bytes"))
+            return
+        }
+        self.timeout = self.context.eventLoop.assumeIsolated().scheduleTask(in: self.shared.responseTimeout) { [weak self] in
+            guard let self, !self.responseStarted, !self.finished else { return }
+            if let backend = self.backend { self.shared.pool.release(backend, failed: true) }
+            self.upstream?.exchange = nil
+            self.upstream?.channel?.close(promise: nil)
+            self.upstream = nil
+            self.fail(APIError(.gatewayTimeout, message: "api-gateway did not answer in time"))
+        }
+        self.attempt()
+    }
+
+    private func attempt() {
+        guard let (index, _) = self.shared.pool.acquire(excluding: self.excluded) else {
+            self.fail(APIError(.serviceUnavailable, message: "no healthy api-gateway"))
+            return
+        }
+        self.backend = index
+        self.attempts += 1
+        let connections = self.shared.connections(on: self.context.eventLoop)
+        connections.connect(to: index).assumeIsolated().whenComplete { [self] result in
+            guard !self.finished else {
+                if case .success(let (upstream, _)) = result { upstream.channel?.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success(let (upstream, reused)):
+                self.upstream = upstream
+                self.reusedConnection = reused
+                upstream.exchange = self
+                self.sendHead(to: upstream)
+            case .failure(let error):
+                self.upstreamFailed(error)
+            }
+        }
+    }
+
+    private func sendHead(to upstream: UpstreamHandler) {
+        var head = HTTPRequest(method: self.request.method, scheme: nil, authority: self.shared.backends[self.backend!].authority, path: self.request.path)
+        var fields = HTTPFields()
+        fields.reserveCapacity(self.request.headerFields.count + 5)
+        let listed = Self.connectionListed(self.request.headerFields)
+        for field in self.request.headerFields {
+            let name = field.name.canonicalName
+            if ReverseProxy.hopByHop.contains(name) || name == "x-forwarded-for" || name == "x-request-id" || name == "traceparent"
+                || name == "tracestate" || (listed?.contains(name) ?? false)
+            {
+                continue
+            }
+            fields.append(field)
+        }
+        let peer = self.context.channel.remoteAddress?.ipAddress ?? "unknown"
+        fields[.xForwardedFor] = self.request.headerFields[.xForwardedFor].map { $0 + ", " + peer } ?? peer
+        if fields[.xForwardedProto] == nil { fields[.xForwardedProto] = "http" }
+        if fields[.xForwardedHost] == nil, let host = self.request.authority { fields[.xForwardedHost] = host }
+        fields[.xRequestID] = self.requestID
+        fields[.traceparent] = self.span.traceparent
+        if let state = self.span.traceContext.traceStateHeaderValue, !state.isEmpty { fields[.tracestate] = state }
+        if let length = self.request.headerFields[.contentLength] {
+            fields[.contentLength] = length
+        } else if let encoding = self.request.headerFields[.transferEncoding] {
+            fields[.transferEncoding] = encoding
+        }
+        head.headerFields = fields
+        upstream.send(.head(head), flush: false)
+        if !self.declaresBody {
+            upstream.send(.end(nil), flush: true)
+            return
+        }
+        for part in self.pending { upstream.send(part, flush: false) }
+        self.pending.removeAll()
+        upstream.channel?.flush()
+    }
+
+    static func connectionListed(_ fields: HTTPFields) -> Set<String>? {
+        guard let value = fields[.connection] else { return nil }
+        return Set(value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+    }
+
+    func requestBody(_ bytes: ByteBuffer) {
+        guard !self.finished else { return }
+        if let upstream = self.upstream {
+            upstream.send(.body(bytes), flush: true)
+        } else {
+            self.pending.append(.body(bytes))
+        }
+    }
+
+    func requestEnd(_ trailers: HTTPFields?) {
+        self.requestEnded = true
+        guard !self.finished else {
+            self.complete()
+            return
+        }
+        if !self.declaresBody { return }  // already ended upstream
+        if let upstream = self.upstream {
+            upstream.send(.end(trailers), flush: true)
+        } else {
+            self.pending.append(.end(trailers))
+        }
+    }
+
+    func responsePart(_ part: HTTPResponsePart) {
+        guard !self.finished else { return }
+        switch part {
+        case .head(var head):
+            guard head.status.kind != .informational else { return }
+            self.responseStarted = true
+            self.timeout?.cancel()
+            self.status = head.status.code
+            let listed = Self.connectionListed(head.headerFields)
+            if listed?.contains("close") == true { self.upstreamKeepAlive = false }
+            head.headerFields = HTTPFields(head.headerFields.filter { field in
+                let name = field.name.canonicalName
+                return !ReverseProxy.hopByHop.contains(name) && !(listed?.contains(name) ?? false)
+            })
+            head.headerFields[.xRequestID] = self.requestID
+            head.headerFields[.traceparent] = self.span.traceparent
+            if self.closeAfter { head.headerFields[.connection] = "close" }
+            self.context.write(self.handler.wrapOutboundOut(.head(head)), promise: nil)
+        case .body(let buffer):
+            self.bytes += buffer.readableBytes
+            self.context.write(self.handler.wrapOutboundOut(.body(buffer)), promise: nil)
+        case .end(let trailers):
+            self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(trailers)), promise: nil)
+            self.shared.pool.release(self.backend!, failed: self.status >= 500)
+            self.record(status: self.status)
+            if let upstream = self.upstream {
+                upstream.exchange = nil
+                if self.upstreamKeepAlive && (self.requestEnded || !self.declaresBody) {
+                    self.shared.connections(on: self.context.eventLoop).release(upstream)
+                } else {
+                    upstream.channel?.close(promise: nil)
+                }
+                self.upstream = nil
+            }
+            self.finished = true
+            self.complete()
+        }
+    }
+
+    func flushClient() {
+        self.context.flush()
+    }
+
+    func clientWritabilityChanged(_ writable: Bool) {
+        self.upstream?.channel?.setOption(.autoRead, value: writable).whenFailure { _ in }
+    }
+
+    func upstreamFailed(_ error: any Error) {
+        guard !self.finished else { return }
+        if let upstream = self.upstream {
+            upstream.exchange = nil
+            upstream.channel?.close(promise: nil)
+            self.upstream = nil
+        }
+        if self.responseStarted {
+            // Part of the answer is out: all that is left is to cut the client off.
+            self.shared.pool.release(self.backend!, failed: true)
+            self.record(status: self.status)
+            self.finished = true
+            self.context.close(promise: nil)
+            return
+        }
+        if let backend = self.backend {
+            // A reused keep-alive connection the gateway had already closed is not the gateway's fault.
+            if self.reusedConnection && error is UpstreamClosed && self.replayable {
+                self.reusedConnection = false
+                self.shared.pool.release(backend, failed: false)
+                self.attempt()
+                return
+            }
+            self.shared.pool.release(backend, failed: true)
+            // Nothing of the answer arrived: an idempotent request without a body may go to another replica.
+            if self.replayable && self.attempts < 2 {
+                self.excluded = backend
+                self.attempt()
+                return
+            }
+        }
+        if let channelError = error as? ChannelError, case .connectTimeout = channelError {
+            self.fail(APIError(.gatewayTimeout, message: "api-gateway did not answer in time"))
+        } else {
+            self.fail(APIError(.badGateway, message: "api-gateway is unreachable"))
+        }
+    }
+
+    func clientClosed() {
+        guard !self.finished else { return }
+        self.finished = true
+        self.timeout?.cancel()
+        if let upstream = self.upstream {
+            upstream.exchange = nil
+            upstream.channel?.close(promise: nil)
+        }
+        if let backend = self.backend { self.shared.pool.release(backend, failed: false) }
+        self.record(status: 499)
+    }
+
+    /// Answers with the shared JSON error shape.
+    private func fail(_ error: APIError) {
+        guard !self.finished else { return }
+        self.finished = true
+        self.timeout?.cancel()
+        let body = ByteBuffer(bytes: error.jsonBody(requestID: self.requestID))
+        var head = HTTPResponse(status: error.status)
+        head.headerFields = error.headers
+        head.headerFields[.contentType] = "application/json; charset=utf-8"
+        head.headerFields[.contentLength] = String(body.readableBytes)
+        head.headerFields[.xRequestID] = self.requestID
+        head.headerFields[.traceparent] = self.span.traceparent
+        // The rest of an unread body would be taken for the next request: close after answering.
+        let mustClose = self.closeAfter || !self.requestEnded
+        if mustClose { head.headerFields[.connection] = "close" }
+        self.status = error.status.code
+        self.bytes = body.readableBytes
+        self.context.write(self.handler.wrapOutboundOut(.head(head)), promise: nil)
+        self.context.write(self.handler.wrapOutboundOut(.body(body)), promise: nil)
+        self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(nil)), promise: nil)
+        self.record(status: error.status.code)
+        self.handler.exchangeFinished(self, closeConnection: mustClose, context: self.context)
+    }
+
+    /// Hands the connection back once both the request and the response have ended.
+    private func complete() {
+        guard self.finished, self.requestEnded else { return }
+        self.timeout?.cancel()
+        self.handler.exchangeFinished(self, closeConnection: self.closeAfter, context: self.context)
+    }
+
+    private func record(status: Int) {
+        let now = TrafficWindow.monotonicNanos()
+        let elapsed = now &- self.startNanos
+        let kit = self.shared.kit
+        let method = self.request.method.rawValue
+        let path = self.request.path.map { String($0.split(separator: "?", maxSplits: 1).first ?? "") } ?? "/"
+        kit.metrics.requestFinished(method: method, route: APIForwarder.route, status: status, duration: .nanoseconds(Int64(elapsed)))
+        if self.countsInWindow {
+            kit.window.record(latencyNanos: elapsed, isError: status >= 500, nowNanos: now)
+        }
+        if kit.accessLog.isEnabled {
+            kit.accessLog.write(
+                AccessLog.Entry(
+                    requestID: self.requestID, traceID: self.span.traceID, spanID: self.span.spanID, method: method,
+                    route: APIForwarder.route, path: path, status: status, durationMicroseconds: elapsed / 1_000, bytes: self.bytes,
+                    clientIP: self.context.channel.remoteAddress?.ipAddress ?? "unknown",
+                    userAgent: self.request.headerFields[.userAgent] ?? ""
+                )
+            )
+        }
+        if let traces = self.shared.traces, traces.configuration.records(path: path) {
+            traces.record(
+                FinishedRequest(
+                    spanContext: self.span, method: method, route: APIForwarder.route, path: path, status: status,
+                    latencyMicroseconds: elapsed / 1_000, startedAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000) - Int64(elapsed / 1_000_000),
+                    remoteAddress: self.context.channel.remoteAddress, userAgent: self.request.headerFields[.userAgent], userID: self.userID
+                )
+            )
+        }
+    }
+}
+
+extension APIForwarder {
+    /// The route label of every forwarded request, as the Hummingbird route was.
+    static let route = "/api/**"
+}
+
+extension HTTPField.Name {
+    static let tracestate = HTTPField.Name("tracestate")!
+    static let xHeartbeat = HTTPField.Name("X-Heartbeat")!
+    static let xUserID = HTTPField.Name("X-User-ID")!
+}
