@@ -99,6 +99,7 @@ let package = Package(
             dependencies: [
                 "TitaniumHTTP", "TitaniumSQLite", "TitaniumTracing",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

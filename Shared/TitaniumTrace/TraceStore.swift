@@ -1,9 +1,15 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import TitaniumSQLite
 
 /// The `trace_steps` table in SQLite: batched inserts in one transaction through one prepared
 /// statement, the queries behind `/traces*`, and retention.
+///
+/// Batches land in `trace_inbox`, a table without indexes, so a batch appends to a few pages
+/// instead of touching one page of the trace-id index per row (trace ids are random). About once
+/// a second ``compact()`` moves the inbox into `trace_steps` in trace-id order, touching each
+/// index page once for thousands of rows. Queries read both tables.
 public final class TraceStore: Sendable {
     public let database: DatabasePool
 
@@ -12,7 +18,7 @@ public final class TraceStore: Sendable {
         "status_code", "latency_us", "ip", "user_agent", "created_at",
     ]
     static let insertSQL =
-        "INSERT INTO trace_steps (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))"
+        "INSERT INTO trace_inbox (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))"
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -42,7 +48,49 @@ public final class TraceStore: Sendable {
                     """
             )
         }
+        migrator.registerMigration("create trace_inbox") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE trace_inbox (
+                        id INTEGER PRIMARY KEY,
+                        trace_id TEXT NOT NULL,
+                        span_id TEXT NOT NULL,
+                        parent_span_id TEXT,
+                        service TEXT NOT NULL,
+                        instance TEXT NOT NULL,
+                        user_id TEXT,
+                        route TEXT NOT NULL,
+                        path TEXT NOT NULL,
+                        method TEXT NOT NULL,
+                        status_code INTEGER NOT NULL,
+                        latency_us INTEGER NOT NULL,
+                        ip TEXT NOT NULL,
+                        user_agent TEXT NOT NULL,
+                        created_at INTEGER NOT NULL
+                    )
+                    """
+            )
+        }
         return migrator
+    }
+
+    /// The inbox is compacted once it holds this many rows, or after a second.
+    public static let compactionRows = 20_000
+
+    /// Both tables, for queries: what has been compacted and what has not yet.
+    static let allSteps = "(SELECT \(columns.joined(separator: ", ")) FROM trace_steps UNION ALL SELECT \(columns.joined(separator: ", ")) FROM trace_inbox)"
+
+    /// Moves the inbox into `trace_steps`, in trace-id order, in one transaction; returns how many rows.
+    public static func compact(in db: Database) throws -> Int {
+        let names = Self.columns.joined(separator: ", ")
+        try db.execute(sql: "INSERT INTO trace_steps (\(names)) SELECT \(names) FROM trace_inbox ORDER BY trace_id")
+        let moved = db.changesCount
+        try db.execute(sql: "DELETE FROM trace_inbox")
+        return moved
+    }
+
+    public func compact() throws -> Int {
+        try self.database.write { db in try Self.compact(in: db) }
     }
 
     /// Opens (creating if needed) the store. `busyTimeout` is short: the writer retries a busy
@@ -61,20 +109,56 @@ public final class TraceStore: Sendable {
     }
 
     /// Inserts `steps` through the cached prepared statement, inside the caller's transaction.
+    /// Values are bound with the SQLite C API: GRDB's `StatementArguments` cost more per row
+    /// (dynamic casts and boxing) than SQLite does to insert it.
     public static func insert(_ steps: [TraceStep], into db: Database) throws {
         let statement = try db.cachedStatement(sql: Self.insertSQL)
+        let raw = statement.sqliteStatement
+        defer { sqlite3_reset(raw) }
         for step in steps {
-            try statement.execute(arguments: [
-                step.trace_id, step.span_id, step.parent_span_id, step.service, step.instance, step.user_id, step.route,
-                step.path, step.method, step.status_code, step.latency_us, step.ip, step.user_agent, step.created_at,
-            ])
+            sqlite3_reset(raw)
+            bind(raw, 1, step.trace_id)
+            bind(raw, 2, step.span_id)
+            bind(raw, 3, step.parent_span_id)
+            bind(raw, 4, step.service)
+            bind(raw, 5, step.instance)
+            bind(raw, 6, step.user_id)
+            bind(raw, 7, step.route)
+            bind(raw, 8, step.path)
+            bind(raw, 9, step.method)
+            sqlite3_bind_int64(raw, 10, Int64(step.status_code))
+            sqlite3_bind_int64(raw, 11, step.latency_us)
+            bind(raw, 12, step.ip)
+            bind(raw, 13, step.user_agent)
+            sqlite3_bind_int64(raw, 14, step.created_at)
+            let code = sqlite3_step(raw)
+            guard code == SQLITE_DONE else {
+                throw DatabaseError(
+                    resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: Self.insertSQL
+                )
+            }
         }
     }
+
+    private static func bind(_ statement: SQLiteStatement, _ index: Int32, _ text: String?) {
+        guard var text else {
+            sqlite3_bind_null(statement, index)
+            return
+        }
+        text.withUTF8 { bytes in
+            _ = bytes.withMemoryRebound(to: CChar.self) { chars in
+                sqlite3_bind_text(statement, index, chars.baseAddress, Int32(chars.count), sqliteTransient)
+            }
+        }
+    }
+
+    /// `SQLITE_TRANSIENT`: SQLite copies the bytes before the call returns.
+    private static let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
     /// Every step of one trace, oldest first.
     public func steps(traceID: String) async throws -> [TraceStep] {
         try await self.database.read { db in
-            try Self.fetch(db, sql: "SELECT * FROM trace_steps WHERE trace_id = ? ORDER BY created_at, id", arguments: [traceID])
+            try Self.fetch(db, sql: "SELECT * FROM \(Self.allSteps) WHERE trace_id = ? ORDER BY created_at", arguments: [traceID])
         }
     }
 
@@ -104,8 +188,14 @@ public final class TraceStore: Sendable {
         }
         let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         arguments += [filter.limit]
-        let sql = "SELECT * FROM trace_steps \(whereClause) ORDER BY created_at DESC, id DESC LIMIT ?"
-        let bound = arguments
+        // Each table's newest first (by index for trace_steps), then the newest of both.
+        let names = Self.columns.joined(separator: ", ")
+        let sql = """
+            SELECT * FROM (SELECT \(names) FROM trace_steps \(whereClause) ORDER BY created_at DESC LIMIT ?)
+            UNION ALL SELECT * FROM (SELECT \(names) FROM trace_inbox \(whereClause) ORDER BY created_at DESC LIMIT ?)
+            ORDER BY created_at DESC LIMIT ?
+            """
+        let bound = arguments + arguments + [filter.limit]
         return try await self.database.read { db in try Self.fetch(db, sql: sql, arguments: bound) }
     }
 
@@ -139,7 +229,7 @@ public final class TraceStore: Sendable {
                         SELECT route, method, latency_us, status_code,
                                ROW_NUMBER() OVER (PARTITION BY route, method ORDER BY latency_us) AS position,
                                COUNT(*) OVER (PARTITION BY route, method) AS total
-                        FROM trace_steps WHERE created_at >= ?
+                        FROM \(Self.allSteps) WHERE created_at >= ?
                     )
                     SELECT route, method, total AS count, AVG(latency_us) AS mean_us,
                            MIN(CASE WHEN position >= (total * 95 + 99) / 100 THEN latency_us END) AS p95_us,
@@ -160,7 +250,7 @@ public final class TraceStore: Sendable {
             let users = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT user_id, COUNT(*) AS calls FROM trace_steps
+                    SELECT user_id, COUNT(*) AS calls FROM \(Self.allSteps)
                     WHERE created_at >= ? AND user_id IS NOT NULL
                     GROUP BY user_id ORDER BY calls DESC, user_id LIMIT 100
                     """,
@@ -190,14 +280,17 @@ public final class TraceStore: Sendable {
             let ids = try String.fetchAll(
                 db,
                 sql: """
-                    SELECT trace_id FROM trace_steps
-                    WHERE created_at >= (SELECT COALESCE(MAX(created_at), 0) - 3600000 FROM trace_steps)
+                    SELECT trace_id FROM (
+                        SELECT * FROM (SELECT trace_id, created_at FROM trace_steps ORDER BY created_at DESC LIMIT ?)
+                        UNION ALL SELECT * FROM (SELECT trace_id, created_at FROM trace_inbox ORDER BY created_at DESC LIMIT ?)
+                    )
                     GROUP BY trace_id ORDER BY MAX(created_at) DESC LIMIT ?
                     """,
-                arguments: [limit]
+                // The newest steps are enough to find the newest traces.
+                arguments: [limit * 50, limit * 50, limit]
             )
             return try ids.compactMap { id in
-                Self.headline(try Self.fetch(db, sql: "SELECT * FROM trace_steps WHERE trace_id = ? ORDER BY created_at, id", arguments: [id]))
+                Self.headline(try Self.fetch(db, sql: "SELECT * FROM \(Self.allSteps) WHERE trace_id = ? ORDER BY created_at", arguments: [id]))
             }
         }
     }
@@ -220,7 +313,9 @@ public final class TraceStore: Sendable {
     }
 
     public func count() async throws -> Int {
-        try await self.database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trace_steps") ?? 0 }
+        try await self.database.read { db in
+            try Int.fetchOne(db, sql: "SELECT (SELECT COUNT(*) FROM trace_steps) + (SELECT COUNT(*) FROM trace_inbox)") ?? 0
+        }
     }
 
     /// Deletes up to `batch` rows older than `cutoff` (ms since the epoch); returns how many.
@@ -229,11 +324,16 @@ public final class TraceStore: Sendable {
     }
 
     public static func deleteOlder(than cutoff: Int64, batch: Int, in db: Database) throws -> Int {
-        try db.execute(
-            sql: "DELETE FROM trace_steps WHERE id IN (SELECT id FROM trace_steps WHERE created_at < ? ORDER BY id LIMIT ?)",
-            arguments: [cutoff, batch]
-        )
-        return db.changesCount
+        var deleted = 0
+        for table in ["trace_steps", "trace_inbox"] {
+            try db.execute(
+                sql: "DELETE FROM \(table) WHERE id IN (SELECT id FROM \(table) WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+                arguments: [cutoff, batch - deleted]
+            )
+            deleted += db.changesCount
+            if deleted >= batch { break }
+        }
+        return deleted
     }
 
     static func fetch(_ db: Database, sql: String, arguments: StatementArguments) throws -> [TraceStep] {

@@ -28,6 +28,9 @@ final class TraceWriter: Service, Sendable {
     /// Back-off between attempts at one batch; its length bounds the retries.
     static let backoff: [Duration] = [.milliseconds(50), .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .milliseconds(1600), .seconds(2), .seconds(2)]
     private let stopping = Atomic<Bool>(false)
+    /// Rows in the inbox not yet compacted into `trace_steps`, and when it was last done
+    /// (only the writer's task touches these).
+    private let inbox = Mutex<(rows: Int, compactedAt: ContinuousClock.Instant)>((0, .now))
 
     init(
         store: TraceStore, buffer: TraceBuffer, configuration: TraceConfiguration, service: String, instance: String,
@@ -65,6 +68,7 @@ final class TraceWriter: Service, Sendable {
                     group.cancelAll()
                 }
                 await self.drain()
+                await self.compactIfDue(force: false)
                 if lastRetention.duration(to: .now) >= .seconds(60) {
                     lastRetention = .now
                     await self.applyRetention()
@@ -76,6 +80,7 @@ final class TraceWriter: Service, Sendable {
         }
         // Whatever arrived while the server drained.
         await self.drain()
+        await self.compactIfDue(force: true)
         let rows = (try? await self.store.count()) ?? -1
         self.logger.info("trace store flushed", metadata: ["rows": "\(rows)"])
     }
@@ -93,25 +98,44 @@ final class TraceWriter: Service, Sendable {
     func write(_ steps: [TraceStep]) async {
         let start = ContinuousClock.now
         defer { self.flushDuration.record(start.duration(to: .now)) }
+        if await self.withRetries("batch", rows: steps.count, { db in try TraceStore.insert(steps, into: db) }) {
+            self.written.increment(by: Int64(steps.count))
+            self.inbox.withLock { $0.rows += steps.count }
+        } else {
+            self.logger.error("trace batch dropped", metadata: ["rows": "\(steps.count)"])
+            self.dropped.increment(by: Int64(steps.count))
+        }
+    }
+
+    /// Moves the inbox into `trace_steps` once it holds 20,000 rows or a second has passed
+    /// (rows already written stay in the inbox, still queried, if this fails).
+    func compactIfDue(force: Bool) async {
+        let (rows, since) = self.inbox.withLock { ($0.rows, $0.compactedAt) }
+        guard rows > 0, force || rows >= TraceStore.compactionRows || since.duration(to: .now) >= .seconds(1) else { return }
+        if await self.withRetries("compaction", rows: rows, { db in _ = try TraceStore.compact(in: db) }) {
+            self.inbox.withLock { $0 = (0, .now) }
+        }
+    }
+
+    /// Runs `body` in a write transaction, retrying a busy or locked database with back-off.
+    private func withRetries(_ what: String, rows: Int, _ body: @escaping @Sendable (Database) throws -> Void) async -> Bool {
         for attempt in 0...Self.backoff.count {
             do {
-                try await self.store.database.write { db in try TraceStore.insert(steps, into: db) }
-                self.written.increment(by: Int64(steps.count))
+                try await self.store.database.write { db in try body(db) }
                 if attempt > 0 {
-                    self.logger.notice("trace batch written after retries", metadata: ["attempts": "\(attempt + 1)", "rows": "\(steps.count)"])
+                    self.logger.notice("trace \(what) written after retries", metadata: ["attempts": "\(attempt + 1)", "rows": "\(rows)"])
                 }
-                return
+                return true
             } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
                 guard attempt < Self.backoff.count else { break }
-                self.logger.notice("trace store busy, retrying the batch", metadata: ["attempt": "\(attempt + 1)", "error": "\(error)"])
+                self.logger.notice("trace store busy, retrying the \(what)", metadata: ["attempt": "\(attempt + 1)", "error": "\(error)"])
                 try? await Task.sleep(for: Self.backoff[attempt])
             } catch {
-                self.logger.error("trace batch failed", metadata: ["rows": "\(steps.count)", "error": "\(error)"])
+                self.logger.error("trace \(what) failed", metadata: ["rows": "\(rows)", "error": "\(error)"])
                 break
             }
         }
-        self.logger.error("trace batch dropped", metadata: ["rows": "\(steps.count)"])
-        self.dropped.increment(by: Int64(steps.count))
+        return false
     }
 
     func applyRetention() async {

@@ -58,9 +58,13 @@ case "ingest":
     let steps = (0..<count).map(step)
     let start = ContinuousClock.now
     let size = CommandLine.arguments.dropFirst(3).first.flatMap(Int.init) ?? 100
+    // As the writer does: batches into the inbox, compacted into the indexed table every
+    // TraceStore.compactionRows rows (the writer also compacts after a second) and at the end.
     for batch in stride(from: 0, to: count, by: size) {
         try store.insert(Array(steps[batch..<min(batch + size, count)]))
+        if (batch + size) % TraceStore.compactionRows == 0 { _ = try store.compact() }
     }
+    _ = try store.compact()
     let elapsed = seconds(since: start)
     print(String(format: "ingest %d records in %.3f s: %.0f records/s (batches of %d)", count, elapsed, Double(count) / elapsed, size))
 
