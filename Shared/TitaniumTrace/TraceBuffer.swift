@@ -1,78 +1,66 @@
-import Synchronization
+import Foundation
 import TitaniumHTTP
 
-/// The bounded in-memory queue between requests and the writer. `append` never waits: when the
-/// buffer holds `capacity` records the new one is dropped and counted. The writer sleeps until a
-/// batch is full or it is woken (by its flush timer or by shutdown).
-final class TraceBuffer: Sendable {
+/// The bounded in-memory queue between requests and the writer thread. `append` never waits
+/// for the writer: when the buffer holds `capacity` records the new one is dropped (and the
+/// caller counts it). The writer thread sleeps until a batch is full, its flush interval has
+/// passed, or it is woken for shutdown.
+final class TraceBuffer: @unchecked Sendable {
     let capacity: Int
     let batchSize: Int
-
-    private struct State {
-        var records: [FinishedRequest] = []
-        var waiter: CheckedContinuation<Void, Never>?
-        var woken = false
-    }
-    private let state: Mutex<State>
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var records: [FinishedRequest] = []
+    private var woken = false
 
     init(capacity: Int, batchSize: Int) {
         self.capacity = capacity
         self.batchSize = min(batchSize, capacity)
-        var initial = State()
-        initial.records.reserveCapacity(capacity)
-        self.state = Mutex(initial)
+        self.records.reserveCapacity(capacity)
     }
 
     /// Adds a record unless the buffer is full; false when it was dropped.
     func append(_ record: FinishedRequest) -> Bool {
-        let (accepted, waiter) = self.state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
-            guard state.records.count < self.capacity else { return (false, nil) }
-            state.records.append(record)
-            guard state.records.count >= self.batchSize, let waiter = state.waiter else { return (true, nil) }
-            state.waiter = nil
-            return (true, waiter)
-        }
-        waiter?.resume()
-        return accepted
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        guard self.records.count < self.capacity else { return false }
+        self.records.append(record)
+        if self.records.count == self.batchSize { self.condition.signal() }
+        return true
     }
 
-    var depth: Int { self.state.withLock { $0.records.count } }
+    var depth: Int {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return self.records.count
+    }
 
     /// Takes up to `limit` of the oldest records.
     func take(upTo limit: Int) -> [FinishedRequest] {
-        self.state.withLock { state in
-            let count = min(limit, state.records.count)
-            let taken = Array(state.records.prefix(count))
-            state.records.removeFirst(count)
-            return taken
-        }
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        let count = min(limit, self.records.count)
+        let taken = Array(self.records.prefix(count))
+        self.records.removeFirst(count)
+        return taken
     }
 
-    /// Returns once a batch is full or ``wake()`` was called (since the last return).
-    func waitForBatch() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = self.state.withLock { state -> Bool in
-                if state.woken || state.records.count >= self.batchSize {
-                    state.woken = false
-                    return true
-                }
-                state.waiter = continuation
-                return false
-            }
-            if resumeNow { continuation.resume() }
+    /// Blocks the calling thread until a batch is full, `timeout` has passed or ``wake()``.
+    func waitForBatch(timeout: Duration) {
+        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        while !self.woken && self.records.count < self.batchSize {
+            if !self.condition.wait(until: deadline) { break }
         }
+        self.woken = false
     }
 
-    /// Ends the current (or next) ``waitForBatch()``.
+    /// Ends the current (or next) ``waitForBatch(timeout:)``.
     func wake() {
-        let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard let waiter = state.waiter else {
-                state.woken = true
-                return nil
-            }
-            state.waiter = nil
-            return waiter
-        }
-        waiter?.resume()
+        self.condition.lock()
+        self.woken = true
+        self.condition.signal()
+        self.condition.unlock()
     }
 }

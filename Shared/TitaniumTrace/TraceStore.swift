@@ -80,17 +80,21 @@ public final class TraceStore: Sendable {
     /// Both tables, for queries: what has been compacted and what has not yet.
     static let allSteps = "(SELECT \(columns.joined(separator: ", ")) FROM trace_steps UNION ALL SELECT \(columns.joined(separator: ", ")) FROM trace_inbox)"
 
-    /// Moves the inbox into `trace_steps`, in trace-id order, in one transaction; returns how many rows.
-    public static func compact(in db: Database) throws -> Int {
+    /// Moves up to `limit` of the oldest inbox rows into `trace_steps`, in trace-id order, in one
+    /// transaction; returns how many.
+    public static func compact(in db: Database, limit: Int) throws -> Int {
         let names = Self.columns.joined(separator: ", ")
-        try db.execute(sql: "INSERT INTO trace_steps (\(names)) SELECT \(names) FROM trace_inbox ORDER BY trace_id")
+        guard let last = try Int64.fetchOne(db, sql: "SELECT id FROM (SELECT id FROM trace_inbox ORDER BY id LIMIT ?) ORDER BY id DESC LIMIT 1", arguments: [limit])
+        else { return 0 }
+        try db.execute(sql: "INSERT INTO trace_steps (\(names)) SELECT \(names) FROM trace_inbox WHERE id <= ? ORDER BY trace_id", arguments: [last])
         let moved = db.changesCount
-        try db.execute(sql: "DELETE FROM trace_inbox")
+        try db.execute(sql: "DELETE FROM trace_inbox WHERE id <= ?", arguments: [last])
         return moved
     }
 
+    /// Moves the whole inbox in one transaction.
     public func compact() throws -> Int {
-        try self.database.write { db in try Self.compact(in: db) }
+        try self.database.write { db in try Self.compact(in: db, limit: Int.max) }
     }
 
     /// Opens (creating if needed) the store. `busyTimeout` is short: the writer retries a busy

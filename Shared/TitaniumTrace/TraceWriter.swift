@@ -55,50 +55,57 @@ final class TraceWriter: Service, Sendable {
         )
     }
 
+    /// Runs the writer on a thread of its own until graceful shutdown, then writes what is left.
+    /// A thread rather than a task: with every core busy serving requests, a task would wait
+    /// behind them in the cooperative pool while the buffer fills; a thread gets its share.
     func run() async throws {
-        let interval = self.configuration.flushInterval
-        var lastRetention = ContinuousClock.now - .seconds(60)
         await withGracefulShutdownHandler {
-            while !self.stopping.load(ordering: .relaxed) {
-                await withTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        if (try? await Task.sleep(for: interval)) != nil { self.buffer.wake() }
-                    }
-                    await self.buffer.waitForBatch()
-                    group.cancelAll()
+            await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+                let thread = Thread {
+                    self.loop()
+                    finished.resume()
                 }
-                await self.drain()
-                await self.compactIfDue(force: false)
-                if lastRetention.duration(to: .now) >= .seconds(60) {
-                    lastRetention = .now
-                    await self.applyRetention()
-                }
+                thread.name = "trace-writer"
+                thread.start()
             }
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
             self.buffer.wake()
         }
-        // Whatever arrived while the server drained.
-        await self.drain()
-        await self.compactIfDue(force: true)
         let rows = (try? await self.store.count()) ?? -1
         self.logger.info("trace store flushed", metadata: ["rows": "\(rows)"])
     }
 
+    private func loop() {
+        var lastRetention = ContinuousClock.now - .seconds(60)
+        while !self.stopping.load(ordering: .relaxed) {
+            self.buffer.waitForBatch(timeout: self.configuration.flushInterval)
+            self.drain()
+            self.compactIfDue(force: false)
+            if lastRetention.duration(to: .now) >= .seconds(60) {
+                lastRetention = .now
+                self.applyRetention()
+            }
+        }
+        // Whatever arrived while the server drained.
+        self.drain()
+        self.compactIfDue(force: true)
+    }
+
     /// Writes batches until the buffer is empty.
-    func drain() async {
+    func drain() {
         while true {
             let batch = self.buffer.take(upTo: self.configuration.batchSize)
             if batch.isEmpty { break }
-            await self.write(batch.map(self.step))
+            self.write(batch.map(self.step))
         }
         self.depth.set(to: Double(self.buffer.depth))
     }
 
-    func write(_ steps: [TraceStep]) async {
+    func write(_ steps: [TraceStep]) {
         let start = ContinuousClock.now
         defer { self.flushDuration.record(start.duration(to: .now)) }
-        if await self.withRetries("batch", rows: steps.count, { db in try TraceStore.insert(steps, into: db) }) {
+        if self.withRetries("batch", rows: steps.count, { db in try TraceStore.insert(steps, into: db) }) {
             self.written.increment(by: Int64(steps.count))
             self.inbox.withLock { $0.rows += steps.count }
         } else {
@@ -109,19 +116,19 @@ final class TraceWriter: Service, Sendable {
 
     /// Moves the inbox into `trace_steps` once it holds 20,000 rows or a second has passed
     /// (rows already written stay in the inbox, still queried, if this fails).
-    func compactIfDue(force: Bool) async {
+    func compactIfDue(force: Bool) {
         let (rows, since) = self.inbox.withLock { ($0.rows, $0.compactedAt) }
         guard rows > 0, force || rows >= TraceStore.compactionRows || since.duration(to: .now) >= .seconds(1) else { return }
-        if await self.withRetries("compaction", rows: rows, { db in _ = try TraceStore.compact(in: db) }) {
+        if self.withRetries("compaction", rows: rows, { db in _ = try TraceStore.compact(in: db, limit: Int.max) }) {
             self.inbox.withLock { $0 = (0, .now) }
         }
     }
 
     /// Runs `body` in a write transaction, retrying a busy or locked database with back-off.
-    private func withRetries(_ what: String, rows: Int, _ body: @escaping @Sendable (Database) throws -> Void) async -> Bool {
+    private func withRetries(_ what: String, rows: Int, _ body: (Database) throws -> Void) -> Bool {
         for attempt in 0...Self.backoff.count {
             do {
-                try await self.store.database.write { db in try body(db) }
+                try self.store.database.write { db in try body(db) }
                 if attempt > 0 {
                     self.logger.notice("trace \(what) written after retries", metadata: ["attempts": "\(attempt + 1)", "rows": "\(rows)"])
                 }
@@ -129,7 +136,8 @@ final class TraceWriter: Service, Sendable {
             } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
                 guard attempt < Self.backoff.count else { break }
                 self.logger.notice("trace store busy, retrying the \(what)", metadata: ["attempt": "\(attempt + 1)", "error": "\(error)"])
-                try? await Task.sleep(for: Self.backoff[attempt])
+                let pause = Self.backoff[attempt]
+                Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
             } catch {
                 self.logger.error("trace \(what) failed", metadata: ["rows": "\(rows)", "error": "\(error)"])
                 break
@@ -138,12 +146,12 @@ final class TraceWriter: Service, Sendable {
         return false
     }
 
-    func applyRetention() async {
+    func applyRetention() {
         let cutoff = SQLiteDatabase.now() - Int64(self.configuration.retention.components.seconds) * 1000
         do {
             // Small batches, so the writer never holds the database for long.
             for _ in 0..<20 {
-                let deleted = try await self.store.deleteOlder(than: cutoff)
+                let deleted = try self.store.database.write { db in try TraceStore.deleteOlder(than: cutoff, batch: 1000, in: db) }
                 if deleted < 1000 { break }
             }
         } catch {
