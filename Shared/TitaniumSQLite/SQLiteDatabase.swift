@@ -12,7 +12,8 @@ public enum SQLiteDatabase {
     ///   checkpoints the WAL every 10,000 pages instead of 1,000: an index written at random
     ///   places (trace ids) re-dirties the same pages, and fewer checkpoints copy them fewer times.
     public static func open(
-        path: String, label: String, migrator: DatabaseMigrator, busyTimeout: TimeInterval = 5, synchronousNormal: Bool = false
+        path: String, label: String, migrator: DatabaseMigrator, busyTimeout: TimeInterval = 5, synchronousNormal: Bool = false,
+        attach: [String: String] = [:]
     ) throws -> DatabasePool {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
@@ -21,6 +22,13 @@ public enum SQLiteDatabase {
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
         configuration.label = label
+        if !attach.isEmpty {
+            configuration.prepareDatabase { db in
+                for (alias, file) in attach.sorted(by: { $0.key < $1.key }) {
+                    try db.execute(sql: "ATTACH DATABASE ? AS \(alias)", arguments: [file])
+                }
+            }
+        }
         if synchronousNormal {
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")

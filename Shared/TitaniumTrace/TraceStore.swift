@@ -6,12 +6,17 @@ import TitaniumSQLite
 /// The `trace_steps` table in SQLite: batched inserts in one transaction through one prepared
 /// statement, the queries behind `/traces*`, and retention.
 ///
-/// Batches land in `trace_inbox`, a table without indexes, so a batch appends to a few pages
-/// instead of touching one page of the trace-id index per row (trace ids are random). About once
-/// a second ``compact()`` moves the inbox into `trace_steps` in trace-id order, touching each
-/// index page once for thousands of rows. Queries read both tables.
+/// Batches land in `trace_inbox`, a table without indexes in a file of its own
+/// (`<TRACE_DB_PATH>-inbox`), so a batch appends to a few pages instead of touching one page of
+/// the trace-id index per row (trace ids are random). About once a second ``compact()`` moves
+/// the inbox into `trace_steps` in trace-id order, touching each index page once for thousands
+/// of rows. Two files, two write locks: a compaction never holds up the batches. Queries read
+/// both (the inbox is attached to every connection of the main file as `inbox`).
 public final class TraceStore: Sendable {
+    /// `trace_steps`, with the inbox attached.
     public let database: DatabasePool
+    /// `trace_inbox` alone: where batches are written.
+    public let inbox: DatabasePool
 
     static let columns = [
         "trace_id", "span_id", "parent_span_id", "service", "instance", "user_id", "route", "path", "method",
@@ -48,11 +53,26 @@ public final class TraceStore: Sendable {
                     """
             )
         }
+        migrator.registerMigration("create compaction_state") { db in
+            // The last inbox row copied into trace_steps: copying and deleting from the inbox are
+            // two transactions (two files), and this keeps a row from being copied twice.
+            try db.execute(
+                sql: """
+                    CREATE TABLE compaction_state (id INTEGER PRIMARY KEY CHECK (id = 1), last_inbox_id INTEGER NOT NULL);
+                    INSERT INTO compaction_state VALUES (1, 0);
+                    """
+            )
+        }
+        return migrator
+    }
+
+    static var inboxMigrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
         migrator.registerMigration("create trace_inbox") { db in
             try db.execute(
                 sql: """
                     CREATE TABLE trace_inbox (
-                        id INTEGER PRIMARY KEY,
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
                         trace_id TEXT NOT NULL,
                         span_id TEXT NOT NULL,
                         parent_span_id TEXT,
@@ -78,23 +98,40 @@ public final class TraceStore: Sendable {
     public static let compactionRows = 20_000
 
     /// Both tables, for queries: what has been compacted and what has not yet.
-    static let allSteps = "(SELECT \(columns.joined(separator: ", ")) FROM trace_steps UNION ALL SELECT \(columns.joined(separator: ", ")) FROM trace_inbox)"
+    static let allSteps = "(SELECT \(columns.joined(separator: ", ")) FROM trace_steps UNION ALL SELECT \(columns.joined(separator: ", ")) FROM \(pendingInbox))"
 
-    /// Moves up to `limit` of the oldest inbox rows into `trace_steps`, in trace-id order, in one
-    /// transaction; returns how many.
-    public static func compact(in db: Database, limit: Int) throws -> Int {
+    /// The inbox rows not yet copied into trace_steps.
+    static let pendingInbox = "(SELECT * FROM inbox.trace_inbox WHERE id > (SELECT last_inbox_id FROM main.compaction_state))"
+
+    /// Copies up to `limit` of the oldest pending inbox rows into `trace_steps`, in trace-id
+    /// order, and records how far it got, in one transaction of the main file (the inbox is only
+    /// read); returns how many rows and the last inbox id copied.
+    public static func copyInbox(in db: Database, limit: Int) throws -> (rows: Int, lastID: Int64) {
         let names = Self.columns.joined(separator: ", ")
-        guard let last = try Int64.fetchOne(db, sql: "SELECT id FROM (SELECT id FROM trace_inbox ORDER BY id LIMIT ?) ORDER BY id DESC LIMIT 1", arguments: [limit])
-        else { return 0 }
-        try db.execute(sql: "INSERT INTO trace_steps (\(names)) SELECT \(names) FROM trace_inbox WHERE id <= ? ORDER BY trace_id", arguments: [last])
-        let moved = db.changesCount
-        try db.execute(sql: "DELETE FROM trace_inbox WHERE id <= ?", arguments: [last])
-        return moved
+        let done = try Int64.fetchOne(db, sql: "SELECT last_inbox_id FROM main.compaction_state") ?? 0
+        guard let last = try Int64.fetchOne(
+            db, sql: "SELECT id FROM (SELECT id FROM inbox.trace_inbox WHERE id > ? ORDER BY id LIMIT ?) ORDER BY id DESC LIMIT 1",
+            arguments: [done, limit]
+        ) else { return (0, done) }
+        try db.execute(
+            sql: "INSERT INTO main.trace_steps (\(names)) SELECT \(names) FROM inbox.trace_inbox WHERE id > ? AND id <= ? ORDER BY trace_id",
+            arguments: [done, last]
+        )
+        let copied = db.changesCount
+        try db.execute(sql: "UPDATE main.compaction_state SET last_inbox_id = ?", arguments: [last])
+        return (copied, last)
     }
 
-    /// Moves the whole inbox in one transaction.
+    /// Deletes inbox rows already copied (a short transaction of the inbox file).
+    public static func trimInbox(in db: Database, through lastID: Int64) throws {
+        try db.execute(sql: "DELETE FROM trace_inbox WHERE id <= ?", arguments: [lastID])
+    }
+
+    /// Moves the whole inbox.
     public func compact() throws -> Int {
-        try self.database.write { db in try Self.compact(in: db, limit: Int.max) }
+        let (rows, last) = try self.database.write { db in try Self.copyInbox(in: db, limit: Int.max) }
+        try self.inbox.write { db in try Self.trimInbox(in: db, through: last) }
+        return rows
     }
 
     /// Opens (creating if needed) the store. `busyTimeout` is short: the writer retries a busy
@@ -102,14 +139,19 @@ public final class TraceStore: Sendable {
     /// for fsync (WAL with `synchronous = NORMAL`): a power cut may lose the last batches,
     /// never corrupt the file.
     public init(path: String, busyTimeout: TimeInterval = 0.25) throws {
+        let inboxPath = path + "-inbox"
+        self.inbox = try SQLiteDatabase.open(
+            path: inboxPath, label: "trace-inbox", migrator: Self.inboxMigrator, busyTimeout: busyTimeout, synchronousNormal: true
+        )
         self.database = try SQLiteDatabase.open(
-            path: path, label: "traces", migrator: Self.migrator, busyTimeout: busyTimeout, synchronousNormal: true
+            path: path, label: "traces", migrator: Self.migrator, busyTimeout: busyTimeout, synchronousNormal: true,
+            attach: ["inbox": inboxPath]
         )
     }
 
     /// Writes `steps` in one transaction through one prepared statement.
     public func insert(_ steps: [TraceStep]) throws {
-        try self.database.write { db in try Self.insert(steps, into: db) }
+        try self.inbox.write { db in try Self.insert(steps, into: db) }
     }
 
     /// Inserts `steps` through the cached prepared statement, inside the caller's transaction.
@@ -196,7 +238,7 @@ public final class TraceStore: Sendable {
         let names = Self.columns.joined(separator: ", ")
         let sql = """
             SELECT * FROM (SELECT \(names) FROM trace_steps \(whereClause) ORDER BY created_at DESC LIMIT ?)
-            UNION ALL SELECT * FROM (SELECT \(names) FROM trace_inbox \(whereClause) ORDER BY created_at DESC LIMIT ?)
+            UNION ALL SELECT * FROM (SELECT \(names) FROM \(Self.pendingInbox) \(whereClause) ORDER BY created_at DESC LIMIT ?)
             ORDER BY created_at DESC LIMIT ?
             """
         let bound = arguments + arguments + [filter.limit]
@@ -286,7 +328,7 @@ public final class TraceStore: Sendable {
                 sql: """
                     SELECT trace_id FROM (
                         SELECT * FROM (SELECT trace_id, created_at FROM trace_steps ORDER BY created_at DESC LIMIT ?)
-                        UNION ALL SELECT * FROM (SELECT trace_id, created_at FROM trace_inbox ORDER BY created_at DESC LIMIT ?)
+                        UNION ALL SELECT * FROM (SELECT trace_id, created_at FROM \(Self.pendingInbox) ORDER BY created_at DESC LIMIT ?)
                     )
                     GROUP BY trace_id ORDER BY MAX(created_at) DESC LIMIT ?
                     """,
@@ -318,7 +360,7 @@ public final class TraceStore: Sendable {
 
     public func count() async throws -> Int {
         try await self.database.read { db in
-            try Int.fetchOne(db, sql: "SELECT (SELECT COUNT(*) FROM trace_steps) + (SELECT COUNT(*) FROM trace_inbox)") ?? 0
+            try Int.fetchOne(db, sql: "SELECT (SELECT COUNT(*) FROM trace_steps) + (SELECT COUNT(*) FROM \(Self.pendingInbox))") ?? 0
         }
     }
 
@@ -328,16 +370,12 @@ public final class TraceStore: Sendable {
     }
 
     public static func deleteOlder(than cutoff: Int64, batch: Int, in db: Database) throws -> Int {
-        var deleted = 0
-        for table in ["trace_steps", "trace_inbox"] {
-            try db.execute(
-                sql: "DELETE FROM \(table) WHERE id IN (SELECT id FROM \(table) WHERE created_at < ? ORDER BY created_at LIMIT ?)",
-                arguments: [cutoff, batch - deleted]
-            )
-            deleted += db.changesCount
-            if deleted >= batch { break }
-        }
-        return deleted
+        // Inbox rows are at most seconds old: only trace_steps holds rows to expire.
+        try db.execute(
+            sql: "DELETE FROM main.trace_steps WHERE id IN (SELECT id FROM main.trace_steps WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+            arguments: [cutoff, batch]
+        )
+        return db.changesCount
     }
 
     static func fetch(_ db: Database, sql: String, arguments: StatementArguments) throws -> [TraceStep] {

@@ -28,6 +28,8 @@ final class TraceWriter: Service, Sendable {
     /// Back-off between attempts at one batch; its length bounds the retries.
     static let backoff: [Duration] = [.milliseconds(50), .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .milliseconds(1600), .seconds(2), .seconds(2)]
     private let stopping = Atomic<Bool>(false)
+    private let compactorWake = DispatchSemaphore(value: 0)
+    private let compactorDone = DispatchSemaphore(value: 0)
     /// Rows in the inbox not yet compacted into `trace_steps`, and when it was last done
     /// (only the writer's task touches these).
     private let inbox = Mutex<(rows: Int, compactedAt: ContinuousClock.Instant)>((0, .now))
@@ -55,22 +57,30 @@ final class TraceWriter: Service, Sendable {
         )
     }
 
-    /// Runs the writer on a thread of its own until graceful shutdown, then writes what is left.
-    /// A thread rather than a task: with every core busy serving requests, a task would wait
-    /// behind them in the cooperative pool while the buffer fills; a thread gets its share.
+    /// Runs the writer and the compactor on threads of their own until graceful shutdown, then
+    /// writes and compacts what is left. Threads rather than tasks: with every core busy serving
+    /// requests, a task would wait behind them in the cooperative pool while the buffer fills.
+    /// Two threads: a compaction (tens of milliseconds) never holds up the batches.
     func run() async throws {
         await withGracefulShutdownHandler {
             await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
-                let thread = Thread {
+                let compactor = Thread {
+                    self.compactorLoop()
+                    self.compactorDone.signal()
+                }
+                compactor.name = "trace-compactor"
+                compactor.start()
+                let writer = Thread {
                     self.loop()
                     finished.resume()
                 }
-                thread.name = "trace-writer"
-                thread.start()
+                writer.name = "trace-writer"
+                writer.start()
             }
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
             self.buffer.wake()
+            self.compactorWake.signal()
         }
         let rows = (try? await self.store.count()) ?? -1
         self.logger.info("trace store flushed", metadata: ["rows": "\(rows)"])
@@ -81,15 +91,25 @@ final class TraceWriter: Service, Sendable {
         while !self.stopping.load(ordering: .relaxed) {
             self.buffer.waitForBatch(timeout: self.configuration.flushInterval)
             self.drain()
-            self.compactIfDue(force: false)
             if lastRetention.duration(to: .now) >= .seconds(60) {
                 lastRetention = .now
                 self.applyRetention()
             }
         }
-        // Whatever arrived while the server drained.
+        // Whatever arrived while the server drained, then all of the inbox once the compactor
+        // has stopped.
         self.drain()
+        self.compactorDone.wait()
         self.compactIfDue(force: true)
+    }
+
+    /// Compacts once a second, or sooner when the writer says the inbox is full enough.
+    private func compactorLoop() {
+        while !self.stopping.load(ordering: .relaxed) {
+            _ = self.compactorWake.wait(timeout: .now() + .seconds(1))
+            if self.stopping.load(ordering: .relaxed) { break }
+            self.compactIfDue(force: false)
+        }
     }
 
     /// Writes batches until the buffer is empty.
@@ -105,9 +125,13 @@ final class TraceWriter: Service, Sendable {
     func write(_ steps: [TraceStep]) {
         let start = ContinuousClock.now
         defer { self.flushDuration.record(start.duration(to: .now)) }
-        if self.withRetries("batch", rows: steps.count, { db in try TraceStore.insert(steps, into: db) }) {
+        if self.withRetries("batch", in: self.store.inbox, rows: steps.count, { db in try TraceStore.insert(steps, into: db) }) {
             self.written.increment(by: Int64(steps.count))
-            self.inbox.withLock { $0.rows += steps.count }
+            let rows = self.inbox.withLock { inbox in
+                inbox.rows += steps.count
+                return inbox.rows
+            }
+            if rows >= TraceStore.compactionRows && rows - steps.count < TraceStore.compactionRows { self.compactorWake.signal() }
         } else {
             self.logger.error("trace batch dropped", metadata: ["rows": "\(steps.count)"])
             self.dropped.increment(by: Int64(steps.count))
@@ -119,16 +143,21 @@ final class TraceWriter: Service, Sendable {
     func compactIfDue(force: Bool) {
         let (rows, since) = self.inbox.withLock { ($0.rows, $0.compactedAt) }
         guard rows > 0, force || rows >= TraceStore.compactionRows || since.duration(to: .now) >= .seconds(1) else { return }
-        if self.withRetries("compaction", rows: rows, { db in _ = try TraceStore.compact(in: db, limit: Int.max) }) {
-            self.inbox.withLock { $0 = (0, .now) }
-        }
+        var copied = (rows: 0, lastID: Int64(0))
+        guard self.withRetries("compaction", in: self.store.database, rows: rows, { db in copied = try TraceStore.copyInbox(in: db, limit: Int.max) })
+        else { return }
+        let done = copied
+        // Batches written meanwhile stay counted for the next compaction.
+        self.inbox.withLock { $0 = (max($0.rows - done.rows, 0), .now) }
+        // A failure here leaves copied rows in the inbox; the next compaction deletes them.
+        _ = self.withRetries("inbox trim", in: self.store.inbox, rows: done.rows, { db in try TraceStore.trimInbox(in: db, through: done.lastID) })
     }
 
     /// Runs `body` in a write transaction, retrying a busy or locked database with back-off.
-    private func withRetries(_ what: String, rows: Int, _ body: (Database) throws -> Void) -> Bool {
+    private func withRetries(_ what: String, in database: DatabasePool, rows: Int, _ body: (Database) throws -> Void) -> Bool {
         for attempt in 0...Self.backoff.count {
             do {
-                try self.store.database.write { db in try body(db) }
+                try database.write { db in try body(db) }
                 if attempt > 0 {
                     self.logger.notice("trace \(what) written after retries", metadata: ["attempts": "\(attempt + 1)", "rows": "\(rows)"])
                 }

@@ -48,6 +48,9 @@ struct TraceStoreUnitTests {
         #expect(route.mean_latency_ms == 50.5)
         #expect(route.error_rate == 0.02)
         #expect(try await store.count() == 101)
+        // Retention applies to compacted rows; the summary reads both before and after.
+        #expect(try store.compact() == 101)
+        #expect(try await store.summary(since: now - 60_000) == summary)
         #expect(try await store.deleteOlder(than: now - 3_600_000) == 1)
         #expect(try await store.count() == 100)
     }

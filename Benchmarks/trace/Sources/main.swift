@@ -109,6 +109,8 @@ case "sustain":
     let rows = try await recorder.store.count()
     let text = registry.emitToString()
     let dropped = text.split(separator: "\n").first { $0.hasPrefix("trace_records_dropped_total ") }?.split(separator: " ").last ?? "?"
+    let buckets = text.split(separator: "\n").filter { $0.hasPrefix("trace_flush_duration_seconds_bucket") }.map { $0.replacingOccurrences(of: "trace_flush_duration_seconds_bucket", with: "") }
+    print("batch write time (cumulative buckets): " + buckets.joined(separator: " "))
     print("sustain \(sent) records at 10,000/s for \(duration) s (defaults: buffer 1000, batch 100, flush 5 s): \(rows) written, \(dropped) dropped")
 
 default:
