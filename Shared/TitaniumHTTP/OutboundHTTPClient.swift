@@ -25,7 +25,9 @@ public final class OutboundHTTPClient: Service, Sendable {
                 connect: .nanoseconds(configuration.connectTimeout.nanoseconds),
                 read: .nanoseconds(configuration.readTimeout.nanoseconds)
             ),
-            connectionPool: .init(idleTimeout: .nanoseconds(configuration.idleTimeout.nanoseconds))
+            // 64 keep-alive connections per upstream host (AsyncHTTPClient's default is 8): a
+            // proxy under 64 concurrent requests otherwise queues 56 of them in the pool.
+            connectionPool: .init(idleTimeout: .nanoseconds(configuration.idleTimeout.nanoseconds), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         )
         // No client spans: the current span's context is injected directly in `execute`.
         clientConfiguration.tracing.tracer = nil
