@@ -4,7 +4,7 @@ import TitaniumHTTP
 import TitaniumTrace
 
 /// The load balancer's `/traces/{trace_id}` and `/traces/recent`: every service instance (the
-/// `/stats` targets, a multi-address host asked at each address, 2 s each) is asked in parallel,
+/// `/stats` targets, a multi-address host asked at each address, 1.9 s each) is asked in parallel,
 /// its own store is read directly, and the answers are merged: one trace as one tree
 /// (``TraceTree``), recent traces as one list by trace id. Each source is reported with its
 /// status, so a missing service shows as OFFLINE rather than as a silently shorter trace.

@@ -25,6 +25,13 @@ public final class TraceStore: Sendable {
     static let insertSQL =
         "INSERT INTO trace_inbox (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))"
 
+    /// The columns of a step, in both tables.
+    static let columnDefinitions = """
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT, service TEXT NOT NULL, instance TEXT NOT NULL,
+        user_id TEXT, route TEXT NOT NULL, path TEXT NOT NULL, method TEXT NOT NULL, status_code INTEGER NOT NULL,
+        latency_us INTEGER NOT NULL, ip TEXT NOT NULL, user_agent TEXT NOT NULL, created_at INTEGER NOT NULL
+        """
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("create trace_steps") { db in
@@ -32,20 +39,7 @@ public final class TraceStore: Sendable {
                 sql: """
                     CREATE TABLE trace_steps (
                         id INTEGER PRIMARY KEY,
-                        trace_id TEXT NOT NULL,
-                        span_id TEXT NOT NULL,
-                        parent_span_id TEXT,
-                        service TEXT NOT NULL,
-                        instance TEXT NOT NULL,
-                        user_id TEXT,
-                        route TEXT NOT NULL,
-                        path TEXT NOT NULL,
-                        method TEXT NOT NULL,
-                        status_code INTEGER NOT NULL,
-                        latency_us INTEGER NOT NULL,
-                        ip TEXT NOT NULL,
-                        user_agent TEXT NOT NULL,
-                        created_at INTEGER NOT NULL
+                        \(Self.columnDefinitions)
                     );
                     CREATE INDEX trace_steps_trace_id ON trace_steps (trace_id);
                     CREATE INDEX trace_steps_user_id ON trace_steps (user_id);
@@ -73,20 +67,7 @@ public final class TraceStore: Sendable {
                 sql: """
                     CREATE TABLE trace_inbox (
                         id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        trace_id TEXT NOT NULL,
-                        span_id TEXT NOT NULL,
-                        parent_span_id TEXT,
-                        service TEXT NOT NULL,
-                        instance TEXT NOT NULL,
-                        user_id TEXT,
-                        route TEXT NOT NULL,
-                        path TEXT NOT NULL,
-                        method TEXT NOT NULL,
-                        status_code INTEGER NOT NULL,
-                        latency_us INTEGER NOT NULL,
-                        ip TEXT NOT NULL,
-                        user_agent TEXT NOT NULL,
-                        created_at INTEGER NOT NULL
+                        \(Self.columnDefinitions)
                     )
                     """
             )
