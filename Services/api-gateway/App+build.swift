@@ -15,13 +15,16 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let redis = RedisClient(configuration: configuration.redis)
     let router = kit.makeRouter()
     let registry = kit.registry
+    let rejections: @Sendable (String) -> Counter = { group in
+        registry.makeCounter(name: "rate_limit_rejections_total", labels: [("route", group)], help: "Requests answered 429, by route group.")
+    }
+    // Every group's series exists from the start, at 0, so that rate() sees the first rejection.
+    for rule in configuration.rateLimits { _ = rejections(rule.group) }
     router.add(middleware: RateLimitMiddleware(
         redis: redis,
         rules: configuration.rateLimits,
         clientIP: ClientIPResolver(trusted: configuration.trustedProxies),
-        rejections: { group in
-            registry.makeCounter(name: "rate_limit_rejections_total", labels: [("route", group)], help: "Requests answered 429, by route group.")
-        },
+        rejections: rejections,
         errors: registry.makeCounter(name: "rate_limit_errors_total", help: "Rate-limit checks that failed (Redis unavailable); the request passed."),
         logger: kit.logger
     ))

@@ -110,28 +110,41 @@ struct TraceFanOut: Sendable {
             guard let local else { return nil }
             return RemoteRecent(traces: try await local.store.recentTraces(limit: limit))
         }
-        var byID: [String: TraceStore.TraceHeadline] = [:]
+        var byID: [String: [TraceStore.TraceHeadline]] = [:]
         var sources: [Source] = []
         for (source, body) in answers {
             var source = source
             source.count = body?.traces.count ?? 0
             sources.append(source)
-            for headline in body?.traces ?? [] {
-                byID[headline.trace_id] = byID[headline.trace_id].map { Self.combine($0, headline) } ?? headline
-            }
+            for headline in body?.traces ?? [] { byID[headline.trace_id, default: []].append(headline) }
         }
-        let traces = byID.values.sorted { ($0.started_at, $0.trace_id) > ($1.started_at, $1.trace_id) }.prefix(limit)
+        let traces = byID.values.compactMap(Self.merge).sorted { ($0.started_at, $0.trace_id) > ($1.started_at, $1.trace_id) }.prefix(limit)
         return MergedRecent(traces: Array(traces), sources: sources)
     }
 
-    /// One trace as two stores saw it: the earlier start's root, both ends, all services.
-    static func combine(_ a: TraceStore.TraceHeadline, _ b: TraceStore.TraceHeadline) -> TraceStore.TraceHeadline {
-        var merged = a.started_at <= b.started_at ? a : b
-        let other = a.started_at <= b.started_at ? b : a
-        merged.ended_at = max(a.ended_at, b.ended_at)
-        merged.steps = a.steps + b.steps
-        for service in other.services where !merged.services.contains(service) { merged.services.append(service) }
-        merged.user_id = merged.user_id ?? other.user_id
+    /// One trace as several stores saw it, in call order: a store's root that was called from
+    /// another store's root comes after it (clock order only breaks ties); the first one's root
+    /// is the trace's, ends and steps cover all, services are listed as called.
+    static func merge(_ headlines: [TraceStore.TraceHeadline]) -> TraceStore.TraceHeadline? {
+        var left = headlines.sorted { ($0.started_at, $0.root_span_id) < ($1.started_at, $1.root_span_id) }
+        var ordered: [TraceStore.TraceHeadline] = []
+        var placed: Set<String> = []
+        while !left.isEmpty {
+            let spans = Set(left.map(\.root_span_id))
+            // Next: one whose caller is not still waiting to be placed.
+            let index = left.firstIndex { $0.root_parent_span_id.map { !spans.contains($0) || placed.contains($0) } ?? true } ?? 0
+            let next = left.remove(at: index)
+            placed.insert(next.root_span_id)
+            ordered.append(next)
+        }
+        guard var merged = ordered.first else { return nil }
+        for other in ordered.dropFirst() {
+            merged.started_at = min(merged.started_at, other.started_at)
+            merged.ended_at = max(merged.ended_at, other.ended_at)
+            merged.steps += other.steps
+            for service in other.services where !merged.services.contains(service) { merged.services.append(service) }
+            merged.user_id = merged.user_id ?? other.user_id
+        }
         return merged
     }
 }

@@ -297,6 +297,10 @@ public final class TraceStore: Sendable {
         /// The root's path, which says more than a catch-all route (`/api/**`).
         public var root_path: String
         public var root_method: String
+        /// The root step's own span and its caller's (outside this store), so that headlines
+        /// of one trace from several stores can be put in call order.
+        public var root_span_id: String
+        public var root_parent_span_id: String?
         public var status_code: Int
         public var user_id: String?
     }
@@ -325,17 +329,19 @@ public final class TraceStore: Sendable {
     /// A trace's summary line from its steps: the root is the step whose parent is not among them.
     public static func headline(_ steps: [TraceStep]) -> TraceHeadline? {
         guard let first = steps.min(by: { $0.created_at < $1.created_at }) else { return nil }
-        let ids = Set(steps.map(\.span_id))
-        let root = steps.filter { $0.parent_span_id.map { !ids.contains($0) } ?? true }.min { $0.created_at < $1.created_at } ?? first
+        let tree = TraceTree(traceID: first.trace_id, steps: steps)
+        let root = tree.spans.first?.step ?? first
+        // In call order (parents before children), not by clock: starts a millisecond apart tie.
         var services: [String] = []
-        for step in steps.sorted(by: { $0.created_at < $1.created_at }) where !services.contains(step.service) {
-            services.append(step.service)
+        for span in tree.spans where !services.contains(span.step.service) {
+            services.append(span.step.service)
         }
+        let ends: [Int64] = steps.map { step in step.created_at + (step.latency_us + 999) / 1000 }
+        let userID: String? = steps.first { $0.user_id != nil }?.user_id
         return TraceHeadline(
-            trace_id: first.trace_id, started_at: first.created_at,
-            ended_at: steps.map { $0.created_at + ($0.latency_us + 999) / 1000 }.max() ?? first.created_at,
+            trace_id: first.trace_id, started_at: first.created_at, ended_at: ends.max() ?? first.created_at,
             steps: steps.count, services: services, root_route: root.route, root_path: root.path, root_method: root.method,
-            status_code: root.status_code, user_id: steps.lazy.compactMap(\.user_id).first
+            root_span_id: root.span_id, root_parent_span_id: root.parent_span_id, status_code: root.status_code, user_id: userID
         )
     }
 

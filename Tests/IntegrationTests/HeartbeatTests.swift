@@ -21,13 +21,13 @@ import Testing
 
             let replies = NIOLockedValueBox<[String]>([])
             let start = ContinuousClock.now
-            let close = try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/ws-heartbeat", logger: Logger(label: "ws-test")) { inbound, outbound, _ in
+            let close = try await withDeadline(.seconds(20), "websocket") { try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/ws-heartbeat", logger: Logger(label: "ws-test")) { inbound, outbound, _ in
                 try await outbound.write(.text("ping"))
                 try await outbound.write(.text("hb"))
                 for try await message in inbound.messages(maxSize: 1 << 14) {
                     if case .text(let text) = message { replies.withLockedValue { $0.append(text) } }
                 }
-            }
+            } }
             let open = start.duration(to: .now)
             #expect(replies.withLockedValue { $0 } == ["pong", "ok"])
             #expect(close?.closeCode == .normalClosure)

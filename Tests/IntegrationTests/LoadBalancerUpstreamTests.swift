@@ -57,9 +57,10 @@ import Testing
         let port = try await balancer.port()
         do {
             let replies = NIOLockedValueBox<[String]>([])
-            var configuration = WebSocketClientConfiguration()
-            configuration.additionalHeaders[.init("X-Request-ID")!] = "relay-test-1"
-            let close = try await WebSocketClient.connect(
+            var headers = WebSocketClientConfiguration()
+            headers.additionalHeaders[.init("X-Request-ID")!] = "relay-test-1"
+            let configuration = headers
+            let close = try await withDeadline(.seconds(20), "websocket") { try await WebSocketClient.connect(
                 url: "ws://127.0.0.1:\(port)/api/echo", configuration: configuration, logger: Logger(label: "ws-test")
             ) { inbound, outbound, _ in
                 try await outbound.write(.text("one"))
@@ -68,19 +69,19 @@ import Testing
                 for try await message in inbound.messages(maxSize: 1 << 16) {
                     if case .text(let text) = message { replies.withLockedValue { $0.append(text) } }
                 }
-            }
+            } }
             #expect(replies.withLockedValue { $0 } == ["relay-test-1 one", "relay-test-1 two"])
             #expect(close?.closeCode == .normalClosure)
 
             // The heartbeat is still answered by the load balancer itself, not relayed.
             let heartbeat = NIOLockedValueBox<[String]>([])
-            try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/ws-heartbeat", logger: Logger(label: "ws-test")) { inbound, outbound, _ in
+            try await withDeadline(.seconds(20), "websocket") { try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/ws-heartbeat", logger: Logger(label: "ws-test")) { inbound, outbound, _ in
                 try await outbound.write(.text("ping"))
                 for try await message in inbound.messages(maxSize: 1 << 14) {
                     if case .text(let text) = message { heartbeat.withLockedValue { $0.append(text) } }
                     try await outbound.close(.normalClosure, reason: nil)
                 }
-            }
+            } }
             #expect(heartbeat.withLockedValue { $0 } == ["pong"])
         } catch {
             await upstream.stop()
@@ -94,9 +95,9 @@ import Testing
         let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
         let balancer = try ServiceProcess("load-balancer", environment: ["GATEWAY_URLS": refused, "STATS_TARGETS": "blog-service=\(refused)"])
         let port = try await balancer.port()
-        let close = try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/echo", logger: Logger(label: "ws-test")) { inbound, _, _ in
+        let close = try await withDeadline(.seconds(20), "websocket") { try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/echo", logger: Logger(label: "ws-test")) { inbound, _, _ in
             for try await _ in inbound.messages(maxSize: 1 << 14) {}
-        }
+        } }
         #expect(close?.closeCode == .unknown(1014) || close?.closeCode == .unknown(1013), "\(String(describing: close))")
         #expect(try await balancer.terminate() == 0)
     }

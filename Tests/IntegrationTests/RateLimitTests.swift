@@ -19,6 +19,11 @@ import Testing
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let login = #"{"username":"u","password":"p"}"#
         do {
+            // Every group's series is there from the start, at 0.
+            let before = try await get(client, "\(directURL)/metrics").body
+            for group in ["login", "register", "post-writes"] {
+                #expect(before.contains(#"rate_limit_rejections_total{route="\#(group)"} 0"#), "\(group)")
+            }
             for attempt in 1...5 {
                 let response = try await post(client, "\(directURL)/api/auth/login", body: login)
                 #expect(response.status == .badGateway, "attempt \(attempt)")

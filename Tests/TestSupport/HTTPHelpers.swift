@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOConcurrencyHelpers
 import NIOHTTP1
 
 public struct Fetched: Sendable {
@@ -62,3 +63,29 @@ public func post(_ client: HTTPClient, _ url: String, body: String, contentType:
     return Fetched(status: response.status, headers: response.headers, body: String(buffer: collected))
 }
 
+
+/// `operation`'s result, or a thrown failure after `timeout`, even if the operation never
+/// answers cancellation (it is then left behind): a stuck client fails its test instead of
+/// hanging the whole run.
+public func withDeadline<T: Sendable>(_ timeout: Duration, _ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    let once = NIOLockedValueBox<CheckedContinuation<T, any Error>?>(nil)
+    return try await withCheckedThrowingContinuation { continuation in
+        once.withLockedValue { $0 = continuation }
+        let work = Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await operation()) } catch { result = .failure(error) }
+            once.withLockedValue { pending in
+                pending?.resume(with: result)
+                pending = nil
+            }
+        }
+        Task {
+            try? await Task.sleep(for: timeout)
+            once.withLockedValue { pending in
+                pending?.resume(throwing: ProcessFailure("\(what): no result within \(timeout)"))
+                pending = nil
+            }
+            work.cancel()
+        }
+    }
+}
