@@ -45,6 +45,8 @@ final class APIForwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchec
     private var waiting: CircularBuffer<HTTPRequestPart> = []
     private var idleTimer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
+    /// This event loop's upstream connections, looked up once per client connection.
+    private(set) lazy var upstreams: UpstreamConnections = self.shared.connections(on: self.context!.eventLoop)
 
     init(shared: APIForwarding) {
         self.shared = shared
@@ -99,10 +101,6 @@ final class APIForwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchec
             // Parts of a request already answered (an error before its body was read).
             break
         }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        context.fireChannelReadComplete()
     }
 
     /// Hummingbird's response parts on their way out: the end of one lets waiting parts in.
@@ -397,23 +395,11 @@ private final class Exchange: @unchecked Sendable {
         self.shared.kit.metrics.requestStarted()
     }
 
+    /// The user id as the trace store's sources give it (no token verifier on the load balancer).
     static func userID(_ head: HTTPRequest, traces: TraceRecorder?) -> String? {
         guard let traces else { return nil }
-        for source in traces.configuration.userIDSources {
-            switch source {
-            case .token:
-                continue  // no token verifier on the load balancer
-            case .header:
-                if let value = head.headerFields[.xUserID], !value.isEmpty { return String(value.prefix(128)) }
-            case .query:
-                guard let path = head.path, let query = path.split(separator: "?", maxSplits: 1).dropFirst().first else { continue }
-                for pair in query.split(separator: "&") where pair.hasPrefix("user_id=") {
-                    let value = pair.dropFirst(8).removingPercentEncoding ?? String(pair.dropFirst(8))
-                    if !value.isEmpty { return String(value.prefix(128)) }
-                }
-            }
-        }
-        return nil
+        let query = head.path.flatMap { URLComponents(string: $0)?.queryItems?.first { $0.name == "user_id" }?.value }
+        return traces.userID(tokenSubject: nil, header: head.headerFields[.xUserID], query: query)
     }
 
     func start() {
@@ -439,7 +425,7 @@ private final class Exchange: @unchecked Sendable {
         }
         self.backend = index
         self.attempts += 1
-        let connections = self.shared.connections(on: self.context.eventLoop)
+        let connections = self.handler.upstreams
         connections.connect(to: index).assumeIsolated().whenComplete { [self] result in
             guard !self.finished else {
                 if case .success(let (upstream, _)) = result { upstream.channel?.close(promise: nil) }
@@ -550,7 +536,7 @@ private final class Exchange: @unchecked Sendable {
             if let upstream = self.upstream {
                 upstream.exchange = nil
                 if self.upstreamKeepAlive && (self.requestEnded || !self.declaresBody) {
-                    self.shared.connections(on: self.context.eventLoop).release(upstream)
+                    self.handler.upstreams.release(upstream)
                 } else {
                     upstream.channel?.close(promise: nil)
                 }
@@ -651,34 +637,14 @@ private final class Exchange: @unchecked Sendable {
     }
 
     private func record(status: Int) {
-        let now = TrafficWindow.monotonicNanos()
-        let elapsed = now &- self.startNanos
-        let kit = self.shared.kit
-        let method = self.request.method.rawValue
         let path = self.request.path.map { String($0.split(separator: "?", maxSplits: 1).first ?? "") } ?? "/"
-        kit.metrics.requestFinished(method: method, route: APIForwarder.route, status: status, duration: .nanoseconds(Int64(elapsed)))
-        if self.countsInWindow {
-            kit.window.record(latencyNanos: elapsed, isError: status >= 500, nowNanos: now)
-        }
-        if kit.accessLog.isEnabled {
-            kit.accessLog.write(
-                AccessLog.Entry(
-                    requestID: self.requestID, traceID: self.span.traceID, spanID: self.span.spanID, method: method,
-                    route: APIForwarder.route, path: path, status: status, durationMicroseconds: elapsed / 1_000, bytes: self.bytes,
-                    clientIP: self.context.channel.remoteAddress?.ipAddress ?? "unknown",
-                    userAgent: self.request.headerFields[.userAgent] ?? ""
-                )
-            )
-        }
-        if let traces = self.shared.traces, traces.configuration.records(path: path) {
-            traces.record(
-                FinishedRequest(
-                    spanContext: self.span, method: method, route: APIForwarder.route, path: path, status: status,
-                    latencyMicroseconds: elapsed / 1_000, startedAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000) - Int64(elapsed / 1_000_000),
-                    remoteAddress: self.context.channel.remoteAddress, userAgent: self.request.headerFields[.userAgent], userID: self.userID
-                )
-            )
-        }
+        let traces = self.shared.traces.flatMap { $0.configuration.records(path: path) ? $0 : nil }
+        self.shared.kit.accounting.finished(
+            method: self.request.method.rawValue, route: APIForwarder.route, path: path, status: status, startNanos: self.startNanos,
+            countsInWindow: self.countsInWindow, bytes: self.bytes, requestID: self.requestID, span: self.span,
+            remoteAddress: self.context.channel.remoteAddress, userAgent: self.request.headerFields[.userAgent],
+            recorder: traces, userID: self.userID
+        )
     }
 }
 

@@ -137,58 +137,74 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         let countsInWindow: Bool
         /// Turned into text only when a log line or a recording span needs it.
         let remoteAddress: SocketAddress?
-        var clientIP: String { self.remoteAddress?.ipAddress ?? "unknown" }
         let userAgent: String?
         let requestID: String
         let recorder: (any RequestRecorder)?
         let userID: String?
 
         func record(bytes: Int) {
-            let now = TrafficWindow.monotonicNanos()
-            let elapsed = now &- self.startNanos
-            let isError = self.status >= 500
-            self.middleware.metrics.requestFinished(method: self.method, route: self.route, status: self.status, duration: .nanoseconds(Int64(elapsed)))
-            if self.countsInWindow {
-                self.middleware.window.record(latencyNanos: elapsed, isError: isError, nowNanos: now)
-            }
             if self.span.isRecording {
                 self.span.attributes = [
                     "http.request.method": .string(self.method),
                     "http.route": .string(self.route),
                     "url.path": .string(self.path),
                     "http.response.status_code": .int64(Int64(self.status)),
-                    "client.address": .string(self.clientIP),
+                    "client.address": .string(self.remoteAddress?.ipAddress ?? "unknown"),
                 ]
-                if isError { self.span.setStatus(.init(code: .error)) }
+                if self.status >= 500 { self.span.setStatus(.init(code: .error)) }
             }
             self.span.end()
-            if let recorder = self.recorder {
-                recorder.record(
-                    FinishedRequest(
-                        spanContext: self.span.spanContext, method: self.method, route: self.route, path: self.path,
-                        status: self.status, latencyMicroseconds: elapsed / 1_000,
-                        startedAtMilliseconds: wallClockMilliseconds() - Int64(elapsed / 1_000_000),
-                        remoteAddress: self.remoteAddress, userAgent: self.userAgent, userID: self.userID
-                    )
+            RequestAccounting(metrics: self.middleware.metrics, window: self.middleware.window, accessLog: self.middleware.accessLog)
+                .finished(
+                    method: self.method, route: self.route, path: self.path, status: self.status, startNanos: self.startNanos,
+                    countsInWindow: self.countsInWindow, bytes: bytes, requestID: self.requestID, span: self.span.spanContext,
+                    remoteAddress: self.remoteAddress, userAgent: self.userAgent, recorder: self.recorder, userID: self.userID
                 )
-            }
-            if self.middleware.accessLog.isEnabled {
-                self.middleware.accessLog.write(
-                    AccessLog.Entry(
-                        requestID: self.requestID,
-                        traceID: self.span.spanContext.traceID,
-                        spanID: self.span.spanContext.spanID,
-                        method: self.method,
-                        route: self.route,
-                        path: self.path,
-                        status: self.status,
-                        durationMicroseconds: elapsed / 1_000,
-                        bytes: bytes,
-                        clientIP: self.clientIP,
-                        userAgent: self.userAgent ?? ""
-                    )
+        }
+    }
+}
+
+/// What every answered request leaves behind, whichever path served it (the observability
+/// middleware, or the load balancer's forwarder below Hummingbird): `http_requests_total` and
+/// the duration histogram, the traffic window, the trace store's row and the access line.
+public struct RequestAccounting: Sendable {
+    let metrics: HTTPMetrics
+    let window: TrafficWindow
+    let accessLog: AccessLog
+
+    public init(metrics: HTTPMetrics, window: TrafficWindow, accessLog: AccessLog) {
+        self.metrics = metrics
+        self.window = window
+        self.accessLog = accessLog
+    }
+
+    public func finished(
+        method: String, route: String, path: String, status: Int, startNanos: UInt64, countsInWindow: Bool, bytes: Int,
+        requestID: String, span: W3CSpanContext, remoteAddress: SocketAddress?, userAgent: String?,
+        recorder: (any RequestRecorder)?, userID: String?
+    ) {
+        let now = TrafficWindow.monotonicNanos()
+        let elapsed = now &- startNanos
+        self.metrics.requestFinished(method: method, route: route, status: status, duration: .nanoseconds(Int64(elapsed)))
+        if countsInWindow {
+            self.window.record(latencyNanos: elapsed, isError: status >= 500, nowNanos: now)
+        }
+        recorder?.record(
+            FinishedRequest(
+                spanContext: span, method: method, route: route, path: path, status: status, latencyMicroseconds: elapsed / 1_000,
+                startedAtMilliseconds: wallClockMilliseconds() - Int64(elapsed / 1_000_000),
+                remoteAddress: remoteAddress, userAgent: userAgent, userID: userID
+            )
+        )
+        if self.accessLog.isEnabled {
+            // The client address becomes text only here, when a line is written.
+            self.accessLog.write(
+                AccessLog.Entry(
+                    requestID: requestID, traceID: span.traceID, spanID: span.spanID, method: method, route: route, path: path,
+                    status: status, durationMicroseconds: elapsed / 1_000, bytes: bytes,
+                    clientIP: remoteAddress?.ipAddress ?? "unknown", userAgent: userAgent ?? ""
                 )
-            }
+            )
         }
     }
 }

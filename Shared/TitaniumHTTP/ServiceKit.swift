@@ -75,6 +75,11 @@ public struct ServiceKit: Sendable {
         )
     }
 
+    /// Metrics, window, access line and trace row for requests served outside the router.
+    public var accounting: RequestAccounting {
+        RequestAccounting(metrics: self.metrics, window: self.window, accessLog: self.accessLog)
+    }
+
     /// A pooled outbound client with this service's timeouts and tracer.
     public func makeHTTPClient() -> OutboundHTTPClient {
         OutboundHTTPClient(configuration: self.configuration.client, tracer: self.tracer)

@@ -70,15 +70,22 @@ public final class TraceRecorder: RequestRecorder {
 
     public func userID(for request: Request) async -> String? {
         if let extractor = self.options.userIDExtractor { return await extractor(request) }
+        var subject: String?
+        if self.configuration.userIDSources.contains(.token), request.headers[.authorization] != nil {
+            subject = await self.options.tokenSubject?(request)
+        }
+        return self.userID(tokenSubject: subject, header: request.headers[.xUserID], query: request.uri.queryParameters["user_id"].map(String.init))
+    }
+
+    /// The first of the configured sources that has a value (at most 128 characters).
+    public func userID(tokenSubject: String?, header: String?, query: String?) -> String? {
         for source in self.configuration.userIDSources {
-            switch source {
-            case .token:
-                if request.headers[.authorization] != nil, let subject = await self.options.tokenSubject?(request) { return subject }
-            case .header:
-                if let value = request.headers[.xUserID], !value.isEmpty { return String(value.prefix(128)) }
-            case .query:
-                if let value = request.uri.queryParameters["user_id"], !value.isEmpty { return String(String(value).prefix(128)) }
+            let value: String? = switch source {
+            case .token: tokenSubject
+            case .header: header
+            case .query: query
             }
+            if let value, !value.isEmpty { return String(value.prefix(128)) }
         }
         return nil
     }

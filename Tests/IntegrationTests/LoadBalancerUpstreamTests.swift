@@ -128,4 +128,35 @@ import Testing
         #expect(try await balancer.terminate() == 0)
         await upstream.stop()
     }
+
+    /// The forwarder's own answers: a gateway that accepts and never answers → 504 after the
+    /// response deadline (connect 1 s + read 2 s), a declared body over the limit → 413, both in
+    /// the shared error shape with the request id.
+    @Test func forwarderTimesOutAHangingGatewayAndRejectsLargeBodies() async throws {
+        let silent = try SilentServer()
+        let balancer = try ServiceProcess("load-balancer", environment: [
+            "GATEWAY_URLS": "http://127.0.0.1:\(silent.port)", "STATS_TARGETS": "blog-service=http://127.0.0.1:\(silent.port)",
+            "HTTP_MAX_BODY_BYTES": "1000",
+        ])
+        let base = "http://127.0.0.1:\(try await balancer.port())"
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let start = ContinuousClock.now
+            let hung = try await get(client, "\(base)/api/posts", headers: ["X-Request-ID": "fwd-504"])
+            let elapsed = start.duration(to: .now)
+            #expect(hung.status == .gatewayTimeout)
+            #expect((try json(hung.body)["error"] as? [String: Any])?["request_id"] as? String == "fwd-504")
+            #expect(elapsed >= .milliseconds(2900) && elapsed < .milliseconds(3500), "504 after \(elapsed)")
+
+            let large = try await post(client, "\(base)/api/posts", body: String(repeating: "x", count: 2000))
+            #expect(large.status.code == 413)
+            #expect((try json(large.body)["error"] as? [String: Any])?["code"] != nil)
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+        _ = silent
+        #expect(try await balancer.terminate() == 0)
+    }
 }
