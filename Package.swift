@@ -172,6 +172,7 @@ let package = Package(
                 "TitaniumTrace",
                 .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Benchmarks/trace/Sources",
             swiftSettings: swiftSettings

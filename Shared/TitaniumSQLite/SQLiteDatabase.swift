@@ -11,6 +11,8 @@ public enum SQLiteDatabase {
     ///   commits). For data that may lose its last second, such as the trace store, which also
     ///   checkpoints the WAL every 10,000 pages instead of 1,000: an index written at random
     ///   places (trace ids) re-dirties the same pages, and fewer checkpoints copy them fewer times.
+    ///   It also gives each connection a 32 MiB page cache (those index pages stay in memory)
+    ///   and keeps temporary b-trees in memory.
     public static func open(
         path: String, label: String, migrator: DatabaseMigrator, busyTimeout: TimeInterval = 5, synchronousNormal: Bool = false,
         attach: [String: String] = [:]
@@ -33,6 +35,8 @@ public enum SQLiteDatabase {
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 10000")
+                try db.execute(sql: "PRAGMA cache_size = -32768")
+                try db.execute(sql: "PRAGMA temp_store = MEMORY")
             }
         }
         let pool = try DatabasePool(path: path, configuration: configuration)

@@ -108,9 +108,26 @@ public final class TraceStore: Sendable {
         try db.execute(sql: "DELETE FROM trace_inbox WHERE id <= ?", arguments: [lastID])
     }
 
+    /// A write transaction on `trace_steps` that leaves the inbox free for the batch writer.
+    /// GRDB begins writes IMMEDIATE, and SQLite's BEGIN IMMEDIATE takes the write lock of every
+    /// attached file: a compaction (tens of milliseconds) would then hold up every batch, and a
+    /// full buffer would drop records. DEFERRED locks only what the transaction writes (main);
+    /// the inbox is only read. Writes to `database` come from one connection (GRDB's writer),
+    /// so a deferred transaction cannot lose a race to upgrade its lock.
+    public func writeSteps<T>(_ body: (Database) throws -> T) throws -> T {
+        try self.database.writeWithoutTransaction { db in
+            var result: T?
+            try db.inTransaction(.deferred) {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
     /// Moves the whole inbox.
     public func compact() throws -> Int {
-        let (rows, last) = try self.database.write { db in try Self.copyInbox(in: db, limit: Int.max) }
+        let (rows, last) = try self.writeSteps { db in try Self.copyInbox(in: db, limit: Int.max) }
         try self.inbox.write { db in try Self.trimInbox(in: db, through: last) }
         return rows
     }
@@ -353,7 +370,7 @@ public final class TraceStore: Sendable {
 
     /// Deletes up to `batch` rows older than `cutoff` (ms since the epoch); returns how many.
     public func deleteOlder(than cutoff: Int64, batch: Int = 1000) async throws -> Int {
-        try await self.database.write { db in try Self.deleteOlder(than: cutoff, batch: batch, in: db) }
+        try self.writeSteps { db in try Self.deleteOlder(than: cutoff, batch: batch, in: db) }
     }
 
     public static func deleteOlder(than cutoff: Int64, batch: Int, in db: Database) throws -> Int {

@@ -87,14 +87,9 @@ final class TraceWriter: Service, Sendable {
     }
 
     private func loop() {
-        var lastRetention = ContinuousClock.now - .seconds(60)
         while !self.stopping.load(ordering: .relaxed) {
             self.buffer.waitForBatch(timeout: self.configuration.flushInterval)
             self.drain()
-            if lastRetention.duration(to: .now) >= .seconds(60) {
-                lastRetention = .now
-                self.applyRetention()
-            }
         }
         // Whatever arrived while the server drained, then all of the inbox once the compactor
         // has stopped.
@@ -103,12 +98,20 @@ final class TraceWriter: Service, Sendable {
         self.compactIfDue(force: true)
     }
 
-    /// Compacts once a second, or sooner when the writer says the inbox is full enough.
+    /// Compacts once a second, or sooner when the writer says the inbox is full enough, and
+    /// expires old rows once a minute. Both write `trace_steps` only, never the inbox, so the
+    /// writer's batches go on meanwhile.
     private func compactorLoop() {
+        var nextRetention = ContinuousClock.now
         while !self.stopping.load(ordering: .relaxed) {
             _ = self.compactorWake.wait(timeout: .now() + .seconds(1))
             if self.stopping.load(ordering: .relaxed) { break }
             self.compactIfDue(force: false)
+            if ContinuousClock.now >= nextRetention {
+                // Behind (a busy store expires more than one round's budget a minute): again in a second.
+                let caughtUp = self.applyRetention(budget: .milliseconds(500))
+                nextRetention = caughtUp ? .now + .seconds(60) : .now
+            }
         }
     }
 
@@ -125,7 +128,7 @@ final class TraceWriter: Service, Sendable {
     func write(_ steps: [TraceStep]) {
         let start = ContinuousClock.now
         defer { self.flushDuration.record(start.duration(to: .now)) }
-        if self.withRetries("batch", in: self.store.inbox, rows: steps.count, { db in try TraceStore.insert(steps, into: db) }) {
+        if self.withRetries("batch", in: .inbox, rows: steps.count, { db in try TraceStore.insert(steps, into: db) }) {
             self.written.increment(by: Int64(steps.count))
             let rows = self.inbox.withLock { inbox in
                 inbox.rows += steps.count
@@ -144,20 +147,25 @@ final class TraceWriter: Service, Sendable {
         let (rows, since) = self.inbox.withLock { ($0.rows, $0.compactedAt) }
         guard rows > 0, force || rows >= TraceStore.compactionRows || since.duration(to: .now) >= .seconds(1) else { return }
         var copied = (rows: 0, lastID: Int64(0))
-        guard self.withRetries("compaction", in: self.store.database, rows: rows, { db in copied = try TraceStore.copyInbox(in: db, limit: Int.max) })
+        guard self.withRetries("compaction", in: .steps, rows: rows, { db in copied = try TraceStore.copyInbox(in: db, limit: Int.max) })
         else { return }
         let done = copied
         // Batches written meanwhile stay counted for the next compaction.
         self.inbox.withLock { $0 = (max($0.rows - done.rows, 0), .now) }
         // A failure here leaves copied rows in the inbox; the next compaction deletes them.
-        _ = self.withRetries("inbox trim", in: self.store.inbox, rows: done.rows, { db in try TraceStore.trimInbox(in: db, through: done.lastID) })
+        _ = self.withRetries("inbox trim", in: .inbox, rows: done.rows, { db in try TraceStore.trimInbox(in: db, through: done.lastID) })
     }
 
     /// Runs `body` in a write transaction, retrying a busy or locked database with back-off.
-    private func withRetries(_ what: String, in database: DatabasePool, rows: Int, _ body: (Database) throws -> Void) -> Bool {
+    private enum File { case inbox, steps }
+
+    private func withRetries(_ what: String, in file: File, rows: Int, _ body: (Database) throws -> Void) -> Bool {
         for attempt in 0...Self.backoff.count {
             do {
-                try database.write { db in try body(db) }
+                switch file {
+                case .inbox: try self.store.inbox.write { db in try body(db) }
+                case .steps: try self.store.writeSteps { db in try body(db) }
+                }
                 if attempt > 0 {
                     self.logger.notice("trace \(what) written after retries", metadata: ["attempts": "\(attempt + 1)", "rows": "\(rows)"])
                 }
@@ -175,16 +183,21 @@ final class TraceWriter: Service, Sendable {
         return false
     }
 
-    func applyRetention() {
+    /// Deletes rows older than the retention, 1,000 per transaction (so the compactor never
+    /// holds `trace_steps` for long), for at most `budget`; true when none are left.
+    @discardableResult
+    func applyRetention(budget: Duration) -> Bool {
         let cutoff = SQLiteDatabase.now() - Int64(self.configuration.retention.components.seconds) * 1000
+        let start = ContinuousClock.now
         do {
-            // Small batches, so the writer never holds the database for long.
-            for _ in 0..<20 {
-                let deleted = try self.store.database.write { db in try TraceStore.deleteOlder(than: cutoff, batch: 1000, in: db) }
-                if deleted < 1000 { break }
+            while start.duration(to: .now) < budget {
+                let deleted = try self.store.writeSteps { db in try TraceStore.deleteOlder(than: cutoff, batch: 1000, in: db) }
+                if deleted < 1000 { return true }
             }
+            return false
         } catch {
             self.logger.warning("trace retention failed", metadata: ["error": "\(error)"])
+            return true
         }
     }
 

@@ -29,7 +29,8 @@ public enum SQLiteCLI {
     public static func holdWriteLock(_ path: String, seconds: Int) async throws -> Process {
         let process = Process()
         process.executableURL = Self.executable
-        process.arguments = [path, "BEGIN IMMEDIATE;", ".shell sleep \(seconds)", "COMMIT;"]
+        // The holder waits out a batch write already in progress rather than failing.
+        process.arguments = [path, ".timeout 2000", "BEGIN IMMEDIATE;", ".shell sleep \(seconds)", "COMMIT;"]
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         // Held once a second writer can no longer begin.

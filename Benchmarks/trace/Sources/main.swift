@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Logging
 import NIOCore
 import Prometheus
@@ -86,6 +87,21 @@ case "enqueue":
 case "sustain":
     let duration = argument ?? 60
     let configuration = TraceConfiguration(databasePath: directory.appendingPathComponent("traces.db").path)
+    // EXPIRED=N: N rows past the retention already in the store, so retention deletes while
+    // the writer takes 10,000/s.
+    let expired = ProcessInfo.processInfo.environment["EXPIRED"].flatMap(Int.init) ?? 0
+    if expired > 0 {
+        let store = try TraceStore(path: configuration.databasePath)
+        for batch in stride(from: 0, to: expired, by: 1000) {
+            try store.insert((batch..<min(batch + 1000, expired)).map { index in
+                var row = step(index)
+                row.created_at = 1_000_000 + Int64(index)  // 1970: long expired
+                return row
+            })
+            if (batch + 1000) % TraceStore.compactionRows == 0 { _ = try store.compact() }
+        }
+        _ = try store.compact()
+    }
     let registry = PrometheusCollectorRegistry()
     let recorder = try TraceRecorder(configuration: configuration, service: "bench", instance: "bench", registry: registry, logger: Logger(label: "bench"))
     let group = ServiceGroup(services: [recorder.service], logger: Logger(label: "bench"))
@@ -107,11 +123,13 @@ case "sustain":
         return total
     }
     let rows = try await recorder.store.count()
+    let left = try await recorder.store.database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trace_steps WHERE created_at < 2000000000") ?? 0 }
     let text = registry.emitToString()
     let dropped = text.split(separator: "\n").first { $0.hasPrefix("trace_records_dropped_total ") }?.split(separator: " ").last ?? "?"
     let buckets = text.split(separator: "\n").filter { $0.hasPrefix("trace_flush_duration_seconds_bucket") }.map { $0.replacingOccurrences(of: "trace_flush_duration_seconds_bucket", with: "") }
     print("batch write time (cumulative buckets): " + buckets.joined(separator: " "))
-    print("sustain \(sent) records at 10,000/s for \(duration) s (defaults: buffer 1000, batch 100, flush 5 s): \(rows) written, \(dropped) dropped")
+    let expiry = expired > 0 ? ", \(expired - left) of \(expired) expired rows deleted meanwhile" : ""
+    print("sustain \(sent) records at 10,000/s for \(duration) s (defaults: buffer 1000, batch 100, flush 5 s): \(rows - left) written, \(dropped) dropped\(expiry)")
 
 default:
     print("usage: trace-bench ingest|enqueue|sustain [count|seconds]")
