@@ -8,14 +8,15 @@ import TitaniumLogging
 public enum SQLiteDatabase {
     /// - Parameter synchronousNormal: `PRAGMA synchronous = NORMAL`: in WAL mode a commit no
     ///   longer waits for fsync (the database stays consistent; a power cut may lose the last
-    ///   commits). For data that may lose its last second, such as the trace store, which also
-    ///   checkpoints the WAL every 10,000 pages instead of 1,000: an index written at random
-    ///   places (trace ids) re-dirties the same pages, and fewer checkpoints copy them fewer times.
-    ///   It also gives each connection a 32 MiB page cache (those index pages stay in memory)
-    ///   and keeps temporary b-trees in memory.
+    ///   commits). For data that may lose its last second, such as the trace store. It also gives
+    ///   each connection a 32 MiB page cache and keeps temporary b-trees in memory.
+    /// - Parameter checkpointPages: `PRAGMA wal_autocheckpoint` (SQLite's default is 1,000
+    ///   pages). More pages means fewer checkpoints: an index written at random places (trace
+    ///   ids) re-dirties the same pages, and fewer checkpoints copy them fewer times. 0 leaves
+    ///   checkpoints to the caller, off the path of the connection that writes.
     public static func open(
         path: String, label: String, migrator: DatabaseMigrator, busyTimeout: TimeInterval = 5, synchronousNormal: Bool = false,
-        attach: [String: String] = [:]
+        checkpointPages: Int? = nil, attach: [String: String] = [:]
     ) throws -> DatabasePool {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
@@ -34,10 +35,12 @@ public enum SQLiteDatabase {
         if synchronousNormal {
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                try db.execute(sql: "PRAGMA wal_autocheckpoint = 10000")
                 try db.execute(sql: "PRAGMA cache_size = -32768")
                 try db.execute(sql: "PRAGMA temp_store = MEMORY")
             }
+        }
+        if let checkpointPages {
+            configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = \(checkpointPages)") }
         }
         let pool = try DatabasePool(path: path, configuration: configuration)
         try migrator.migrate(pool)

@@ -154,6 +154,7 @@ final class TraceWriter: Service, Sendable {
         self.inbox.withLock { $0 = (max($0.rows - done.rows, 0), .now) }
         // A failure here leaves copied rows in the inbox; the next compaction deletes them.
         _ = self.withRetries("inbox trim", in: .inbox, rows: done.rows, { db in try TraceStore.trimInbox(in: db, through: done.lastID) })
+        do { try self.store.checkpointInbox() } catch { self.logger.warning("trace inbox checkpoint failed", metadata: ["error": "\(error)"]) }
     }
 
     /// Runs `body` in a write transaction, retrying a busy or locked database with back-off.
