@@ -129,12 +129,26 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "TitaniumProxy",
+            dependencies: [
+                "TitaniumHTTP", "TitaniumTrace", "TitaniumTracing",
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
+            ],
+            path: "Shared/TitaniumProxy",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Services
         .executableTarget(
             name: "LoadBalancer",
             dependencies: [
                 "TitaniumTrace",
                 "TitaniumHTTP",
+                "TitaniumProxy",
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -145,7 +159,7 @@ let package = Package(
             path: "Services/load-balancer",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "APIGateway", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumRedis"], path: "Services/api-gateway", swiftSettings: swiftSettings),
+        .executableTarget(name: "APIGateway", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumRedis"], path: "Services/api-gateway", swiftSettings: swiftSettings),
         .executableTarget(name: "AuthService", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumAuth"], path: "Services/auth-service", swiftSettings: swiftSettings),
         .executableTarget(
             name: "UserService",

@@ -1,6 +1,8 @@
+import HTTPTypes
 import Hummingbird
 import Prometheus
 import TitaniumHTTP
+import TitaniumProxy
 import TitaniumTrace
 import TitaniumRedis
 
@@ -38,5 +40,21 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
             try await proxy.forward(request, context: context, to: upstream)
         }
     }
-    return kit.makeApplication(router: router, services: [redis, client])
+    // The same routes without a rate limit are forwarded below Hummingbird (``Forwarder``): no
+    // task and no AsyncHTTPClient round per request. Rate-limited requests (they wait for
+    // Redis first) and everything unrouted take the router above.
+    let upstreams = try [
+        ("auth.service.url", configuration.auth), ("user.service.url", configuration.users), ("blog.service.url", configuration.blog),
+    ].map { key, pool throws(ConfigurationError) in try ForwardingUpstream(name: pool.name, urls: pool.baseURLs, key: key) }
+    let prefixes: [(prefix: String, upstream: Int)] = [("/api/auth", 0), ("/api/users", 1), ("/api/posts", 2), ("/blog", 2)]
+    let rules = configuration.rateLimits
+    let forwarding = Forwarding(upstreams: upstreams, kit: kit) { head in
+        guard let target = head.path, head.headerFields[.upgrade] == nil else { return nil }
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? target
+        guard let (prefix, upstream) = prefixes.first(where: { Forwarding.path(path, isUnder: $0.prefix) }),
+            !rules.contains(where: { $0.matches(head.method, path) })
+        else { return nil }
+        return ForwardingRoute(upstream: upstream, label: path == prefix ? prefix : prefix + "/**")
+    }
+    return kit.makeApplication(router: router, server: .http1(configuration: forwarding.http1Configuration), services: [redis, client])
 }

@@ -17,6 +17,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let router = kit.makeRouter()
     PostController(
         store: store,
+        pages: try PageCache(path: configuration.databasePath),
         verifier: verifier,
         created: kit.registry.makeCounter(name: "posts_created_total", help: "Posts created."),
         updated: kit.registry.makeCounter(name: "posts_updated_total", help: "Posts updated."),

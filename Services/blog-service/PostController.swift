@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 import Prometheus
 import TitaniumAuth
 import TitaniumHTTP
@@ -8,6 +9,7 @@ import TitaniumHTTP
 /// change or delete it.
 struct PostController: Sendable {
     let store: PostStore
+    let pages: PageCache
     let verifier: TokenVerifier
     let created: Counter
     let updated: Counter
@@ -34,8 +36,19 @@ struct PostController: Sendable {
         let offset = Self.integer(request.uri.queryParameters["offset"], default: 0, range: 0...Int.max, field: "offset", problems: &problems)
         guard problems.isEmpty else { throw APIError.validation(problems) }
         let clamped = min(limit, 100)
+        let key = PageCache.Key(limit: clamped, offset: offset)
+        let version = try self.pages.version()
+        if let page = self.pages.page(key, version: version) {
+            return Self.json(page)
+        }
         let (posts, total) = try await self.store.list(limit: clamped, offset: offset)
-        return try JSONResponse(Page(posts: posts, total: total, limit: clamped, offset: offset)).response(status: .ok)
+        let page = ByteBuffer(bytes: try JSONResponseEncoding.encode(Page(posts: posts, total: total, limit: clamped, offset: offset)))
+        self.pages.store(page, for: key, version: version)
+        return Self.json(page)
+    }
+
+    static func json(_ body: ByteBuffer) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: body))
     }
 
     @Sendable func show(_ request: Request, context: TitaniumRequestContext) async throws -> Response {

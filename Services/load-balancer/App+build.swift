@@ -5,6 +5,7 @@ import HummingbirdWebSocket
 import Logging
 import TitaniumHTTP
 import TitaniumMetrics
+import TitaniumProxy
 import TitaniumTrace
 
 /// Builds the load balancer: the dashboard at `/` (`UI_URLS` or `DASHBOARD_DIR`), `/api/*`
@@ -56,18 +57,24 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     router.onAnyMethod(["/api", "/api/**"]) { request, context in
         try await balancer.forward(request, context: context)
     }
-    let forwarding = try APIForwarding(pool: pool, urls: urls, kit: kit)
+    // `/api/*` is forwarded below Hummingbird (``Forwarder``), WebSocket upgrades excepted. It
+    // waits for the gateway longer than the gateway waits for its services, so that the
+    // gateway's own 504 is what the client sees.
+    let gateways = try ForwardingUpstream(name: "api-gateway", urls: urls, balancer: pool, key: "gateway.urls")
+    let timeouts = kit.configuration.client
+    let forwarding = Forwarding(upstreams: [gateways], kit: kit, responseTimeout: timeouts.connectTimeout + timeouts.readTimeout) { head in
+        guard let path = head.path, Forwarding.path(path, isUnder: "/api"), head.headerFields[.upgrade] == nil else { return nil }
+        return ForwardingRoute(
+            upstream: 0, label: "/api/**",
+            countsInWindow: head.method != .head && head.headerFields[.xHeartbeat]?.lowercased() != "true"
+        )
+    }
     let webSockets = heartbeat.makeRouter()
     WebSocketRelay(pool: pool, logger: kit.logger).register(on: webSockets)
     return kit.makeApplication(
         router: router,
         stats: { try await aggregator.response() },
-        // `/api/*` is forwarded below Hummingbird (``APIForwarder``), which also owns the idle
-        // timeout, since Hummingbird does not see those requests.
-        server: .http1WebSocketUpgrade(
-            webSocketRouter: webSockets,
-            configuration: .init(http1: .init(additionalChannelHandlers: [forwarding.makeHandler()], idleTimeout: nil))
-        ),
+        server: .http1WebSocketUpgrade(webSocketRouter: webSockets, configuration: .init(http1: forwarding.http1Configuration)),
         services: [pool, client],
         registerTraceRoutes: false
     )
@@ -76,5 +83,5 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
 /// Real API traffic: `/api/*`, not HEAD, not marked `X-Heartbeat: true`.
 @Sendable func isRealTraffic(_ request: Request) -> Bool {
     request.uri.path.hasPrefix("/api/") && request.method != .head
-        && request.headers[HTTPField.Name("X-Heartbeat")!]?.lowercased() != "true"
+        && request.headers[.xHeartbeat]?.lowercased() != "true"
 }

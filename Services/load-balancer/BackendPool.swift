@@ -6,6 +6,7 @@ import NIOHTTP1
 import ServiceLifecycle
 import Synchronization
 import TitaniumHTTP
+import TitaniumProxy
 
 /// The gateway replicas behind the load balancer, balanced by least outstanding requests
 /// (round robin among equals), with
@@ -13,7 +14,7 @@ import TitaniumHTTP
 ///   unhealthy after `fall` failures);
 /// - passive ejection after `ejectAfter` consecutive connect errors or 5xx answers, for
 ///   `ejectFor`, never more than half the pool at once.
-final class BackendPool: Service, Sendable {
+final class BackendPool: Service, BackendBalancer, Sendable {
     struct Settings: Sendable {
         var interval: Duration = .seconds(2)
         var checkTimeout: Duration = .seconds(1)
@@ -61,7 +62,7 @@ final class BackendPool: Service, Sendable {
     }
 
     /// The backend to use (its index and URL), skipping `excluding`; nil when none is available.
-    func acquire(excluding: Int? = nil) -> (index: Int, url: String)? {
+    func acquireBackend(excluding: Int? = nil) -> (index: Int, url: String)? {
         let start = self.turn.wrappingAdd(1, ordering: .relaxed).oldValue
         return self.backends.withLock { backends in
             let now = ContinuousClock.now
@@ -77,6 +78,10 @@ final class BackendPool: Service, Sendable {
             backends[chosen].requests += 1
             return (chosen, backends[chosen].url)
         }
+    }
+
+    func acquire(excluding: Int?) -> Int? {
+        self.acquireBackend(excluding: excluding).map(\.index)
     }
 
     /// Records the outcome of a request to backend `index`.

@@ -20,7 +20,7 @@ struct Balancer: Sendable {
         var excluded: Int?
         var lastError: (any Error)?
         for _ in 0..<(replayable ? 2 : 1) {
-            guard let (index, url) = self.pool.acquire(excluding: excluded) else { break }
+            guard let (index, url) = self.pool.acquireBackend(excluding: excluded) else { break }
             do {
                 let response = try await self.proxy.client.execute(self.proxy.makeRequest(request, context: context, baseURL: url))
                 self.pool.release(index, failed: response.status.code >= 500)

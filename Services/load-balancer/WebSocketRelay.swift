@@ -26,7 +26,7 @@ struct WebSocketRelay: Sendable {
 
     func register(on router: Router<BasicWebSocketRequestContext>) {
         router.ws("/api/**") { inbound, outbound, context in
-            guard let (index, base) = self.pool.acquire() else {
+            guard let (index, base) = self.pool.acquireBackend() else {
                 try await outbound.close(.unknown(1013), reason: "no healthy api-gateway")
                 return
             }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Logging
 import TitaniumLogging
 
@@ -14,6 +15,7 @@ import TitaniumLogging
 /// | `INSTANCE_ID` | host name:port | this replica's name in `/stats` and logs |
 /// | `HTTP_MAX_BODY_BYTES` | 1048576 | larger request bodies get 413 |
 /// | `HTTP_IDLE_TIMEOUT_SECONDS` | 60 | idle keep-alive connections are closed after this |
+/// | `HTTP_EVENT_LOOPS` | number of cores | NIO event-loop threads (server and outbound client) |
 /// | `HTTP_CLIENT_CONNECT_TIMEOUT_MS` | 1000 | outbound connect timeout |
 /// | `HTTP_CLIENT_READ_TIMEOUT_MS` | 2000 | outbound read timeout (no bytes for this long) |
 /// | `HTTP_CLIENT_IDLE_TIMEOUT_SECONDS` | 30 | idle pooled outbound connections are closed after this |
@@ -28,6 +30,7 @@ public struct ServiceConfiguration: Sendable {
     public var instance: String
     public var maxBodyBytes: Int
     public var idleTimeout: Duration
+    public var eventLoops: Int
     public var client: OutboundClientConfiguration
 
     public init(service: String, defaultPort: Int, settings: Settings) throws(ConfigurationError) {
@@ -43,6 +46,7 @@ public struct ServiceConfiguration: Sendable {
         self.instance = settings.string("instance.id", default: "\(ProcessInfo.processInfo.hostName):\(self.port)")
         self.maxBodyBytes = try settings.int("http.max.body.bytes", default: 1 << 20, range: 1...(1 << 30))
         self.idleTimeout = .seconds(try settings.int("http.idle.timeout.seconds", default: 60, range: 1...3600))
+        self.eventLoops = try settings.int("http.event.loops", default: System.coreCount, range: 1...256)
         self.client = OutboundClientConfiguration(
             connectTimeout: .milliseconds(try settings.int("http.client.connect.timeout.ms", default: 1000, range: 1...60_000)),
             readTimeout: .milliseconds(try settings.int("http.client.read.timeout.ms", default: 2000, range: 1...300_000)),

@@ -183,6 +183,8 @@ public enum ServiceMain {
         } catch {
             Self.exit(service: service, message: error.description)
         }
+        // Before anything touches the shared event-loop group (Hummingbird's server, AsyncHTTPClient).
+        NIOSingletons.groupLoopCountSuggestion = configuration.eventLoops
         let registry = PrometheusCollectorRegistry()
         let tracer = W3CTracer()
         let level = configuration.logLevel

@@ -98,17 +98,32 @@ import TitaniumAuth
             let postID = try #require(try json(created.body)["id"] as? Int)
             #expect(try json(created.body)["author"] as? String == "alice")
             let postURL = "\(blogURL)/api/posts/\(postID)"
+            // The post list is served from encoded pages until the database changes (PageCache).
+            func listedTitles() async throws -> [String] {
+                let page = try json(try await get(client, "\(blogURL)/api/posts").body)
+                return (page["posts"] as? [[String: Any]] ?? []).compactMap { $0["title"] as? String }
+            }
+            #expect(try await listedTitles() == ["Hello"])
+            #expect(try await listedTitles() == ["Hello"])
             #expect(try await send(client, .PATCH, postURL, token: bob, body: #"{"title":"Hijacked"}"#).status == .forbidden)
             #expect(try await send(client, .DELETE, postURL, token: bob).status == .forbidden)
             #expect(try json(try await get(client, postURL).body)["title"] as? String == "Hello")
             let patched = try await send(client, .PATCH, postURL, token: alice, body: #"{"title":"Hello, again"}"#)
             #expect(patched.status == .ok)
             #expect(try json(patched.body)["body"] as? String == "First post")
+            #expect(try await listedTitles() == ["Hello, again"])
+            // A change made outside the service (the sqlite3 shell) is seen by the next list too.
+            let blogDB = dataDir.appendingPathComponent("blog/blog.db").path
+            try SQLiteCLI.run(blogDB, ".timeout 2000", "UPDATE posts SET title = 'Edited outside' WHERE id = \(postID);")
+            #expect(try await listedTitles() == ["Edited outside"])
+            try SQLiteCLI.run(blogDB, ".timeout 2000", "UPDATE posts SET title = 'Hello, again' WHERE id = \(postID);")
+            #expect(try await listedTitles() == ["Hello, again"])
 
             // With auth-service stopped, blog-service still accepts its tokens (cached key set).
             #expect(try await auth.terminate() == 0)
             let whileAuthDown = try await send(client, .POST, "\(blogURL)/api/posts", token: alice, body: #"{"title":"Offline auth","body":"still works"}"#)
             #expect(whileAuthDown.status == .created)
+            #expect(try await listedTitles() == ["Offline auth", "Hello, again"])
 
             // Forgeries.
             let parts = alice.split(separator: ".").map(String.init)
@@ -141,6 +156,7 @@ import TitaniumAuth
             #expect(try await get(client, postURL).status == .ok)
             #expect(try await send(client, .DELETE, postURL, token: alice).status == .noContent)
             #expect(try await get(client, postURL).status == .notFound)
+            #expect(try await listedTitles() == ["Offline auth"])
 
             // Bad input on posts; SQL-looking and non-ASCII text comes back exactly.
             let postsURL = "\(blogURL)/api/posts"

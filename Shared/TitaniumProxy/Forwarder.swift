@@ -1,4 +1,5 @@
 import Foundation
+import HummingbirdCore
 import HTTPTypes
 import Logging
 import NIOConcurrencyHelpers
@@ -7,6 +8,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOPosix
+import Synchronization
 import TitaniumHTTP
 import TitaniumLogging
 import TitaniumMetrics
@@ -14,26 +16,26 @@ import TitaniumTrace
 import TitaniumTracing
 import W3CTraceContext
 
-/// The load balancer's forwarding path for `/api/*`, below Hummingbird: a channel handler in
-/// each client connection's pipeline (after the HTTP/1 codec) sends API requests to a gateway
-/// over keep-alive connections owned by the same event loop, and relays the answer part by part.
-/// No task, no thread hop and no copy of a body per request: this is what lets the load
-/// balancer keep up with nginx `proxy_pass`. Everything else (the dashboard, `/stats`,
-/// `/metrics`, WebSocket upgrades) passes through to Hummingbird untouched.
+/// The proxies' forwarding path (the load balancer's `/api/*`, the gateway's routes), below
+/// Hummingbird: a channel handler in each client connection's pipeline (after the HTTP/1 codec)
+/// sends the requests ``Forwarding/route`` claims to an upstream over keep-alive connections
+/// owned by the same event loop, and relays the answer part by part. No task, no thread hop and
+/// no copy of a body per request. Everything else (the dashboard, `/stats`, `/metrics`,
+/// WebSocket upgrades, rate-limited routes) passes through to Hummingbird untouched.
 ///
 /// It does what the observability middleware does for the requests it serves (request id,
-/// trace context, metrics, window, access line, trace store) and what ``Balancer`` does:
-/// least outstanding requests, one retry on another replica for an idempotent body-less
-/// request that failed before any response, 502/503/504 in the shared JSON error shape.
-/// Requests on one connection are answered in order: parts that arrive while a request is
-/// being answered wait.
-final class APIForwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+/// trace context, metrics, window, access line, trace store) and what a balancer does: the
+/// upstream's ``BackendBalancer`` picks the replica, one retry on another replica for an
+/// idempotent body-less request that failed before any response, 502/503/504 in the shared JSON
+/// error shape. Requests on one connection are answered in order: parts that arrive while a
+/// request is being answered wait.
+public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+    public typealias InboundIn = HTTPRequestPart
+    public typealias InboundOut = HTTPRequestPart
+    public typealias OutboundIn = HTTPResponsePart
+    public typealias OutboundOut = HTTPResponsePart
 
-    let shared: APIForwarding
+    let shared: Forwarding
 
     private enum State {
         case idle
@@ -48,21 +50,21 @@ final class APIForwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchec
     /// This event loop's upstream connections, looked up once per client connection.
     private(set) lazy var upstreams: UpstreamConnections = self.shared.connections(on: self.context!.eventLoop)
 
-    init(shared: APIForwarding) {
+    init(shared: Forwarding) {
         self.shared = shared
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.scheduleIdleClose(context: context)
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    public func handlerRemoved(context: ChannelHandlerContext) {
         self.idleTimer?.cancel()
         self.context = nil
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
         if !self.waiting.isEmpty {
             self.waiting.append(part)
@@ -75,8 +77,8 @@ final class APIForwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchec
         switch (self.state, part) {
         case (.idle, .head(let head)):
             self.idleTimer?.cancel()
-            if self.shared.forwards(head) {
-                let exchange = Exchange(handler: self, context: context, head: head)
+            if let route = self.shared.route(head) {
+                let exchange = Exchange(handler: self, context: context, head: head, route: route)
                 self.state = .forwarding(exchange)
                 exchange.start()
             } else {
@@ -104,7 +106,7 @@ final class APIForwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchec
     }
 
     /// Hummingbird's response parts on their way out: the end of one lets waiting parts in.
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let part = self.unwrapOutboundIn(data)
         context.write(data, promise: promise)
         if case .end = part, case .passthrough(let requestEnded, _) = self.state {
@@ -125,14 +127,14 @@ final class APIForwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchec
         self.drainWaiting(context: context)
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
         if case .forwarding(let exchange) = self.state {
             exchange.clientWritabilityChanged(context.channel.isWritable)
         }
         context.fireChannelWritabilityChanged()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         if case .forwarding(let exchange) = self.state {
             exchange.clientClosed()
         }
@@ -171,47 +173,103 @@ final class APIForwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchec
     }
 }
 
-/// What every connection's forwarder shares: the pool of gateways, the upstream connections
-/// per event loop, and the kit's observability.
-final class APIForwarding: Sendable {
-    let pool: BackendPool
+/// Where a forwarded request goes: which upstream, under which route label (metrics, access
+/// line, trace store), and whether it counts in the traffic window.
+public struct ForwardingRoute: Sendable {
+    public var upstream: Int
+    public var label: String
+    public var countsInWindow: Bool
+
+    public init(upstream: Int, label: String, countsInWindow: Bool = true) {
+        self.upstream = upstream
+        self.label = label
+        self.countsInWindow = countsInWindow
+    }
+}
+
+/// Picks the replica of an upstream for each attempt and hears how it went.
+public protocol BackendBalancer: Sendable {
+    /// A replica's index, never `excluding`; nil when none is available.
+    func acquire(excluding: Int?) -> Int?
+    /// The attempt on `index` is over; `failed` when it could not connect or answered 5xx.
+    func release(_ index: Int, failed: Bool)
+}
+
+/// Replicas taken in turn, with no health of their own (a retry still skips the one that failed).
+public final class RoundRobinBalancer: BackendBalancer {
+    let count: Int
+    private let next = Atomic<Int>(0)
+
+    public init(count: Int) {
+        precondition(count > 0, "an upstream needs at least one replica")
+        self.count = count
+    }
+
+    public func acquire(excluding: Int?) -> Int? {
+        let index = self.next.wrappingAdd(1, ordering: .relaxed).oldValue % self.count
+        guard index == excluding else { return index }
+        return self.count > 1 ? (index + 1) % self.count : nil
+    }
+
+    public func release(_ index: Int, failed: Bool) {}
+}
+
+/// One service behind the proxy: its name (in error messages), its replicas and how they are picked.
+public struct ForwardingUpstream: Sendable {
+    public struct Backend: Sendable {
+        var host: String
+        var port: Int
+        var authority: String
+    }
+
+    public var name: String
+    var backends: [Backend]
+    var balancer: any BackendBalancer
+
+    /// - Parameter key: the setting the URLs came from, named when one is not `http://host[:port]`.
+    public init(name: String, urls: [String], balancer: (any BackendBalancer)? = nil, key: String) throws(ConfigurationError) {
+        self.name = name
+        self.backends = try urls.map { url throws(ConfigurationError) in
+            guard let components = URLComponents(string: url), components.scheme == "http", let host = components.host else {
+                throw ConfigurationError(key: key, value: url, expected: "http://host:port URLs (https is not forwarded here)")
+            }
+            let port = components.port ?? 80
+            return Backend(host: host, port: port, authority: port == 80 ? host : "\(host):\(port)")
+        }
+        self.balancer = balancer ?? RoundRobinBalancer(count: urls.count)
+    }
+}
+
+/// What every connection's forwarder shares: the upstreams, the route decision, the upstream
+/// connections per event loop, and the kit's observability.
+public final class Forwarding: Sendable {
+    let upstreams: [ForwardingUpstream]
+    let route: @Sendable (HTTPRequest) -> ForwardingRoute?
     let kit: ServiceKit
     let traces: TraceRecorder?
     let connectTimeout: TimeAmount
     let responseTimeout: TimeAmount
     let idleTimeout: TimeAmount
     let upstreamIdleTimeout: TimeAmount
-    let backends: [Backend]
     private let connections = NIOLockedValueBox<[ObjectIdentifier: UpstreamConnections]>([:])
 
-    struct Backend: Sendable {
-        var host: String
-        var port: Int
-        var authority: String
-    }
-
-    init(pool: BackendPool, urls: [String], kit: ServiceKit) throws {
-        self.pool = pool
+    /// - Parameters:
+    ///   - responseTimeout: from sending a request upstream to the head of its answer (default:
+    ///     the outbound read timeout); the upstream's connect timeout comes before it.
+    ///   - route: the requests to forward, decided on the head; nil leaves a request to Hummingbird.
+    public init(
+        upstreams: [ForwardingUpstream], kit: ServiceKit, responseTimeout: Duration? = nil,
+        route: @escaping @Sendable (HTTPRequest) -> ForwardingRoute?
+    ) {
+        self.upstreams = upstreams
+        self.route = route
         self.kit = kit
         self.traces = kit.traces
         let client = kit.configuration.client
         self.connectTimeout = .nanoseconds(client.connectTimeout.nanoseconds)
-        self.responseTimeout = .nanoseconds((client.connectTimeout + client.readTimeout).nanoseconds)
+        self.responseTimeout = .nanoseconds((responseTimeout ?? client.readTimeout).nanoseconds)
         self.idleTimeout = .nanoseconds(kit.configuration.idleTimeout.nanoseconds)
         self.upstreamIdleTimeout = .nanoseconds(client.idleTimeout.nanoseconds)
-        self.backends = try urls.map { url in
-            guard let components = URLComponents(string: url), components.scheme == "http", let host = components.host else {
-                throw ConfigurationError(key: "gateway.urls", value: url, expected: "http://host:port URLs (https is not forwarded here)")
-            }
-            let port = components.port ?? 80
-            return Backend(host: host, port: port, authority: port == 80 ? host : "\(host):\(port)")
-        }
-    }
-
-    /// `/api` and `/api/*`, except WebSocket upgrades (Hummingbird relays those).
-    func forwards(_ head: HTTPRequest) -> Bool {
-        guard let path = head.path, path == "/api" || path.hasPrefix("/api/") || path.hasPrefix("/api?") else { return false }
-        return head.headerFields[.upgrade] == nil
     }
 
     /// The upstream connections of one event loop.
@@ -225,24 +283,38 @@ final class APIForwarding: Sendable {
         }
     }
 
-    func makeHandler() -> APIForwarder {
-        APIForwarder(shared: self)
+    /// A handler for one client connection (Hummingbird's `additionalChannelHandlers`).
+    public func makeHandler() -> Forwarder {
+        Forwarder(shared: self)
+    }
+
+    /// Hummingbird's HTTP/1 server with a forwarder in each connection, which then owns the
+    /// idle timeout (Hummingbird does not see the requests it answers).
+    public var http1Configuration: HTTP1Channel.Configuration {
+        .init(additionalChannelHandlers: [self.makeHandler()], idleTimeout: nil)
+    }
+
+    /// `/api` and `/api/*`: the path is exactly `prefix` or goes on with `/` or `?`.
+    public static func path(_ path: String, isUnder prefix: String) -> Bool {
+        guard path.hasPrefix(prefix) else { return false }
+        let rest = path.utf8.dropFirst(prefix.utf8.count)
+        return rest.isEmpty || rest.first == UInt8(ascii: "/") || rest.first == UInt8(ascii: "?")
     }
 }
 
 /// Idle keep-alive connections to each backend, used only on their event loop.
 final class UpstreamConnections: @unchecked Sendable {
     let eventLoop: any EventLoop
-    unowned let forwarding: APIForwarding
-    private var idle: [Int: [(channel: any Channel, handler: UpstreamHandler, since: NIODeadline)]] = [:]
+    unowned let forwarding: Forwarding
+    private var idle: [BackendKey: [(channel: any Channel, handler: UpstreamHandler, since: NIODeadline)]] = [:]
 
-    init(eventLoop: any EventLoop, forwarding: APIForwarding) {
+    init(eventLoop: any EventLoop, forwarding: Forwarding) {
         self.eventLoop = eventLoop
         self.forwarding = forwarding
     }
 
-    /// A connection to backend `index`: an idle one (reused) or a new one.
-    func connect(to index: Int) -> EventLoopFuture<(UpstreamHandler, reused: Bool)> {
+    /// A connection to a backend: an idle one (reused) or a new one.
+    func connect(to index: BackendKey) -> EventLoopFuture<(UpstreamHandler, reused: Bool)> {
         self.eventLoop.preconditionInEventLoop()
         let now = NIODeadline.now()
         while var list = self.idle[index], let last = list.popLast() {
@@ -252,7 +324,7 @@ final class UpstreamConnections: @unchecked Sendable {
             }
             last.channel.close(promise: nil)
         }
-        let backend = self.forwarding.backends[index]
+        let backend = self.forwarding.upstreams[index.upstream].backends[index.backend]
         let handler = UpstreamHandler(connections: self, backend: index)
         return ClientBootstrap(group: self.eventLoop)
             .connectTimeout(self.forwarding.connectTimeout)
@@ -288,12 +360,12 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     typealias OutboundOut = HTTPRequestPart
 
     let connections: UpstreamConnections
-    let backend: Int
+    let backend: BackendKey
     fileprivate var exchange: Exchange?
     var context: ChannelHandlerContext?
     var channel: (any Channel)? { self.context?.channel }
 
-    init(connections: UpstreamConnections, backend: Int) {
+    init(connections: UpstreamConnections, backend: BackendKey) {
         self.connections = connections
         self.backend = backend
     }
@@ -334,16 +406,25 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     }
 }
 
+/// One replica of one upstream.
+struct BackendKey: Hashable {
+    var upstream: Int
+    var backend: Int
+}
+
 struct UpstreamClosed: Error, CustomStringConvertible {
-    var description: String { "the gateway closed the connection" }
+    var description: String { "the upstream closed the connection" }
 }
 
 /// One forwarded request: from its head to its response's end.
 private final class Exchange: @unchecked Sendable {
-    unowned let handler: APIForwarder
+    unowned let handler: Forwarder
     let context: ChannelHandlerContext
-    let shared: APIForwarding
+    let shared: Forwarding
     let request: HTTPRequest
+    let route: ForwardingRoute
+    let upstreamName: String
+    let balancer: any BackendBalancer
     let startNanos = TrafficWindow.monotonicNanos()
     let requestID: String
     let span: W3CSpanContext
@@ -356,6 +437,7 @@ private final class Exchange: @unchecked Sendable {
 
     private var backend: Int?
     private var excluded: Int?
+    private var lastError: (any Error)?
     private var attempts = 0
     private var upstream: UpstreamHandler?
     private var reusedConnection = false
@@ -369,11 +451,14 @@ private final class Exchange: @unchecked Sendable {
     private var timeout: Scheduled<Void>?
     private var upstreamKeepAlive = true
 
-    init(handler: APIForwarder, context: ChannelHandlerContext, head: HTTPRequest) {
+    init(handler: Forwarder, context: ChannelHandlerContext, head: HTTPRequest, route: ForwardingRoute) {
         self.handler = handler
         self.context = context
         self.shared = handler.shared
         self.request = head
+        self.route = route
+        self.upstreamName = handler.shared.upstreams[route.upstream].name
+        self.balancer = handler.shared.upstreams[route.upstream].balancer
         self.requestID = head.headerFields[.xRequestID].flatMap(RequestID.accept) ?? RequestID.make()
         var generator = IDRandomGenerator()
         if let traceparent = head.headerFields[.traceparent],
@@ -390,12 +475,12 @@ private final class Exchange: @unchecked Sendable {
         self.declaresBody = declaresBody
         self.replayable = [.get, .head, .options, .delete].contains(head.method) && !declaresBody
         self.closeAfter = head.headerFields[.connection]?.lowercased().contains("close") == true
-        self.countsInWindow = head.method != .head && head.headerFields[.xHeartbeat]?.lowercased() != "true"
+        self.countsInWindow = route.countsInWindow
         self.userID = Self.userID(head, traces: handler.shared.traces)
         self.shared.kit.metrics.requestStarted()
     }
 
-    /// The user id as the trace store's sources give it (no token verifier on the load balancer).
+    /// The user id as the trace store's sources give it (no token is verified on this path).
     static func userID(_ head: HTTPRequest, traces: TraceRecorder?) -> String? {
         guard let traces else { return nil }
         let query = head.path.flatMap { URLComponents(string: $0)?.queryItems?.first { $0.name == "user_id" }?.value }
@@ -407,26 +492,34 @@ private final class Exchange: @unchecked Sendable {
             self.fail(APIError(.contentTooLarge, message: "request body of \(length) bytes exceeds the limit of \(self.shared.kit.configuration.maxBodyBytes) bytes"))
             return
         }
-        self.timeout = self.context.eventLoop.assumeIsolated().scheduleTask(in: self.shared.responseTimeout) { [weak self] in
-            guard let self, !self.responseStarted, !self.finished else { return }
-            if let backend = self.backend { self.shared.pool.release(backend, failed: true) }
-            self.upstream?.exchange = nil
-            self.upstream?.channel?.close(promise: nil)
-            self.upstream = nil
-            self.fail(APIError(.gatewayTimeout, message: "api-gateway did not answer in time"))
-        }
         self.attempt()
     }
 
+    /// From sending the request to the head of the answer (connecting has its own timeout).
+    private func armResponseTimeout() {
+        self.timeout?.cancel()
+        self.timeout = self.context.eventLoop.assumeIsolated().scheduleTask(in: self.shared.responseTimeout) { [weak self] in
+            guard let self, !self.responseStarted, !self.finished else { return }
+            if let backend = self.backend { self.balancer.release(backend, failed: true) }
+            self.upstream?.exchange = nil
+            self.upstream?.channel?.close(promise: nil)
+            self.upstream = nil
+            self.fail(APIError(.gatewayTimeout, message: "\(self.upstreamName) did not answer in time"))
+        }
+    }
+
     private func attempt() {
-        guard let (index, _) = self.shared.pool.acquire(excluding: self.excluded) else {
-            self.fail(APIError(.serviceUnavailable, message: "no healthy api-gateway"))
+        guard let index = self.balancer.acquire(excluding: self.excluded) else {
+            // No other replica for the retry: the answer is the first attempt's failure.
+            if let error = self.lastError { self.fail(self.failure(error)) } else {
+                self.fail(APIError(.serviceUnavailable, message: "no healthy \(self.upstreamName)"))
+            }
             return
         }
         self.backend = index
         self.attempts += 1
         let connections = self.handler.upstreams
-        connections.connect(to: index).assumeIsolated().whenComplete { [self] result in
+        connections.connect(to: BackendKey(upstream: self.route.upstream, backend: index)).assumeIsolated().whenComplete { [self] result in
             guard !self.finished else {
                 if case .success(let (upstream, _)) = result { upstream.channel?.close(promise: nil) }
                 return
@@ -444,7 +537,9 @@ private final class Exchange: @unchecked Sendable {
     }
 
     private func sendHead(to upstream: UpstreamHandler) {
-        var head = HTTPRequest(method: self.request.method, scheme: nil, authority: self.shared.backends[self.backend!].authority, path: self.request.path)
+        self.armResponseTimeout()
+        let authority = self.shared.upstreams[self.route.upstream].backends[self.backend!].authority
+        var head = HTTPRequest(method: self.request.method, scheme: nil, authority: authority, path: self.request.path)
         var fields = HTTPFields()
         fields.reserveCapacity(self.request.headerFields.count + 5)
         let listed = Self.connectionListed(self.request.headerFields)
@@ -531,7 +626,7 @@ private final class Exchange: @unchecked Sendable {
             self.context.write(self.handler.wrapOutboundOut(.body(buffer)), promise: nil)
         case .end(let trailers):
             self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(trailers)), promise: nil)
-            self.shared.pool.release(self.backend!, failed: self.status >= 500)
+            self.balancer.release(self.backend!, failed: self.status >= 500)
             self.record(status: self.status)
             if let upstream = self.upstream {
                 upstream.exchange = nil
@@ -564,33 +659,38 @@ private final class Exchange: @unchecked Sendable {
         }
         if self.responseStarted {
             // Part of the answer is out: all that is left is to cut the client off.
-            self.shared.pool.release(self.backend!, failed: true)
+            self.balancer.release(self.backend!, failed: true)
             self.record(status: self.status)
             self.finished = true
             self.context.close(promise: nil)
             return
         }
         if let backend = self.backend {
-            // A reused keep-alive connection the gateway had already closed is not the gateway's fault.
+            // A reused keep-alive connection the upstream had already closed is not the upstream's fault.
             if self.reusedConnection && error is UpstreamClosed && self.replayable {
                 self.reusedConnection = false
-                self.shared.pool.release(backend, failed: false)
+                self.balancer.release(backend, failed: false)
                 self.attempt()
                 return
             }
-            self.shared.pool.release(backend, failed: true)
+            self.balancer.release(backend, failed: true)
             // Nothing of the answer arrived: an idempotent request without a body may go to another replica.
             if self.replayable && self.attempts < 2 {
                 self.excluded = backend
+                self.lastError = error
                 self.attempt()
                 return
             }
         }
+        self.fail(self.failure(error))
+    }
+
+    /// 504 for a connect timeout, 502 for anything else (refused, reset, closed).
+    private func failure(_ error: any Error) -> APIError {
         if let channelError = error as? ChannelError, case .connectTimeout = channelError {
-            self.fail(APIError(.gatewayTimeout, message: "api-gateway did not answer in time"))
-        } else {
-            self.fail(APIError(.badGateway, message: "api-gateway is unreachable"))
+            return APIError(.gatewayTimeout, message: "\(self.upstreamName) did not answer in time")
         }
+        return APIError(.badGateway, message: "\(self.upstreamName) is unreachable")
     }
 
     func clientClosed() {
@@ -601,7 +701,7 @@ private final class Exchange: @unchecked Sendable {
             upstream.exchange = nil
             upstream.channel?.close(promise: nil)
         }
-        if let backend = self.backend { self.shared.pool.release(backend, failed: false) }
+        if let backend = self.backend { self.balancer.release(backend, failed: false) }
         self.record(status: 499)
     }
 
@@ -640,7 +740,7 @@ private final class Exchange: @unchecked Sendable {
         let path = self.request.path.map { String($0.split(separator: "?", maxSplits: 1).first ?? "") } ?? "/"
         let traces = self.shared.traces.flatMap { $0.configuration.records(path: path) ? $0 : nil }
         self.shared.kit.accounting.finished(
-            method: self.request.method.rawValue, route: APIForwarder.route, path: path, status: status, startNanos: self.startNanos,
+            method: self.request.method.rawValue, route: self.route.label, path: path, status: status, startNanos: self.startNanos,
             countsInWindow: self.countsInWindow, bytes: self.bytes, requestID: self.requestID, span: self.span,
             remoteAddress: self.context.channel.remoteAddress, userAgent: self.request.headerFields[.userAgent],
             recorder: traces, userID: self.userID
@@ -648,13 +748,9 @@ private final class Exchange: @unchecked Sendable {
     }
 }
 
-extension APIForwarder {
-    /// The route label of every forwarded request, as the Hummingbird route was.
-    static let route = "/api/**"
-}
-
 extension HTTPField.Name {
     static let tracestate = HTTPField.Name("tracestate")!
-    static let xHeartbeat = HTTPField.Name("X-Heartbeat")!
+    /// `X-Heartbeat: true` marks the dashboard's own polling (the load balancer leaves it out of its window).
+    public static let xHeartbeat = HTTPField.Name("X-Heartbeat")!
     static let xUserID = HTTPField.Name("X-User-ID")!
 }

@@ -1,0 +1,55 @@
+import GRDB
+import NIOCore
+import Synchronization
+
+/// The encoded answers of `GET /api/posts` (one per `limit` and `offset`), reused until the
+/// database changes: encoding 20 posts is most of what the post list costs.
+///
+/// Whether the database changed is asked of SQLite, not inferred: `PRAGMA data_version` on a
+/// connection of its own changes whenever any other connection commits — this service's writer,
+/// or another process (the sqlite3 CLI, a restore). A page is stored under the version read
+/// *before* it was fetched, so a stored page is never older than its version.
+final class PageCache: Sendable {
+    struct Key: Hashable, Sendable {
+        var limit: Int
+        var offset: Int
+    }
+
+    private struct State {
+        var version: Int64 = -1
+        var pages: [Key: ByteBuffer] = [:]
+    }
+
+    private let probe: DatabaseQueue
+    private let state = Mutex(State())
+    let capacity: Int
+
+    init(path: String, capacity: Int = 64) throws {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.label = "posts-version"
+        self.probe = try DatabaseQueue(path: path, configuration: configuration)
+        self.capacity = capacity
+    }
+
+    /// The database's version now (a read of SQLite's WAL index: microseconds).
+    func version() throws -> Int64 {
+        try self.probe.inDatabase { db in try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0 }
+    }
+
+    func page(_ key: Key, version: Int64) -> ByteBuffer? {
+        self.state.withLock { state in state.version == version ? state.pages[key] : nil }
+    }
+
+    func store(_ page: ByteBuffer, for key: Key, version: Int64) {
+        self.state.withLock { state in
+            if state.version != version {
+                // A newer version empties the cache; a page fetched under an older one is dropped.
+                guard version > state.version else { return }
+                state = State(version: version)
+            }
+            if state.pages.count >= self.capacity { state.pages.removeAll(keepingCapacity: true) }
+            state.pages[key] = page
+        }
+    }
+}
