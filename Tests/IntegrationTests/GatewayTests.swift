@@ -42,6 +42,16 @@ import Testing
             let token = try #require(try json(login.body)["access_token"] as? String)
             let created = try await post(client, "\(base)/api/posts", body: #"{"title":"via gateway","body":"hello"}"#, headers: ["Authorization": "Bearer \(token)"])
             #expect(created.status == .created, "\(created.body)")
+            // A request with a body on a route without a rate limit: streamed by the gateway's forwarder.
+            var patch = HTTPClientRequest(url: "\(base)/api/users/me")
+            patch.method = .PATCH
+            patch.headers.add(name: "Authorization", value: "Bearer \(token)")
+            patch.headers.add(name: "Content-Type", value: "application/json")
+            patch.body = .bytes(ByteBuffer(string: #"{"email":"gina@new.example"}"#))
+            let patched = try await client.execute(patch, timeout: .seconds(10))
+            let patchedBody = String(buffer: try await patched.body.collect(upTo: 1 << 20))
+            #expect(patched.status == .ok, "\(patchedBody)")
+            #expect(try json(patchedBody)["email"] as? String == "gina@new.example")
             #expect(try await post(client, "\(base)/internal/users/authenticate", body: #"{"username":"gina","password":"gateway pass"}"#).status == .notFound)
             #expect(try await get(client, "\(base)/nowhere").status == .notFound)
             let index = try await get(client, "\(base)/")
