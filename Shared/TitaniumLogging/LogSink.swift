@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import Synchronization
 
 /// Where log lines go.
@@ -24,41 +25,73 @@ public struct LogSink: Sendable {
 }
 
 /// Collects log lines in memory and writes them to a file descriptor from one background
-/// thread, every `interval` or as soon as `threshold` bytes are waiting. A request never
-/// waits for a `write(2)`; lines are only ever written whole, so they never interleave.
+/// thread, every `interval` or as soon as `threshold` bytes are waiting (the appender only
+/// wakes the thread). A request never waits for a `write(2)`: when the descriptor is slower than
+/// the lines (a full pipe, a disk under writeback), lines beyond `maxPending` bytes are dropped
+/// and counted, and a warning line says how many once the writer catches up. Lines are only ever
+/// written whole, so they never interleave.
 /// `flush()` writes everything pending (``ServiceMain`` calls it after the server has drained,
 /// and an `atexit` handler calls it for any other exit).
 public final class BufferedLogWriter: Sendable {
     private struct State {
         var pending: [UInt8] = []
+        var wakeRequested = false
+        var dropped = 0
+        var droppedTotal = 0
     }
     private let fileDescriptor: Int32
     private let threshold: Int
     private let interval: UInt32
+    private let maxPending: Int
     private let state = Mutex(State())
+    private let wake = DispatchSemaphore(value: 0)
     // Serialises writers of the descriptor (the flusher thread and explicit flushes).
     private let writeLock = Mutex(())
 
-    public init(fileDescriptor: Int32, threshold: Int = 64 * 1024, intervalMicroseconds: UInt32 = 50_000) {
+    public init(fileDescriptor: Int32, threshold: Int = 64 * 1024, intervalMicroseconds: UInt32 = 50_000, maxPending: Int = 32 << 20) {
         self.fileDescriptor = fileDescriptor
         self.threshold = threshold
         self.interval = intervalMicroseconds
+        self.maxPending = max(maxPending, threshold)
         self.startFlusher()
         BufferedLogWriter.registerAtExit(self)
     }
 
     public func append(_ line: [UInt8]) {
-        let full = self.state.withLock { state -> Bool in
+        let wake = self.state.withLock { state -> Bool in
+            guard state.pending.count + line.count <= self.maxPending else {
+                state.dropped += 1
+                state.droppedTotal += 1
+                return false
+            }
             state.pending.append(contentsOf: line)
-            return state.pending.count >= self.threshold
+            guard state.pending.count >= self.threshold, !state.wakeRequested else { return false }
+            state.wakeRequested = true
+            return true
         }
-        if full { self.flush() }
+        if wake { self.wake.signal() }
     }
+
+    /// Lines dropped so far because the descriptor could not keep up.
+    public var droppedLines: Int { self.state.withLock { $0.droppedTotal } }
 
     public func flush() {
         self.writeLock.withLock { _ in
             var chunk: [UInt8] = []
-            self.state.withLock { state in swap(&chunk, &state.pending) }
+            let dropped = self.state.withLock { state -> Int in
+                swap(&chunk, &state.pending)
+                state.pending.reserveCapacity(self.threshold + self.threshold / 2)
+                state.wakeRequested = false
+                defer { state.dropped = 0 }
+                return state.dropped
+            }
+            if dropped > 0 {
+                var now = timespec()
+                clock_gettime(CLOCK_REALTIME, &now)
+                let timestamp = RFC3339.format(seconds: Int(now.tv_sec), milliseconds: Int(now.tv_nsec / 1_000_000))
+                chunk.append(contentsOf: Array(#"{"timestamp":"\#(timestamp)","level":"warning","message":"log lines dropped: the output could not keep up","dropped_lines":\#(dropped)}"#.utf8))
+                chunk.append(UInt8(ascii: "\n"))
+            }
             guard !chunk.isEmpty else { return }
             chunk.withUnsafeBytes { buffer in
                 var offset = 0
@@ -80,7 +113,7 @@ public final class BufferedLogWriter: Sendable {
         let result = pthread_create(&thread, nil, { argument in
             let writer = Unmanaged<BufferedLogWriter>.fromOpaque(argument!).takeUnretainedValue()
             while true {
-                usleep(writer.interval)
+                _ = writer.wake.wait(timeout: .now() + .microseconds(Int(writer.interval)))
                 writer.flush()
             }
         }, box.toOpaque())

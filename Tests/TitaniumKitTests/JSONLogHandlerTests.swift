@@ -1,3 +1,5 @@
+import Synchronization
+import Dispatch
 import Foundation
 import Logging
 import Testing
@@ -137,5 +139,42 @@ import TitaniumLogging
         let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
         #expect(lines.count == 100)
         #expect(lines.last == "{\"n\":99}")
+    }
+
+    /// An output nobody reads (a full pipe) never blocks the code that logs: lines beyond the
+    /// limit are dropped, counted, and reported in a warning line once the output drains.
+    @Test func aStuckOutputDropsAndCountsInsteadOfBlocking() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let writer = BufferedLogWriter(fileDescriptor: fds[1], threshold: 4096, intervalMicroseconds: 10_000_000, maxPending: 256 << 10)
+        let line = Array((String(repeating: "x", count: 255) + "\n").utf8)
+        let start = ContinuousClock.now
+        for _ in 0..<4000 { writer.append(line) }  // 1 MB into a 64 kB pipe
+        #expect(start.duration(to: .now) < .seconds(2))
+        let dropped = writer.droppedLines
+        #expect(dropped > 0)
+
+        let reader = fds[0]
+        let collected = Mutex<[UInt8]>([])
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = read(reader, &chunk, chunk.count)
+                if count <= 0 { break }
+                collected.withLock { $0.append(contentsOf: chunk[0..<count]) }
+            }
+            done.signal()
+        }
+        writer.flush()
+        close(fds[1])
+        done.wait()
+        close(fds[0])
+        let lines = String(decoding: collected.withLock { $0 }, as: UTF8.self).split(separator: "\n")
+        let kept = lines.filter { $0.utf8.count == 255 && $0.allSatisfy { $0 == "x" } }.count
+        let warnings = lines.filter { $0.contains(#""message":"log lines dropped"#) }
+        #expect(kept + dropped == 4000)
+        #expect(warnings.count == 1 && warnings.first?.contains(#""dropped_lines":\#(dropped)}"#) == true, "\(warnings)")
+        #expect(lines.count == kept + 1)
     }
 }
