@@ -46,6 +46,8 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     private var state = State.idle
     private var waiting: CircularBuffer<HTTPRequestPart> = []
     private var idleTimer: Scheduled<Void>?
+    /// When the connection last became idle; nil while a request is being answered.
+    private var idleSince: NIODeadline?
     private var context: ChannelHandlerContext?
     /// This event loop's upstream connections, looked up once per client connection.
     private(set) lazy var upstreams: UpstreamConnections = self.shared.connections(on: self.context!.eventLoop)
@@ -76,7 +78,7 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     private func process(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
         switch (self.state, part) {
         case (.idle, .head(let head)):
-            self.idleTimer?.cancel()
+            self.idleSince = nil
             if let route = self.shared.route(head) {
                 let exchange = Exchange(handler: self, context: context, head: head, route: route)
                 self.state = .forwarding(exchange)
@@ -164,11 +166,28 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     }
 
     /// Closes a connection that has been idle for the idle timeout (Hummingbird's own idle
-    /// handling is off: it cannot see the requests answered here).
+    /// handling is off: it cannot see the requests answered here). One timer per connection,
+    /// not one per request: when it fires it closes an idle-long-enough connection, or waits
+    /// again for what is left of the timeout.
     private func scheduleIdleClose(context: ChannelHandlerContext) {
-        self.idleTimer?.cancel()
-        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.shared.idleTimeout) {
-            context.close(promise: nil)
+        self.idleSince = .now()
+        if self.idleTimer == nil { self.armIdleTimer(in: self.shared.idleTimeout, context: context) }
+    }
+
+    private func armIdleTimer(in delay: TimeAmount, context: ChannelHandlerContext) {
+        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+            guard let self else { return }
+            self.idleTimer = nil
+            guard let since = self.idleSince else {
+                self.armIdleTimer(in: self.shared.idleTimeout, context: context)
+                return
+            }
+            let left = since + self.shared.idleTimeout - .now()
+            if left > .zero {
+                self.armIdleTimer(in: left, context: context)
+            } else {
+                context.close(promise: nil)
+            }
         }
     }
 }
@@ -483,9 +502,25 @@ private final class Exchange: @unchecked Sendable {
     /// The user id as the trace store's sources give it (no token is verified on this path).
     static func userID(_ head: HTTPRequest, traces: TraceRecorder?) -> String? {
         guard let traces else { return nil }
-        let query = head.path.flatMap { URLComponents(string: $0)?.queryItems?.first { $0.name == "user_id" }?.value }
+        let query = Self.queryValue(named: "user_id", in: head.path)
         return traces.userID(tokenSubject: nil, header: head.headerFields[.xUserID], query: query)
     }
+
+    /// A query parameter's value, percent-decoded (as `URLComponents.queryItems` gives it), without
+    /// parsing the whole URL on every request.
+    static func queryValue(named name: String, in target: String?) -> String? {
+        guard let target, let mark = target.firstIndex(of: "?") else { return nil }
+        let query = target[target.index(after: mark)...]
+        let prefix = name + "="
+        guard query.contains(prefix) else { return nil }
+        for pair in query.split(separator: "&") where pair.hasPrefix(prefix) {
+            return String(pair.dropFirst(prefix.count)).removingPercentEncoding
+        }
+        return nil
+    }
+
+    /// This span's `traceparent`, sent upstream and back to the client: rendered once.
+    private lazy var traceparent = self.span.traceparent
 
     func start() {
         if let length = self.request.headerFields[.contentLength].flatMap(Int.init), length > self.shared.kit.configuration.maxBodyBytes {
@@ -557,7 +592,7 @@ private final class Exchange: @unchecked Sendable {
         if fields[.xForwardedProto] == nil { fields[.xForwardedProto] = "http" }
         if fields[.xForwardedHost] == nil, let host = self.request.authority { fields[.xForwardedHost] = host }
         fields[.xRequestID] = self.requestID
-        fields[.traceparent] = self.span.traceparent
+        fields[.traceparent] = self.traceparent
         if let state = self.span.traceContext.traceStateHeaderValue, !state.isEmpty { fields[.tracestate] = state }
         if let length = self.request.headerFields[.contentLength] {
             fields[.contentLength] = length
@@ -613,12 +648,15 @@ private final class Exchange: @unchecked Sendable {
             self.status = head.status.code
             let listed = Self.connectionListed(head.headerFields)
             if listed?.contains("close") == true { self.upstreamKeepAlive = false }
-            head.headerFields = HTTPFields(head.headerFields.filter { field in
+            // Hop-by-hop fields removed in place (usually just `Connection: keep-alive`).
+            var dropped: [HTTPField.Name] = []
+            for field in head.headerFields {
                 let name = field.name.canonicalName
-                return !ReverseProxy.hopByHop.contains(name) && !(listed?.contains(name) ?? false)
-            })
+                if ReverseProxy.hopByHop.contains(name) || (listed?.contains(name) ?? false) { dropped.append(field.name) }
+            }
+            for name in dropped { head.headerFields[name] = nil }
             head.headerFields[.xRequestID] = self.requestID
-            head.headerFields[.traceparent] = self.span.traceparent
+            head.headerFields[.traceparent] = self.traceparent
             if self.closeAfter { head.headerFields[.connection] = "close" }
             self.context.write(self.handler.wrapOutboundOut(.head(head)), promise: nil)
         case .body(let buffer):
@@ -716,7 +754,7 @@ private final class Exchange: @unchecked Sendable {
         head.headerFields[.contentType] = "application/json; charset=utf-8"
         head.headerFields[.contentLength] = String(body.readableBytes)
         head.headerFields[.xRequestID] = self.requestID
-        head.headerFields[.traceparent] = self.span.traceparent
+        head.headerFields[.traceparent] = self.traceparent
         // The rest of an unread body would be taken for the next request: close after answering.
         let mustClose = self.closeAfter || !self.requestEnded
         if mustClose { head.headerFields[.connection] = "close" }
@@ -737,7 +775,8 @@ private final class Exchange: @unchecked Sendable {
     }
 
     private func record(status: Int) {
-        let path = self.request.path.map { String($0.split(separator: "?", maxSplits: 1).first ?? "") } ?? "/"
+        let target = self.request.path ?? "/"
+        let path = target.firstIndex(of: "?").map { String(target[..<$0]) } ?? target
         let traces = self.shared.traces.flatMap { $0.configuration.records(path: path) ? $0 : nil }
         self.shared.kit.accounting.finished(
             method: self.request.method.rawValue, route: self.route.label, path: path, status: status, startNanos: self.startNanos,

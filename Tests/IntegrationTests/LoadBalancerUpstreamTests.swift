@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Glibc
 import Foundation
 import Hummingbird
 import HummingbirdWSClient
@@ -157,6 +158,49 @@ import Testing
         }
         try await client.shutdown()
         _ = silent
+        #expect(try await balancer.terminate() == 0)
+    }
+
+    /// The forwarder's idle timeout: a keep-alive connection stays open while it is used and is
+    /// closed by the load balancer once it has been idle for `HTTP_IDLE_TIMEOUT_SECONDS`.
+    @Test func forwardedConnectionsCloseAfterTheIdleTimeout() async throws {
+        let (port, stop) = try await Self.startUpstream()
+        let balancer = try ServiceProcess("load-balancer", environment: [
+            "GATEWAY_URLS": "http://127.0.0.1:\(port)", "STATS_TARGETS": "x=http://127.0.0.1:\(port)", "HTTP_IDLE_TIMEOUT_SECONDS": "1",
+        ])
+        let lbPort = try await balancer.port()
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(lbPort).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        var timeout = timeval(tv_sec: 4, tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        func exchange() -> String {
+            let request = Array("GET /api/anything HTTP/1.1\r\nHost: lb\r\n\r\n".utf8)
+            _ = request.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, 0) }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            let count = recv(socket, &buffer, buffer.count, 0)
+            return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
+        }
+        // Three requests 0.6 s apart: 1.8 s on one connection, never idle for a whole second.
+        for _ in 0..<3 {
+            #expect(exchange().hasPrefix("HTTP/1.1 "))
+            try await Task.sleep(for: .milliseconds(600))
+        }
+        #expect(exchange().hasPrefix("HTTP/1.1 "))
+        let idleFrom = ContinuousClock.now
+        var byte: UInt8 = 0
+        let read = recv(socket, &byte, 1, 0)  // 0: the load balancer closed the connection
+        let idle = idleFrom.duration(to: .now)
+        #expect(read == 0)
+        #expect(idle >= .milliseconds(900) && idle < .milliseconds(2500), "closed after \(idle) idle")
+        await stop()
         #expect(try await balancer.terminate() == 0)
     }
 }
