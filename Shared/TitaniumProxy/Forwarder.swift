@@ -350,8 +350,9 @@ final class UpstreamConnections: @unchecked Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // NIOHTTP1's parts straight to the exchange: the head is converted once, while
+                    // its hop-by-hop fields are dropped, not by a codec and then again.
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPClientCodec())
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
@@ -375,8 +376,8 @@ final class UpstreamConnections: @unchecked Sendable {
 /// The client side of one upstream connection: hands response parts to the exchange using it.
 /// Confined to its event loop, like the forwarder and the exchange.
 final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPRequestPart
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
 
     let connections: UpstreamConnections
     let backend: BackendKey
@@ -415,7 +416,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @un
         context.close(promise: nil)
     }
 
-    func send(_ part: HTTPRequestPart, flush: Bool) {
+    func send(_ part: HTTPClientRequestPart, flush: Bool) {
         guard let context = self.context else { return }
         if flush {
             context.writeAndFlush(self.wrapOutboundOut(part), promise: nil)
@@ -461,7 +462,7 @@ private final class Exchange: @unchecked Sendable {
     private var upstream: UpstreamHandler?
     private var reusedConnection = false
     /// Request parts received before the upstream connection was ready.
-    private var pending: [HTTPRequestPart] = []
+    private var pending: [HTTPClientRequestPart] = []
     private var requestEnded = false
     private var responseStarted = false
     private var status = 0
@@ -574,32 +575,36 @@ private final class Exchange: @unchecked Sendable {
     private func sendHead(to upstream: UpstreamHandler) {
         self.armResponseTimeout()
         let authority = self.shared.upstreams[self.route.upstream].backends[self.backend!].authority
-        var head = HTTPRequest(method: self.request.method, scheme: nil, authority: authority, path: self.request.path)
-        var fields = HTTPFields()
-        fields.reserveCapacity(self.request.headerFields.count + 5)
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(self.request.headerFields.count + 6)
+        headers.add(name: "Host", value: authority)
         let listed = Self.connectionListed(self.request.headerFields)
         for field in self.request.headerFields {
             let name = field.name.canonicalName
-            if ReverseProxy.hopByHop.contains(name) || name == "x-forwarded-for" || name == "x-request-id" || name == "traceparent"
-                || name == "tracestate" || (listed?.contains(name) ?? false)
+            if ReverseProxy.hopByHop.contains(name) || name == "x-forwarded-for" || name == "x-forwarded-proto" || name == "x-forwarded-host"
+                || name == "x-request-id" || name == "traceparent" || name == "tracestate" || name == "content-length"
+                || (listed?.contains(name) ?? false)
             {
                 continue
             }
-            fields.append(field)
+            headers.add(name: field.name.rawName, value: field.value)
         }
+        let fields = self.request.headerFields
         let peer = self.context.channel.remoteAddress?.ipAddress ?? "unknown"
-        fields[.xForwardedFor] = self.request.headerFields[.xForwardedFor].map { $0 + ", " + peer } ?? peer
-        if fields[.xForwardedProto] == nil { fields[.xForwardedProto] = "http" }
-        if fields[.xForwardedHost] == nil, let host = self.request.authority { fields[.xForwardedHost] = host }
-        fields[.xRequestID] = self.requestID
-        fields[.traceparent] = self.traceparent
-        if let state = self.span.traceContext.traceStateHeaderValue, !state.isEmpty { fields[.tracestate] = state }
-        if let length = self.request.headerFields[.contentLength] {
-            fields[.contentLength] = length
-        } else if let encoding = self.request.headerFields[.transferEncoding] {
-            fields[.transferEncoding] = encoding
+        headers.add(name: "X-Forwarded-For", value: fields[.xForwardedFor].map { $0 + ", " + peer } ?? peer)
+        headers.add(name: "X-Forwarded-Proto", value: fields[.xForwardedProto] ?? "http")
+        if let host = fields[.xForwardedHost] ?? self.request.authority { headers.add(name: "X-Forwarded-Host", value: host) }
+        headers.add(name: "X-Request-ID", value: self.requestID)
+        headers.add(name: "traceparent", value: self.traceparent)
+        if let state = self.span.traceContext.traceStateHeaderValue, !state.isEmpty { headers.add(name: "tracestate", value: state) }
+        if let length = fields[.contentLength] {
+            headers.add(name: "Content-Length", value: length)
+        } else if let encoding = fields[.transferEncoding] {
+            headers.add(name: "Transfer-Encoding", value: encoding)
         }
-        head.headerFields = fields
+        let head = HTTPRequestHead(
+            version: .http1_1, method: HTTPMethod(rawValue: self.request.method.rawValue), uri: self.request.path ?? "/", headers: headers
+        )
         upstream.send(.head(head), flush: false)
         if !self.declaresBody {
             upstream.send(.end(nil), flush: true)
@@ -618,9 +623,9 @@ private final class Exchange: @unchecked Sendable {
     func requestBody(_ bytes: ByteBuffer) {
         guard !self.finished else { return }
         if let upstream = self.upstream {
-            upstream.send(.body(bytes), flush: true)
+            upstream.send(.body(.byteBuffer(bytes)), flush: true)
         } else {
-            self.pending.append(.body(bytes))
+            self.pending.append(.body(.byteBuffer(bytes)))
         }
     }
 
@@ -632,38 +637,55 @@ private final class Exchange: @unchecked Sendable {
         }
         if !self.declaresBody { return }  // already ended upstream
         if let upstream = self.upstream {
-            upstream.send(.end(trailers), flush: true)
+            upstream.send(.end(trailers.map(Self.headers)), flush: true)
         } else {
-            self.pending.append(.end(trailers))
+            self.pending.append(.end(trailers.map(Self.headers)))
         }
     }
 
-    func responsePart(_ part: HTTPResponsePart) {
+    static func headers(_ fields: HTTPFields) -> HTTPHeaders {
+        HTTPHeaders(fields.map { ($0.name.rawName, $0.value) })
+    }
+
+    static func fields(_ headers: HTTPHeaders) -> HTTPFields {
+        var fields = HTTPFields()
+        for (name, value) in headers {
+            if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
+        }
+        return fields
+    }
+
+    func responsePart(_ part: HTTPClientResponsePart) {
         guard !self.finished else { return }
         switch part {
-        case .head(var head):
-            guard head.status.kind != .informational else { return }
+        case .head(let upstreamHead):
+            guard !(100..<200).contains(upstreamHead.status.code) else { return }
             self.responseStarted = true
             self.timeout?.cancel()
-            self.status = head.status.code
-            let listed = Self.connectionListed(head.headerFields)
-            if listed?.contains("close") == true { self.upstreamKeepAlive = false }
-            // Hop-by-hop fields removed in place (usually just `Connection: keep-alive`).
-            var dropped: [HTTPField.Name] = []
-            for field in head.headerFields {
-                let name = field.name.canonicalName
-                if ReverseProxy.hopByHop.contains(name) || (listed?.contains(name) ?? false) { dropped.append(field.name) }
+            self.status = Int(upstreamHead.status.code)
+            if !upstreamHead.isKeepAlive { self.upstreamKeepAlive = false }
+            // One pass from NIOHTTP1's head to ours, leaving out hop-by-hop fields.
+            let connection = upstreamHead.headers[canonicalForm: "connection"]
+            var fields = HTTPFields()
+            fields.reserveCapacity(upstreamHead.headers.count + 2)
+            for (name, value) in upstreamHead.headers {
+                guard let fieldName = HTTPField.Name(name) else { continue }
+                let canonical = fieldName.canonicalName
+                if ReverseProxy.hopByHop.contains(canonical) || connection.contains(where: { $0.lowercased() == canonical }) { continue }
+                fields.append(HTTPField(name: fieldName, value: value))
             }
-            for name in dropped { head.headerFields[name] = nil }
-            head.headerFields[.xRequestID] = self.requestID
-            head.headerFields[.traceparent] = self.traceparent
-            if self.closeAfter { head.headerFields[.connection] = "close" }
+            fields[.xRequestID] = self.requestID
+            fields[.traceparent] = self.traceparent
+            if self.closeAfter { fields[.connection] = "close" }
+            let head = HTTPResponse(
+                status: .init(code: Int(upstreamHead.status.code), reasonPhrase: upstreamHead.status.reasonPhrase), headerFields: fields
+            )
             self.context.write(self.handler.wrapOutboundOut(.head(head)), promise: nil)
         case .body(let buffer):
             self.bytes += buffer.readableBytes
             self.context.write(self.handler.wrapOutboundOut(.body(buffer)), promise: nil)
         case .end(let trailers):
-            self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(trailers)), promise: nil)
+            self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(trailers.map(Self.fields))), promise: nil)
             self.balancer.release(self.backend!, failed: self.status >= 500)
             self.record(status: self.status)
             if let upstream = self.upstream {
