@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import NIOHTTP1
 import Prometheus
 import TitaniumHTTP
 import TitaniumProxy
@@ -49,10 +50,11 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let prefixes: [(prefix: String, upstream: Int)] = [("/api/auth", 0), ("/api/users", 1), ("/api/posts", 2), ("/blog", 2)]
     let rules = configuration.rateLimits
     let forwarding = Forwarding(upstreams: upstreams, kit: kit) { head in
-        guard let target = head.path, head.headerFields[.upgrade] == nil else { return nil }
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? target
+        guard !head.headers.contains(name: "upgrade") else { return nil }
+        let path = head.uri.firstIndex(of: "?").map { String(head.uri[..<$0]) } ?? head.uri
+        let method = HTTPRequest.Method(head.method.rawValue)
         guard let (prefix, upstream) = prefixes.first(where: { Forwarding.path(path, isUnder: $0.prefix) }),
-            !rules.contains(where: { $0.matches(head.method, path) })
+            let method, !rules.contains(where: { $0.matches(method, path) })
         else { return nil }
         return ForwardingRoute(upstream: upstream, label: path == prefix ? prefix : prefix + "/**")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOHTTP1
 import HummingbirdWebSocket
 import Logging
 import TitaniumHTTP
@@ -63,10 +64,10 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let gateways = try ForwardingUpstream(name: "api-gateway", urls: urls, balancer: pool, key: "gateway.urls")
     let timeouts = kit.configuration.client
     let forwarding = Forwarding(upstreams: [gateways], kit: kit, responseTimeout: timeouts.connectTimeout + timeouts.readTimeout) { head in
-        guard let path = head.path, Forwarding.path(path, isUnder: "/api"), head.headerFields[.upgrade] == nil else { return nil }
+        guard Forwarding.path(head.uri, isUnder: "/api"), !head.headers.contains(name: "upgrade") else { return nil }
         return ForwardingRoute(
             upstream: 0, label: "/api/**",
-            countsInWindow: head.method != .head && head.headerFields[.xHeartbeat]?.lowercased() != "true"
+            countsInWindow: head.method != .HEAD && head.headers.first(name: "x-heartbeat")?.lowercased() != "true"
         )
     }
     let webSockets = heartbeat.makeRouter()

@@ -30,10 +30,10 @@ import W3CTraceContext
 /// error shape. Requests on one connection are answered in order: parts that arrive while a
 /// request is being answered wait.
 public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
-    public typealias InboundIn = HTTPRequestPart
-    public typealias InboundOut = HTTPRequestPart
-    public typealias OutboundIn = HTTPResponsePart
-    public typealias OutboundOut = HTTPResponsePart
+    public typealias InboundIn = HTTPServerRequestPart
+    public typealias InboundOut = HTTPServerRequestPart
+    public typealias OutboundIn = HTTPServerResponsePart
+    public typealias OutboundOut = HTTPServerResponsePart
 
     let shared: Forwarding
 
@@ -44,7 +44,7 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
         case forwarding(Exchange)
     }
     private var state = State.idle
-    private var waiting: CircularBuffer<HTTPRequestPart> = []
+    private var waiting: CircularBuffer<HTTPServerRequestPart> = []
     private var idleTimer: Scheduled<Void>?
     /// When the connection last became idle; nil while a request is being answered.
     private var idleSince: NIODeadline?
@@ -75,7 +75,7 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
         self.process(part, context: context)
     }
 
-    private func process(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+    private func process(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch (self.state, part) {
         case (.idle, .head(let head)):
             self.idleSince = nil
@@ -157,12 +157,17 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     }
 
     private func drainWaiting(context: ChannelHandlerContext) {
+        var drained = false
         while let part = self.waiting.first {
             // The next request waits until this one is answered; its own parts go on.
             if case .head = part, !self.isIdle { break }
             self.waiting.removeFirst()
             self.process(part, context: context)
+            drained = true
         }
+        // Parts handed to Hummingbird outside a socket read reach it only with a read-complete
+        // (its async channel delivers what it has buffered then).
+        if drained, case .passthrough = self.state { context.fireChannelReadComplete() }
     }
 
     /// Closes a connection that has been idle for the idle timeout (Hummingbird's own idle
@@ -263,7 +268,7 @@ public struct ForwardingUpstream: Sendable {
 /// connections per event loop, and the kit's observability.
 public final class Forwarding: Sendable {
     let upstreams: [ForwardingUpstream]
-    let route: @Sendable (HTTPRequest) -> ForwardingRoute?
+    let route: @Sendable (HTTPRequestHead) -> ForwardingRoute?
     let kit: ServiceKit
     let traces: TraceRecorder?
     let connectTimeout: TimeAmount
@@ -278,7 +283,7 @@ public final class Forwarding: Sendable {
     ///   - route: the requests to forward, decided on the head; nil leaves a request to Hummingbird.
     public init(
         upstreams: [ForwardingUpstream], kit: ServiceKit, responseTimeout: Duration? = nil,
-        route: @escaping @Sendable (HTTPRequest) -> ForwardingRoute?
+        route: @escaping @Sendable (HTTPRequestHead) -> ForwardingRoute?
     ) {
         self.upstreams = upstreams
         self.route = route
@@ -302,15 +307,17 @@ public final class Forwarding: Sendable {
         }
     }
 
-    /// A handler for one client connection (Hummingbird's `additionalChannelHandlers`).
+    /// A handler for one client connection.
     public func makeHandler() -> Forwarder {
         Forwarder(shared: self)
     }
 
     /// Hummingbird's HTTP/1 server with a forwarder in each connection, which then owns the
-    /// idle timeout (Hummingbird does not see the requests it answers).
+    /// idle timeout (Hummingbird does not see the requests it answers). The forwarder sits
+    /// before Hummingbird's HTTPTypes codec, on NIOHTTP1's parts: a forwarded request is never
+    /// converted to HTTPTypes and back.
     public var http1Configuration: HTTP1Channel.Configuration {
-        .init(additionalChannelHandlers: [self.makeHandler()], idleTimeout: nil)
+        .init(additionalChannelHandlers: [ForwarderInstaller(forwarder: self.makeHandler())], idleTimeout: nil)
     }
 
     /// `/api` and `/api/*`: the path is exactly `prefix` or goes on with `/` or `?`.
@@ -318,6 +325,28 @@ public final class Forwarding: Sendable {
         guard path.hasPrefix(prefix) else { return false }
         let rest = path.utf8.dropFirst(prefix.utf8.count)
         return rest.isEmpty || rest.first == UInt8(ascii: "/") || rest.first == UInt8(ascii: "?")
+    }
+}
+
+/// Puts its forwarder in front of Hummingbird's `HTTP1ToHTTPServerCodec` (additional channel
+/// handlers are added after it), then leaves the pipeline.
+final class ForwarderInstaller: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = NIOAny
+    let forwarder: Forwarder
+
+    init(forwarder: Forwarder) {
+        self.forwarder = forwarder
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let operations = context.pipeline.syncOperations
+        do {
+            let codec = try operations.context(handlerType: HTTP1ToHTTPServerCodec.self)
+            try operations.addHandler(self.forwarder, position: .before(codec.handler))
+        } catch {
+            context.fireErrorCaught(error)
+        }
+        operations.removeHandler(context: context, promise: nil)
     }
 }
 
@@ -441,7 +470,7 @@ private final class Exchange: @unchecked Sendable {
     unowned let handler: Forwarder
     let context: ChannelHandlerContext
     let shared: Forwarding
-    let request: HTTPRequest
+    let request: HTTPRequestHead
     let route: ForwardingRoute
     let upstreamName: String
     let balancer: any BackendBalancer
@@ -471,7 +500,7 @@ private final class Exchange: @unchecked Sendable {
     private var timeout: Scheduled<Void>?
     private var upstreamKeepAlive = true
 
-    init(handler: Forwarder, context: ChannelHandlerContext, head: HTTPRequest, route: ForwardingRoute) {
+    init(handler: Forwarder, context: ChannelHandlerContext, head: HTTPRequestHead, route: ForwardingRoute) {
         self.handler = handler
         self.context = context
         self.shared = handler.shared
@@ -479,10 +508,10 @@ private final class Exchange: @unchecked Sendable {
         self.route = route
         self.upstreamName = handler.shared.upstreams[route.upstream].name
         self.balancer = handler.shared.upstreams[route.upstream].balancer
-        self.requestID = head.headerFields[.xRequestID].flatMap(RequestID.accept) ?? RequestID.make()
+        self.requestID = head.headers.first(name: "x-request-id").flatMap(RequestID.accept) ?? RequestID.make()
         var generator = IDRandomGenerator()
-        if let traceparent = head.headerFields[.traceparent],
-            let incoming = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: head.headerFields[.tracestate] ?? "")
+        if let traceparent = head.headers.first(name: "traceparent"),
+            let incoming = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: head.headers.first(name: "tracestate") ?? "")
         {
             let context = TraceContext(traceID: incoming.traceID, spanID: .random(using: &generator), flags: incoming.flags, state: incoming.state)
             self.span = W3CSpanContext(traceContext: context, parentSpanID: incoming.spanID, isRemote: false)
@@ -491,20 +520,21 @@ private final class Exchange: @unchecked Sendable {
                 traceContext: TraceContext(traceID: .random(using: &generator), spanID: .random(using: &generator), flags: .sampled, state: TraceState())
             )
         }
-        let declaresBody = head.headerFields[.contentLength].map { $0 != "0" } ?? (head.headerFields[.transferEncoding] != nil)
+        let declaresBody = head.headers.first(name: "content-length").map { $0 != "0" } ?? head.headers.contains(name: "transfer-encoding")
         self.declaresBody = declaresBody
-        self.replayable = [.get, .head, .options, .delete].contains(head.method) && !declaresBody
-        self.closeAfter = head.headerFields[.connection]?.lowercased().contains("close") == true
+        self.replayable = [.GET, .HEAD, .OPTIONS, .DELETE].contains(head.method) && !declaresBody
+        // `Connection: close`, or HTTP/1.0 without keep-alive.
+        self.closeAfter = !head.isKeepAlive
         self.countsInWindow = route.countsInWindow
         self.userID = Self.userID(head, traces: handler.shared.traces)
         self.shared.kit.metrics.requestStarted()
     }
 
     /// The user id as the trace store's sources give it (no token is verified on this path).
-    static func userID(_ head: HTTPRequest, traces: TraceRecorder?) -> String? {
+    static func userID(_ head: HTTPRequestHead, traces: TraceRecorder?) -> String? {
         guard let traces else { return nil }
-        let query = Self.queryValue(named: "user_id", in: head.path)
-        return traces.userID(tokenSubject: nil, header: head.headerFields[.xUserID], query: query)
+        let query = Self.queryValue(named: "user_id", in: head.uri)
+        return traces.userID(tokenSubject: nil, header: head.headers.first(name: "x-user-id"), query: query)
     }
 
     /// A query parameter's value, percent-decoded (as `URLComponents.queryItems` gives it), without
@@ -524,7 +554,7 @@ private final class Exchange: @unchecked Sendable {
     private lazy var traceparent = self.span.traceparent
 
     func start() {
-        if let length = self.request.headerFields[.contentLength].flatMap(Int.init), length > self.shared.kit.configuration.maxBodyBytes {
+        if let length = self.request.headers.first(name: "content-length").flatMap(Int.init), length > self.shared.kit.configuration.maxBodyBytes {
             self.fail(APIError(.contentTooLarge, message: "request body of \(length) bytes exceeds the limit of \(self.shared.kit.configuration.maxBodyBytes) bytes"))
             return
         }
@@ -576,35 +606,33 @@ private final class Exchange: @unchecked Sendable {
         self.armResponseTimeout()
         let authority = self.shared.upstreams[self.route.upstream].backends[self.backend!].authority
         var headers = HTTPHeaders()
-        headers.reserveCapacity(self.request.headerFields.count + 6)
+        let incoming = self.request.headers
+        headers.reserveCapacity(incoming.count + 6)
         headers.add(name: "Host", value: authority)
-        let listed = Self.connectionListed(self.request.headerFields)
-        for field in self.request.headerFields {
-            let name = field.name.canonicalName
+        let listed = incoming[canonicalForm: "connection"]
+        for (rawName, value) in incoming {
+            let name = rawName.lowercased()
             if ReverseProxy.hopByHop.contains(name) || name == "x-forwarded-for" || name == "x-forwarded-proto" || name == "x-forwarded-host"
                 || name == "x-request-id" || name == "traceparent" || name == "tracestate" || name == "content-length"
-                || (listed?.contains(name) ?? false)
+                || listed.contains(where: { $0.lowercased() == name })
             {
                 continue
             }
-            headers.add(name: field.name.rawName, value: field.value)
+            headers.add(name: rawName, value: value)
         }
-        let fields = self.request.headerFields
         let peer = self.context.channel.remoteAddress?.ipAddress ?? "unknown"
-        headers.add(name: "X-Forwarded-For", value: fields[.xForwardedFor].map { $0 + ", " + peer } ?? peer)
-        headers.add(name: "X-Forwarded-Proto", value: fields[.xForwardedProto] ?? "http")
-        if let host = fields[.xForwardedHost] ?? self.request.authority { headers.add(name: "X-Forwarded-Host", value: host) }
+        headers.add(name: "X-Forwarded-For", value: incoming.first(name: "x-forwarded-for").map { $0 + ", " + peer } ?? peer)
+        headers.add(name: "X-Forwarded-Proto", value: incoming.first(name: "x-forwarded-proto") ?? "http")
+        if let host = incoming.first(name: "x-forwarded-host") ?? incoming.first(name: "host") { headers.add(name: "X-Forwarded-Host", value: host) }
         headers.add(name: "X-Request-ID", value: self.requestID)
         headers.add(name: "traceparent", value: self.traceparent)
         if let state = self.span.traceContext.traceStateHeaderValue, !state.isEmpty { headers.add(name: "tracestate", value: state) }
-        if let length = fields[.contentLength] {
+        if let length = incoming.first(name: "content-length") {
             headers.add(name: "Content-Length", value: length)
-        } else if let encoding = fields[.transferEncoding] {
+        } else if let encoding = incoming.first(name: "transfer-encoding") {
             headers.add(name: "Transfer-Encoding", value: encoding)
         }
-        let head = HTTPRequestHead(
-            version: .http1_1, method: HTTPMethod(rawValue: self.request.method.rawValue), uri: self.request.path ?? "/", headers: headers
-        )
+        let head = HTTPRequestHead(version: .http1_1, method: self.request.method, uri: self.request.uri, headers: headers)
         upstream.send(.head(head), flush: false)
         if !self.declaresBody {
             upstream.send(.end(nil), flush: true)
@@ -613,11 +641,6 @@ private final class Exchange: @unchecked Sendable {
         for part in self.pending { upstream.send(part, flush: false) }
         self.pending.removeAll()
         upstream.channel?.flush()
-    }
-
-    static func connectionListed(_ fields: HTTPFields) -> Set<String>? {
-        guard let value = fields[.connection] else { return nil }
-        return Set(value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
     }
 
     func requestBody(_ bytes: ByteBuffer) {
@@ -629,7 +652,7 @@ private final class Exchange: @unchecked Sendable {
         }
     }
 
-    func requestEnd(_ trailers: HTTPFields?) {
+    func requestEnd(_ trailers: HTTPHeaders?) {
         self.requestEnded = true
         guard !self.finished else {
             self.complete()
@@ -637,22 +660,10 @@ private final class Exchange: @unchecked Sendable {
         }
         if !self.declaresBody { return }  // already ended upstream
         if let upstream = self.upstream {
-            upstream.send(.end(trailers.map(Self.headers)), flush: true)
+            upstream.send(.end(trailers), flush: true)
         } else {
-            self.pending.append(.end(trailers.map(Self.headers)))
+            self.pending.append(.end(trailers))
         }
-    }
-
-    static func headers(_ fields: HTTPFields) -> HTTPHeaders {
-        HTTPHeaders(fields.map { ($0.name.rawName, $0.value) })
-    }
-
-    static func fields(_ headers: HTTPHeaders) -> HTTPFields {
-        var fields = HTTPFields()
-        for (name, value) in headers {
-            if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
-        }
-        return fields
     }
 
     func responsePart(_ part: HTTPClientResponsePart) {
@@ -664,28 +675,29 @@ private final class Exchange: @unchecked Sendable {
             self.timeout?.cancel()
             self.status = Int(upstreamHead.status.code)
             if !upstreamHead.isKeepAlive { self.upstreamKeepAlive = false }
-            // One pass from NIOHTTP1's head to ours, leaving out hop-by-hop fields.
+            // The upstream's head as ours, without its hop-by-hop fields.
             let connection = upstreamHead.headers[canonicalForm: "connection"]
-            var fields = HTTPFields()
-            fields.reserveCapacity(upstreamHead.headers.count + 2)
-            for (name, value) in upstreamHead.headers {
-                guard let fieldName = HTTPField.Name(name) else { continue }
-                let canonical = fieldName.canonicalName
-                if ReverseProxy.hopByHop.contains(canonical) || connection.contains(where: { $0.lowercased() == canonical }) { continue }
-                fields.append(HTTPField(name: fieldName, value: value))
+            var headers = HTTPHeaders()
+            headers.reserveCapacity(upstreamHead.headers.count + 3)
+            for (rawName, value) in upstreamHead.headers {
+                let name = rawName.lowercased()
+                if ReverseProxy.hopByHop.contains(name) || name == "x-request-id" || name == "traceparent"
+                    || connection.contains(where: { $0.lowercased() == name })
+                {
+                    continue
+                }
+                headers.add(name: rawName, value: value)
             }
-            fields[.xRequestID] = self.requestID
-            fields[.traceparent] = self.traceparent
-            if self.closeAfter { fields[.connection] = "close" }
-            let head = HTTPResponse(
-                status: .init(code: Int(upstreamHead.status.code), reasonPhrase: upstreamHead.status.reasonPhrase), headerFields: fields
-            )
+            headers.add(name: "X-Request-ID", value: self.requestID)
+            headers.add(name: "traceparent", value: self.traceparent)
+            if self.closeAfter { headers.add(name: "Connection", value: "close") }
+            let head = HTTPResponseHead(version: .http1_1, status: upstreamHead.status, headers: headers)
             self.context.write(self.handler.wrapOutboundOut(.head(head)), promise: nil)
         case .body(let buffer):
             self.bytes += buffer.readableBytes
-            self.context.write(self.handler.wrapOutboundOut(.body(buffer)), promise: nil)
+            self.context.write(self.handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         case .end(let trailers):
-            self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(trailers.map(Self.fields))), promise: nil)
+            self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(trailers)), promise: nil)
             self.balancer.release(self.backend!, failed: self.status >= 500)
             self.record(status: self.status)
             if let upstream = self.upstream {
@@ -771,19 +783,20 @@ private final class Exchange: @unchecked Sendable {
         self.finished = true
         self.timeout?.cancel()
         let body = ByteBuffer(bytes: error.jsonBody(requestID: self.requestID))
-        var head = HTTPResponse(status: error.status)
-        head.headerFields = error.headers
-        head.headerFields[.contentType] = "application/json; charset=utf-8"
-        head.headerFields[.contentLength] = String(body.readableBytes)
-        head.headerFields[.xRequestID] = self.requestID
-        head.headerFields[.traceparent] = self.traceparent
+        var headers = HTTPHeaders(error.headers.map { ($0.name.rawName, $0.value) })
+        headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        headers.add(name: "X-Request-ID", value: self.requestID)
+        headers.add(name: "traceparent", value: self.traceparent)
         // The rest of an unread body would be taken for the next request: close after answering.
         let mustClose = self.closeAfter || !self.requestEnded
-        if mustClose { head.headerFields[.connection] = "close" }
+        if mustClose { headers.add(name: "Connection", value: "close") }
+        let status = HTTPResponseStatus(statusCode: error.status.code, reasonPhrase: error.status.reasonPhrase)
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
         self.status = error.status.code
         self.bytes = body.readableBytes
         self.context.write(self.handler.wrapOutboundOut(.head(head)), promise: nil)
-        self.context.write(self.handler.wrapOutboundOut(.body(body)), promise: nil)
+        self.context.write(self.handler.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(nil)), promise: nil)
         self.record(status: error.status.code)
         self.handler.exchangeFinished(self, closeConnection: mustClose, context: self.context)
@@ -797,13 +810,13 @@ private final class Exchange: @unchecked Sendable {
     }
 
     private func record(status: Int) {
-        let target = self.request.path ?? "/"
+        let target = self.request.uri
         let path = target.firstIndex(of: "?").map { String(target[..<$0]) } ?? target
         let traces = self.shared.traces.flatMap { $0.configuration.records(path: path) ? $0 : nil }
         self.shared.kit.accounting.finished(
             method: self.request.method.rawValue, route: self.route.label, path: path, status: status, startNanos: self.startNanos,
             countsInWindow: self.countsInWindow, bytes: self.bytes, requestID: self.requestID, span: self.span,
-            remoteAddress: self.context.channel.remoteAddress, userAgent: self.request.headerFields[.userAgent],
+            remoteAddress: self.context.channel.remoteAddress, userAgent: self.request.headers.first(name: "user-agent"),
             recorder: traces, userID: self.userID
         )
     }

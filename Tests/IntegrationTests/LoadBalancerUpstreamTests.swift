@@ -168,39 +168,91 @@ import Testing
         let balancer = try ServiceProcess("load-balancer", environment: [
             "GATEWAY_URLS": "http://127.0.0.1:\(port)", "STATS_TARGETS": "x=http://127.0.0.1:\(port)", "HTTP_IDLE_TIMEOUT_SECONDS": "1",
         ])
-        let lbPort = try await balancer.port()
-        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(lbPort).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(connected == 0)
-        var timeout = timeval(tv_sec: 4, tv_usec: 0)
-        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        func exchange() -> String {
-            let request = Array("GET /api/anything HTTP/1.1\r\nHost: lb\r\n\r\n".utf8)
-            _ = request.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, 0) }
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            let count = recv(socket, &buffer, buffer.count, 0)
-            return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
-        }
+        let connection = try RawConnection(port: try await balancer.port())
         // Three requests 0.6 s apart: 1.8 s on one connection, never idle for a whole second.
         for _ in 0..<3 {
-            #expect(exchange().hasPrefix("HTTP/1.1 "))
+            connection.send("GET /api/anything HTTP/1.1\r\nHost: lb\r\n\r\n")
+            #expect(connection.receive().hasPrefix("HTTP/1.1 "))
             try await Task.sleep(for: .milliseconds(600))
         }
-        #expect(exchange().hasPrefix("HTTP/1.1 "))
+        connection.send("GET /api/anything HTTP/1.1\r\nHost: lb\r\n\r\n")
+        #expect(connection.receive().hasPrefix("HTTP/1.1 "))
         let idleFrom = ContinuousClock.now
-        var byte: UInt8 = 0
-        let read = recv(socket, &byte, 1, 0)  // 0: the load balancer closed the connection
+        let rest = connection.receiveUntilClosed()  // the load balancer closes the connection
         let idle = idleFrom.duration(to: .now)
-        #expect(read == 0)
+        #expect(rest.closed && rest.text.isEmpty)
         #expect(idle >= .milliseconds(900) && idle < .milliseconds(2500), "closed after \(idle) idle")
         await stop()
         #expect(try await balancer.terminate() == 0)
+    }
+
+    /// Pipelined requests on one connection, forwarded (`/api/*`) and Hummingbird's own mixed,
+    /// one with a body: every one is answered, in order.
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        let (port, stop) = try await Self.startUpstream()
+        let balancer = try ServiceProcess("load-balancer", environment: [
+            "GATEWAY_URLS": "http://127.0.0.1:\(port)", "STATS_TARGETS": "x=http://127.0.0.1:\(port)",
+        ])
+        let connection = try RawConnection(port: try await balancer.port())
+        connection.send(
+            "GET /api/a HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p1\r\n\r\n"
+                + "GET /health/live HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p2\r\n\r\n"
+                + "POST /api/b HTTP/1.1\r\nHost: lb\r\nContent-Length: 5\r\nX-Request-ID: p3\r\n\r\nhello"
+                + "GET /api/c HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p4\r\n\r\n"
+                + "GET /metrics HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p5\r\nConnection: close\r\n\r\n"
+        )
+        let answer = connection.receiveUntilClosed()
+        #expect(answer.closed)
+        let ids = answer.text.matches(of: /(?i)x-request-id: (p\d)/).map { String($0.1) }
+        #expect(ids == ["p1", "p2", "p3", "p4", "p5"], "\(answer.text.prefix(2000))")
+        #expect(answer.text.matches(of: /HTTP\/1\.1 \d{3}/).count == 5)
+        await stop()
+        #expect(try await balancer.terminate() == 0)
+    }
+}
+
+/// A plain TCP connection to 127.0.0.1, for what an HTTP client library hides (pipelining, who
+/// closes the connection and when). Reads time out after 4 s.
+final class RawConnection {
+    let socket: Int32
+
+    init(port: Int) throws {
+        self.socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(self.socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw ProcessFailure("connect to 127.0.0.1:\(port) failed: errno \(errno)") }
+        var timeout = timeval(tv_sec: 4, tv_usec: 0)
+        setsockopt(self.socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(self.socket) }
+
+    func send(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.send(self.socket, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// What one read returns ("" when the peer closed or nothing came within the timeout).
+    func receive() -> String {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let count = recv(self.socket, &buffer, buffer.count, 0)
+        return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
+    }
+
+    /// Everything until the peer closes (`closed`) or a read times out.
+    func receiveUntilClosed() -> (text: String, closed: Bool) {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(self.socket, &buffer, buffer.count, 0)
+            if count == 0 { return (String(decoding: data, as: UTF8.self), true) }
+            if count < 0 { return (String(decoding: data, as: UTF8.self), false) }
+            data.append(contentsOf: buffer[0..<count])
+        }
     }
 }
