@@ -134,7 +134,6 @@ let package = Package(
             dependencies: [
                 "TitaniumHTTP", "TitaniumTrace", "TitaniumTracing",
                 .product(name: "HummingbirdCore", package: "hummingbird"),
-                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
             ],

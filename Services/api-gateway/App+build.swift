@@ -31,32 +31,29 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         errors: registry.makeCounter(name: "rate_limit_errors_total", help: "Rate-limit checks that failed (Redis unavailable); the request passed."),
         logger: kit.logger
     ))
-    let routes: [(paths: [RouterPath], upstream: UpstreamPool)] = [
-        (["/api/auth", "/api/auth/**"], configuration.auth),
-        (["/api/users", "/api/users/**"], configuration.users),
-        (["/api/posts", "/api/posts/**", "/blog", "/blog/**"], configuration.blog),
+    // One route table for both paths: requests a rate limit applies to go through the router
+    // (the limiter waits for Redis, then ``ReverseProxy``); every other request is forwarded
+    // below Hummingbird by ``Forwarder`` (no task and no AsyncHTTPClient round per request).
+    let services: [(pool: UpstreamPool, key: String)] = [
+        (configuration.auth, "auth.service.url"), (configuration.users, "user.service.url"), (configuration.blog, "blog.service.url"),
     ]
-    for (paths, upstream) in routes {
-        router.onAnyMethod(paths) { request, context in
+    let routes: [(prefix: String, service: Int, below: String)] = [("/api/auth", 0), ("/api/users", 1), ("/api/posts", 2), ("/blog", 2)]
+        .map { ($0.0, $0.1, $0.0 + "/**") }
+    for route in routes {
+        let upstream = services[route.service].pool
+        router.onAnyMethod([RouterPath(route.prefix), RouterPath(route.below)]) { request, context in
             try await proxy.forward(request, context: context, to: upstream)
         }
     }
-    // The same routes without a rate limit are forwarded below Hummingbird (``Forwarder``): no
-    // task and no AsyncHTTPClient round per request. Rate-limited requests (they wait for
-    // Redis first) and everything unrouted take the router above.
-    let upstreams = try [
-        ("auth.service.url", configuration.auth), ("user.service.url", configuration.users), ("blog.service.url", configuration.blog),
-    ].map { key, pool throws(ConfigurationError) in try ForwardingUpstream(name: pool.name, urls: pool.baseURLs, key: key) }
-    let prefixes: [(prefix: String, upstream: Int)] = [("/api/auth", 0), ("/api/users", 1), ("/api/posts", 2), ("/blog", 2)]
+    let upstreams = try services.map { service throws(ConfigurationError) in try ForwardingUpstream(service.pool, key: service.key) }
     let rules = configuration.rateLimits
     let forwarding = Forwarding(upstreams: upstreams, kit: kit) { head in
-        guard !head.headers.contains(name: "upgrade") else { return nil }
+        guard !head.headers.contains(name: "upgrade"), let method = HTTPRequest.Method(head.method.rawValue) else { return nil }
         let path = head.uri.firstIndex(of: "?").map { String(head.uri[..<$0]) } ?? head.uri
-        let method = HTTPRequest.Method(head.method.rawValue)
-        guard let (prefix, upstream) = prefixes.first(where: { Forwarding.path(path, isUnder: $0.prefix) }),
-            let method, !rules.contains(where: { $0.matches(method, path) })
+        guard let route = routes.first(where: { Forwarding.path(path, isUnder: $0.prefix) }),
+            !rules.contains(where: { $0.matches(method, path) })
         else { return nil }
-        return ForwardingRoute(upstream: upstream, label: path == prefix ? prefix : prefix + "/**")
+        return ForwardingRoute(upstream: route.service, label: path == route.prefix ? route.prefix : route.below)
     }
     return kit.makeApplication(router: router, server: .http1(configuration: forwarding.http1Configuration), services: [redis, client])
 }

@@ -39,16 +39,12 @@ struct PostController: Sendable {
         let key = PageCache.Key(limit: clamped, offset: offset)
         let version = try self.pages.version()
         if let page = self.pages.page(key, version: version) {
-            return Self.json(page)
+            return .json(page)
         }
         let (posts, total) = try await self.store.list(limit: clamped, offset: offset)
         let page = ByteBuffer(bytes: try JSONResponseEncoding.encode(Page(posts: posts, total: total, limit: clamped, offset: offset)))
         self.pages.store(page, for: key, version: version)
-        return Self.json(page)
-    }
-
-    static func json(_ body: ByteBuffer) -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: body))
+        return .json(page)
     }
 
     @Sendable func show(_ request: Request, context: TitaniumRequestContext) async throws -> Response {

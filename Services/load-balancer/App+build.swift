@@ -67,7 +67,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         guard Forwarding.path(head.uri, isUnder: "/api"), !head.headers.contains(name: "upgrade") else { return nil }
         return ForwardingRoute(
             upstream: 0, label: "/api/**",
-            countsInWindow: head.method != .HEAD && head.headers.first(name: "x-heartbeat")?.lowercased() != "true"
+            countsInWindow: isRealTraffic(method: head.method.rawValue, heartbeat: head.headers.first(name: "x-heartbeat"))
         )
     }
     let webSockets = heartbeat.makeRouter()
@@ -83,6 +83,16 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
 
 /// Real API traffic: `/api/*`, not HEAD, not marked `X-Heartbeat: true`.
 @Sendable func isRealTraffic(_ request: Request) -> Bool {
-    request.uri.path.hasPrefix("/api/") && request.method != .head
-        && request.headers[.xHeartbeat]?.lowercased() != "true"
+    request.uri.path.hasPrefix("/api/")
+        && isRealTraffic(method: request.method.rawValue, heartbeat: request.headers[.xHeartbeat])
+}
+
+/// The same rule on what both paths (Hummingbird's router, the forwarder) see of an `/api` request.
+func isRealTraffic(method: String, heartbeat: String?) -> Bool {
+    method != "HEAD" && heartbeat?.lowercased() != "true"
+}
+
+extension HTTPField.Name {
+    /// `X-Heartbeat: true` marks the dashboard's own polling.
+    static let xHeartbeat = HTTPField.Name("X-Heartbeat")!
 }

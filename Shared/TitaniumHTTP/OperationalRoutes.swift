@@ -191,12 +191,14 @@ public struct JSONResponse<Body: Encodable & Sendable>: ResponseGenerator {
     }
 
     public func response(status: HTTPResponse.Status) throws -> Response {
-        let data = try JSONResponseEncoding.encoder.encode(self.body)
-        return Response(
-            status: status,
-            headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data))
-        )
+        .json(ByteBuffer(bytes: try JSONResponseEncoding.encoder.encode(self.body)), status: status)
+    }
+}
+
+extension Response {
+    /// A JSON body encoded already (a cached answer), with the content type every JSON answer has.
+    public static func json(_ body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: body))
     }
 }
 

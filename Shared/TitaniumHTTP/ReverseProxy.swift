@@ -19,8 +19,12 @@ public final class UpstreamPool: Sendable {
     }
 
     public func pick() -> String {
-        let index = self.next.wrappingAdd(1, ordering: .relaxed).oldValue
-        return self.baseURLs[index % self.baseURLs.count]
+        self.baseURLs[self.pickIndex()]
+    }
+
+    /// The next URL's index in `baseURLs`.
+    public func pickIndex() -> Int {
+        self.next.wrappingAdd(1, ordering: .relaxed).oldValue % self.baseURLs.count
     }
 }
 

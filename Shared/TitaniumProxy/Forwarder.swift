@@ -5,7 +5,6 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
-import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOPosix
 import Synchronization
@@ -17,8 +16,8 @@ import TitaniumTracing
 import W3CTraceContext
 
 /// The proxies' forwarding path (the load balancer's `/api/*`, the gateway's routes), below
-/// Hummingbird: a channel handler in each client connection's pipeline (after the HTTP/1 codec)
-/// sends the requests ``Forwarding/route`` claims to an upstream over keep-alive connections
+/// Hummingbird: a channel handler in each client connection's pipeline (on NIOHTTP1's parts,
+/// in front of Hummingbird's HTTPTypes codec) sends the requests ``Forwarding/route`` claims to an upstream over keep-alive connections
 /// owned by the same event loop, and relays the answer part by part. No task, no thread hop and
 /// no copy of a body per request. Everything else (the dashboard, `/stats`, `/metrics`,
 /// WebSocket upgrades, rate-limited routes) passes through to Hummingbird untouched.
@@ -219,20 +218,13 @@ public protocol BackendBalancer: Sendable {
     func release(_ index: Int, failed: Bool)
 }
 
-/// Replicas taken in turn, with no health of their own (a retry still skips the one that failed).
-public final class RoundRobinBalancer: BackendBalancer {
-    let count: Int
-    private let next = Atomic<Int>(0)
-
-    public init(count: Int) {
-        precondition(count > 0, "an upstream needs at least one replica")
-        self.count = count
-    }
-
+/// A service's URLs taken in turn, the same rotation its ``ReverseProxy`` route uses, with no
+/// health of their own (a retry still skips the one that failed).
+extension UpstreamPool: BackendBalancer {
     public func acquire(excluding: Int?) -> Int? {
-        let index = self.next.wrappingAdd(1, ordering: .relaxed).oldValue % self.count
+        let index = self.pickIndex()
         guard index == excluding else { return index }
-        return self.count > 1 ? (index + 1) % self.count : nil
+        return self.baseURLs.count > 1 ? (index + 1) % self.baseURLs.count : nil
     }
 
     public func release(_ index: Int, failed: Bool) {}
@@ -251,7 +243,7 @@ public struct ForwardingUpstream: Sendable {
     var balancer: any BackendBalancer
 
     /// - Parameter key: the setting the URLs came from, named when one is not `http://host[:port]`.
-    public init(name: String, urls: [String], balancer: (any BackendBalancer)? = nil, key: String) throws(ConfigurationError) {
+    public init(name: String, urls: [String], balancer: any BackendBalancer, key: String) throws(ConfigurationError) {
         self.name = name
         self.backends = try urls.map { url throws(ConfigurationError) in
             guard let components = URLComponents(string: url), components.scheme == "http", let host = components.host else {
@@ -260,7 +252,12 @@ public struct ForwardingUpstream: Sendable {
             let port = components.port ?? 80
             return Backend(host: host, port: port, authority: port == 80 ? host : "\(host):\(port)")
         }
-        self.balancer = balancer ?? RoundRobinBalancer(count: urls.count)
+        self.balancer = balancer
+    }
+
+    /// A service with no health checks of its own: its URLs in turn.
+    public init(_ pool: UpstreamPool, key: String) throws(ConfigurationError) {
+        try self.init(name: pool.name, urls: pool.baseURLs, balancer: pool, key: key)
     }
 }
 
@@ -820,11 +817,4 @@ private final class Exchange: @unchecked Sendable {
             recorder: traces, userID: self.userID
         )
     }
-}
-
-extension HTTPField.Name {
-    static let tracestate = HTTPField.Name("tracestate")!
-    /// `X-Heartbeat: true` marks the dashboard's own polling (the load balancer leaves it out of its window).
-    public static let xHeartbeat = HTTPField.Name("X-Heartbeat")!
-    static let xUserID = HTTPField.Name("X-User-ID")!
 }
