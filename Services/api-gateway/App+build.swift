@@ -34,26 +34,32 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     // One route table for both paths: requests a rate limit applies to go through the router
     // (the limiter waits for Redis, then ``ReverseProxy``); every other request is forwarded
     // below Hummingbird by ``Forwarder`` (no task and no AsyncHTTPClient round per request).
-    let services: [(pool: UpstreamPool, key: String)] = [
-        (configuration.auth, "auth.service.url"), (configuration.users, "user.service.url"), (configuration.blog, "blog.service.url"),
-    ]
+    let services = [configuration.auth, configuration.users, configuration.blog]
     let routes: [(prefix: String, service: Int, below: String)] = [("/api/auth", 0), ("/api/users", 1), ("/api/posts", 2), ("/blog", 2)]
         .map { ($0.0, $0.1, $0.0 + "/**") }
     for route in routes {
-        let upstream = services[route.service].pool
+        let upstream = services[route.service]
         router.onAnyMethod([RouterPath(route.prefix), RouterPath(route.below)]) { request, context in
             try await proxy.forward(request, context: context, to: upstream)
         }
     }
-    let upstreams = try services.map { service throws(ConfigurationError) in try ForwardingUpstream(service.pool, key: service.key) }
+    // A service with an https:// URL stays with the router: the forwarder speaks plain HTTP only.
+    var upstreams: [ForwardingUpstream] = []
+    var forwarded: [Int: Int] = [:]  // service → its index in `upstreams`
+    for (index, pool) in services.enumerated() {
+        guard let upstream = ForwardingUpstream(plainHTTP: pool) else { continue }
+        forwarded[index] = upstreams.count
+        upstreams.append(upstream)
+    }
+    let forwardedServices = forwarded
     let rules = configuration.rateLimits
     let forwarding = Forwarding(upstreams: upstreams, kit: kit) { head in
         guard !head.headers.contains(name: "upgrade"), let method = HTTPRequest.Method(head.method.rawValue) else { return nil }
         let path = head.uri.firstIndex(of: "?").map { String(head.uri[..<$0]) } ?? head.uri
         guard let route = routes.first(where: { Forwarding.path(path, isUnder: $0.prefix) }),
-            !rules.contains(where: { $0.matches(method, path) })
+            let upstream = forwardedServices[route.service], !rules.contains(where: { $0.matches(method, path) })
         else { return nil }
-        return ForwardingRoute(upstream: route.service, label: path == route.prefix ? route.prefix : route.below)
+        return ForwardingRoute(upstream: upstream, label: path == route.prefix ? route.prefix : route.below)
     }
     return kit.makeApplication(router: router, server: .http1(configuration: forwarding.http1Configuration), services: [redis, client])
 }

@@ -255,9 +255,13 @@ public struct ForwardingUpstream: Sendable {
         self.balancer = balancer
     }
 
-    /// A service with no health checks of its own: its URLs in turn.
-    public init(_ pool: UpstreamPool, key: String) throws(ConfigurationError) {
-        try self.init(name: pool.name, urls: pool.baseURLs, balancer: pool, key: key)
+    /// A service with no health checks of its own, its URLs in turn; nil when one of them is not
+    /// plain `http://` (those stay with ``ReverseProxy``, which speaks TLS).
+    public init?(plainHTTP pool: UpstreamPool) {
+        guard pool.baseURLs.allSatisfy({ $0.lowercased().hasPrefix("http://") }),
+            let upstream = try? ForwardingUpstream(name: pool.name, urls: pool.baseURLs, balancer: pool, key: pool.name)
+        else { return nil }
+        self = upstream
     }
 }
 

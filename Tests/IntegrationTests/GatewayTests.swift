@@ -143,6 +143,41 @@ import Testing
     }
 }
 
+extension GatewayTests {
+    /// A service with two URLs, one refusing: a GET that finds the refusing one is retried on the
+    /// other by the gateway's forwarder, so every answer comes from the live upstream. A service
+    /// with an https:// URL does not stop the gateway from starting: it is proxied by the router.
+    @Test func aRefusedReplicaIsRetriedAndHTTPSUpstreamsStayWithTheRouter() async throws {
+        let (port, stop) = try await LoadBalancerUpstreamTests.startUpstream()
+        let refused = try RedisServer.freePort()
+        let gateway = try ServiceProcess("api-gateway", environment: [
+            "BLOG_SERVICE_URL": "http://127.0.0.1:\(refused),http://127.0.0.1:\(port)",
+            "USER_SERVICE_URL": "https://127.0.0.1:\(refused)", "AUTH_SERVICE_URL": "http://127.0.0.1:\(refused)",
+            "REDIS_URL": "redis://127.0.0.1:\(refused)",
+        ])
+        let base = "http://127.0.0.1:\(try await gateway.port())"
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            // The stand-in upstream has no /blog/ page: its own 404, never the gateway's 502.
+            for _ in 0..<6 {
+                let answer = try await get(client, "\(base)/blog/missing")
+                #expect(answer.status == .notFound, "\(answer.body)")
+                #expect(answer.headers["Content-Length"].first == "0", "not the upstream's answer: \(answer.body)")
+            }
+            let tls = try await get(client, "\(base)/api/users/1")
+            #expect(tls.status == .badGateway)
+            #expect((try json(tls.body)["error"] as? [String: Any])?["message"] as? String == "user-service is unreachable")
+        } catch {
+            try await client.shutdown()
+            await stop()
+            throw error
+        }
+        try await client.shutdown()
+        await stop()
+        #expect(try await gateway.terminate() == 0)
+    }
+}
+
 /// The status code curl reports for one request.
 func curlStatus(_ arguments: String...) async throws -> String {
     let process = Process()

@@ -211,6 +211,26 @@ import Testing
     }
 }
 
+extension LoadBalancerUpstreamTests {
+    /// An HTTP/1.0 client without keep-alive gets its forwarded answer and then the connection
+    /// closes, as HTTP/1.0 expects.
+    @Test func anHTTP10ClientIsClosedAfterItsAnswer() async throws {
+        let (port, stop) = try await Self.startUpstream()
+        let balancer = try ServiceProcess("load-balancer", environment: [
+            "GATEWAY_URLS": "http://127.0.0.1:\(port)", "STATS_TARGETS": "x=http://127.0.0.1:\(port)",
+        ])
+        let connection = try RawConnection(port: try await balancer.port())
+        connection.send("GET /api/old HTTP/1.0\r\nX-Request-ID: old-1\r\n\r\n")
+        let answer = connection.receiveUntilClosed()
+        #expect(answer.closed, "still open after: \(answer.text)")
+        #expect(answer.text.hasPrefix("HTTP/1.1 404"))
+        #expect(answer.text.lowercased().contains("x-request-id: old-1"))
+        #expect(answer.text.lowercased().contains("connection: close"))
+        await stop()
+        #expect(try await balancer.terminate() == 0)
+    }
+}
+
 /// A plain TCP connection to 127.0.0.1, for what an HTTP client library hides (pipelining, who
 /// closes the connection and when). Reads time out after 4 s.
 final class RawConnection {

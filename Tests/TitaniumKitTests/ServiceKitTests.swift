@@ -145,6 +145,11 @@ func makeTestApplication(kit: ServiceKit) -> some ApplicationProtocol {
         #expect(defaults.port == 7302)
         #expect(defaults.logLevel == .info)
         #expect(defaults.idleTimeout == .seconds(60))
+        #expect(defaults.eventLoops == System.coreCount)
+        #expect(try ServiceConfiguration(service: "s", defaultPort: 1, settings: .fromEnvironment(["HTTP_EVENT_LOOPS": "1"])).eventLoops == 1)
+        #expect(throws: ConfigurationError(key: "http.event.loops", value: "0", expected: "an integer in 1...256")) {
+            try ServiceConfiguration(service: "s", defaultPort: 1, settings: .fromEnvironment(["HTTP_EVENT_LOOPS": "0"]))
+        }
         let custom = try ServiceConfiguration(
             service: "s", defaultPort: 7302,
             settings: .fromEnvironment(["HTTP_HOST": "0.0.0.0", "HTTP_PORT": "9000", "LOG_LEVEL": "debug", "DATA_DIR": "/tmp/x"])
