@@ -20,7 +20,11 @@
 #   PIN=1                           servers (nginx, Titanium) on CPU 0, wrk/hey on CPU 1
 #   PORT_BASE (12100)               ports PORT_BASE+1 … PORT_BASE+9 on 127.0.0.1
 #   TITANIUM_BIN_DIR                release binaries (default .build/release); nothing is built
-#   PARTS ("proxy chain rate")      which parts to run; the summary covers those run
+#   PARTS ("proxy chain rate")      which parts to run; the summary covers those run. Also
+#                                   "breakdown": the load balancer as in part 1 against copies with
+#                                   the trace store off, with the trace store and access lines
+#                                   off, and with one event-loop thread (HTTP_EVENT_LOOPS=1),
+#                                   alternating; requests/s, p99 and CPU per request of each
 #   PERF=1                          afterwards, one more lb run under `perf record -g` on the
 #                                   load balancer; prints the top symbols (perf report --no-children);
 #                                   PERF_DATA=FILE keeps perf.data
@@ -52,7 +56,10 @@ BLOG_PORT=$((PORT_BASE + 4))
 GATEWAY_PORT=$((PORT_BASE + 5))
 CHAIN_PORT=$((PORT_BASE + 6))     # load balancer → gateway → blog
 UNUSED_PORT=$((PORT_BASE + 9))    # auth, user, Redis, JWKS: not needed for GET /api/posts
-for port in $BACKEND_PORT $NGINX_PORT $LB_PORT $BLOG_PORT $GATEWAY_PORT $CHAIN_PORT $UNUSED_PORT; do
+NOTRACE_PORT=$((PORT_BASE + 7))   # breakdown: load balancer, trace store off
+BARE_PORT=$((PORT_BASE + 8))      # breakdown: trace store and access lines off
+ONELOOP_PORT=$((PORT_BASE + 10))  # breakdown: one event-loop thread
+for port in $BACKEND_PORT $NGINX_PORT $LB_PORT $BLOG_PORT $GATEWAY_PORT $CHAIN_PORT $UNUSED_PORT $NOTRACE_PORT $BARE_PORT $ONELOOP_PORT; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is taken: set PORT_BASE" >&2; exit 1; fi
 done
 
@@ -107,6 +114,11 @@ service_start() { # NAME BINARY PORT [VAR=VALUE…]
 }
 stats="STATS_TARGETS=api-gateway=http://127.0.0.1:$GATEWAY_PORT,blog-service=http://127.0.0.1:$BLOG_PORT"
 service_start lb load-balancer "$LB_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" DASHBOARD_DIR="$ROOT/dashboard-ui"
+if [[ " $PARTS " == *" breakdown "* ]]; then
+  service_start lb_notrace load-balancer "$NOTRACE_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" TRACE_ENABLED=false
+  service_start lb_bare load-balancer "$BARE_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" TRACE_ENABLED=false LOG_LEVEL=notice
+  service_start lb_oneloop load-balancer "$ONELOOP_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" HTTP_EVENT_LOOPS=1
+fi
 service_start blog blog-service "$BLOG_PORT" JWKS_URL="http://127.0.0.1:$UNUSED_PORT/.well-known/jwks.json"
 service_start gateway api-gateway "$GATEWAY_PORT" BLOG_SERVICE_URL="http://127.0.0.1:$BLOG_PORT" \
   AUTH_SERVICE_URL="http://127.0.0.1:$UNUSED_PORT" USER_SERVICE_URL="http://127.0.0.1:$UNUSED_PORT" \
@@ -131,6 +143,11 @@ db.executemany("INSERT INTO posts (author_id, author, title, body, created_at, u
 db.commit()
 PY
 wait_for "http://127.0.0.1:$LB_PORT/api/bench" lb
+if [[ " $PARTS " == *" breakdown "* ]]; then
+  wait_for "http://127.0.0.1:$NOTRACE_PORT/api/bench" lb_notrace
+  wait_for "http://127.0.0.1:$BARE_PORT/api/bench" lb_bare
+  wait_for "http://127.0.0.1:$ONELOOP_PORT/api/bench" lb_oneloop
+fi
 wait_for "http://127.0.0.1:$GATEWAY_PORT/api/posts" gateway
 wait_for "http://127.0.0.1:$CHAIN_PORT/api/posts" chain
 direct_body=$(curl -fs "http://127.0.0.1:$BLOG_PORT/api/posts")
@@ -193,6 +210,23 @@ if [[ " $PARTS " == *" proxy "* ]]; then
     b=$(run "http://127.0.0.1:$NGINX_PORT/api/bench" "$nginx_proxy_pid")
     echo "$round $a $b" | tee -a "$work/proxy.results"
   done
+fi
+if [[ " $PARTS " == *" breakdown "* ]]; then
+  echo "round lb_rps lb_p99_ms lb_cpu_us notrace_rps notrace_p99_ms notrace_cpu_us bare_rps bare_p99_ms bare_cpu_us oneloop_rps oneloop_p99_ms oneloop_cpu_us"
+  for round in $(seq 1 "$ROUNDS"); do
+    a=$(run "http://127.0.0.1:$LB_PORT/api/bench" "$lb_pid")
+    b=$(run "http://127.0.0.1:$NOTRACE_PORT/api/bench" "$lb_notrace_pid")
+    c=$(run "http://127.0.0.1:$BARE_PORT/api/bench" "$lb_bare_pid")
+    d=$(run "http://127.0.0.1:$ONELOOP_PORT/api/bench" "$lb_oneloop_pid")
+    echo "$round $a $b $c $d" | tee -a "$work/breakdown.results"
+  done
+  python3 - "$work/breakdown.results" <<'PY'
+import statistics, sys
+rows = [list(map(float, line.split()[1:])) for line in open(sys.argv[1])]
+for k, name in enumerate(["lb", "notrace", "bare", "oneloop"]):
+    rps, p99, cpu = (statistics.median(r[3 * k + j] for r in rows) for j in range(3))
+    print(f"median {name}: {rps:,.0f} req/s, p99 {p99:.2f} ms, {cpu:.1f} µs CPU per request")
+PY
 fi
 if [[ " $PARTS " == *" chain "* ]]; then
   echo "round chain_rps chain_p99_ms chain_cpu_us direct_rps direct_p99_ms direct_cpu_us"
