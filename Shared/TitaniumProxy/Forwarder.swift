@@ -362,17 +362,21 @@ final class UpstreamConnections: @unchecked Sendable {
         self.forwarding = forwarding
     }
 
-    /// A connection to a backend: an idle one (reused) or a new one.
-    func connect(to index: BackendKey) -> EventLoopFuture<(UpstreamHandler, reused: Bool)> {
+    /// An idle keep-alive connection to a backend, if one is open and not past the idle timeout.
+    func takeIdle(_ index: BackendKey) -> UpstreamHandler? {
         self.eventLoop.preconditionInEventLoop()
+        guard self.idle[index]?.isEmpty == false else { return nil }
         let now = NIODeadline.now()
-        while var list = self.idle[index], let last = list.popLast() {
-            self.idle[index] = list
-            if last.channel.isActive, now - last.since < self.forwarding.upstreamIdleTimeout {
-                return self.eventLoop.makeSucceededFuture((last.handler, true))
-            }
+        while let last = self.idle[index]?.popLast() {
+            if last.channel.isActive, now - last.since < self.forwarding.upstreamIdleTimeout { return last.handler }
             last.channel.close(promise: nil)
         }
+        return nil
+    }
+
+    /// A new connection to a backend.
+    func connect(to index: BackendKey) -> EventLoopFuture<UpstreamHandler> {
+        self.eventLoop.preconditionInEventLoop()
         let backend = self.forwarding.upstreams[index.upstream].backends[index.backend]
         let handler = UpstreamHandler(connections: self, backend: index)
         return ClientBootstrap(group: self.eventLoop)
@@ -381,13 +385,15 @@ final class UpstreamConnections: @unchecked Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // NIOHTTP1's parts straight to the exchange: the head is converted once, while
-                    // its hop-by-hop fields are dropped, not by a codec and then again.
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    // its hop-by-hop fields are dropped, not by a codec and then again. No outbound
+                    // header validation: every field sent was parsed by NIO's HTTP/1 decoder or
+                    // made here (ids, addresses, the configured authority).
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
             .connect(host: backend.host, port: backend.port)
-            .map { _ in (handler, false) }
+            .map { _ in handler }
     }
 
     /// Back to the idle list, for the next request on this event loop.
@@ -411,9 +417,15 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @un
 
     let connections: UpstreamConnections
     let backend: BackendKey
-    fileprivate var exchange: Exchange?
+    /// The exchange using this connection; its response deadline goes when it does.
+    fileprivate var exchange: Exchange? {
+        didSet { if self.exchange == nil { self.responseDeadline = nil } }
+    }
     var context: ChannelHandlerContext?
     var channel: (any Channel)? { self.context?.channel }
+    /// When the head of the answer to the request sent last is due; nil once it came.
+    private var responseDeadline: NIODeadline?
+    private var deadlineTimer: Scheduled<Void>?
 
     init(connections: UpstreamConnections, backend: BackendKey) {
         self.connections = connections
@@ -421,7 +433,40 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.deadlineTimer?.cancel()
+        self.deadlineTimer = nil
+        self.context = nil
+    }
+
+    /// Starts the response timeout of the request just sent. One timer per connection, not one
+    /// per request: requests follow each other on a keep-alive connection, and when the timer
+    /// fires it either times out the exchange waiting or waits again for the current deadline.
+    func awaitResponse(within timeout: TimeAmount) {
+        let deadline = NIODeadline.now() + timeout
+        self.responseDeadline = deadline
+        if self.deadlineTimer == nil { self.armDeadlineTimer(at: deadline) }
+    }
+
+    /// The head of the answer arrived: no more timeout for this request.
+    func responseArrived() {
+        self.responseDeadline = nil
+    }
+
+    private func armDeadlineTimer(at deadline: NIODeadline) {
+        guard let context = self.context else { return }
+        self.deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            guard let self else { return }
+            self.deadlineTimer = nil
+            guard let deadline = self.responseDeadline else { return }
+            if deadline <= .now() {
+                self.responseDeadline = nil
+                self.exchange?.responseTimedOut()
+            } else {
+                self.armDeadlineTimer(at: deadline)
+            }
+        }
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.exchange?.responsePart(self.unwrapInboundIn(data))
@@ -462,6 +507,48 @@ struct BackendKey: Hashable {
     var backend: Int
 }
 
+/// The header fields a forwarded message does not carry over (hop-by-hop ones, and those the
+/// forwarder sets itself), looked up per field without lowercasing it into a new string.
+enum FieldNames {
+    static let replacedInRequests = FieldNameSet(
+        ReverseProxy.hopByHop.union([
+            "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "traceparent", "tracestate", "content-length",
+        ])
+    )
+    static let replacedInResponses = FieldNameSet(ReverseProxy.hopByHop.union(["x-request-id", "traceparent"]))
+}
+
+/// Lowercase field names, grouped by length and compared ASCII case-insensitively.
+struct FieldNameSet: Sendable {
+    private let byLength: [[String]]
+
+    init(_ names: some Sequence<String>) {
+        var byLength: [[String]] = []
+        for name in names {
+            let length = name.utf8.count
+            if byLength.count <= length { byLength += Array(repeating: [], count: length + 1 - byLength.count) }
+            byLength[length].append(name)
+        }
+        self.byLength = byLength
+    }
+
+    func contains(_ name: String) -> Bool {
+        let length = name.utf8.count
+        guard length < self.byLength.count else { return false }
+        return self.byLength[length].contains { $0.utf8.elementsEqualIgnoringCase(name.utf8) }
+    }
+}
+
+extension Collection<UInt8> {
+    /// Equal as ASCII with case ignored (field names are ASCII tokens).
+    func elementsEqualIgnoringCase(_ other: some Collection<UInt8>) -> Bool {
+        guard self.count == other.count else { return false }
+        return zip(self, other).allSatisfy { a, b in
+            a == b || (a | 0x20 == b | 0x20 && (a | 0x20) >= UInt8(ascii: "a") && (a | 0x20) <= UInt8(ascii: "z"))
+        }
+    }
+}
+
 struct UpstreamClosed: Error, CustomStringConvertible {
     var description: String { "the upstream closed the connection" }
 }
@@ -498,7 +585,6 @@ private final class Exchange: @unchecked Sendable {
     private var status = 0
     private var bytes = 0
     private var finished = false
-    private var timeout: Scheduled<Void>?
     private var upstreamKeepAlive = true
 
     init(handler: Forwarder, context: ChannelHandlerContext, head: HTTPRequestHead, route: ForwardingRoute) {
@@ -562,17 +648,15 @@ private final class Exchange: @unchecked Sendable {
         self.attempt()
     }
 
-    /// From sending the request to the head of the answer (connecting has its own timeout).
-    private func armResponseTimeout() {
-        self.timeout?.cancel()
-        self.timeout = self.context.eventLoop.assumeIsolated().scheduleTask(in: self.shared.responseTimeout) { [weak self] in
-            guard let self, !self.responseStarted, !self.finished else { return }
-            if let backend = self.backend { self.balancer.release(backend, failed: true) }
-            self.upstream?.exchange = nil
-            self.upstream?.channel?.close(promise: nil)
-            self.upstream = nil
-            self.fail(APIError(.gatewayTimeout, message: "\(self.upstreamName) did not answer in time"))
-        }
+    /// No head of an answer within the response timeout (its connection's timer, armed when the
+    /// request was sent; connecting has its own timeout).
+    func responseTimedOut() {
+        guard !self.responseStarted, !self.finished else { return }
+        if let backend = self.backend { self.balancer.release(backend, failed: true) }
+        self.upstream?.exchange = nil
+        self.upstream?.channel?.close(promise: nil)
+        self.upstream = nil
+        self.fail(APIError(.gatewayTimeout, message: "\(self.upstreamName) did not answer in time"))
     }
 
     private func attempt() {
@@ -586,40 +670,43 @@ private final class Exchange: @unchecked Sendable {
         self.backend = index
         self.attempts += 1
         let connections = self.handler.upstreams
-        connections.connect(to: BackendKey(upstream: self.route.upstream, backend: index)).assumeIsolated().whenComplete { [self] result in
+        let key = BackendKey(upstream: self.route.upstream, backend: index)
+        if let idle = connections.takeIdle(key) {
+            self.use(idle, reused: true)
+            return
+        }
+        connections.connect(to: key).assumeIsolated().whenComplete { [self] result in
             guard !self.finished else {
-                if case .success(let (upstream, _)) = result { upstream.channel?.close(promise: nil) }
+                if case .success(let upstream) = result { upstream.channel?.close(promise: nil) }
                 return
             }
             switch result {
-            case .success(let (upstream, reused)):
-                self.upstream = upstream
-                self.reusedConnection = reused
-                upstream.exchange = self
-                self.sendHead(to: upstream)
-            case .failure(let error):
-                self.upstreamFailed(error)
+            case .success(let upstream): self.use(upstream, reused: false)
+            case .failure(let error): self.upstreamFailed(error)
             }
         }
     }
 
+    private func use(_ upstream: UpstreamHandler, reused: Bool) {
+        self.upstream = upstream
+        self.reusedConnection = reused
+        upstream.exchange = self
+        self.sendHead(to: upstream)
+    }
+
     private func sendHead(to upstream: UpstreamHandler) {
-        self.armResponseTimeout()
+        upstream.awaitResponse(within: self.shared.responseTimeout)
         let authority = self.shared.upstreams[self.route.upstream].backends[self.backend!].authority
         var headers = HTTPHeaders()
         let incoming = self.request.headers
         headers.reserveCapacity(incoming.count + 6)
         headers.add(name: "Host", value: authority)
-        let listed = incoming[canonicalForm: "connection"]
-        for (rawName, value) in incoming {
-            let name = rawName.lowercased()
-            if ReverseProxy.hopByHop.contains(name) || name == "x-forwarded-for" || name == "x-forwarded-proto" || name == "x-forwarded-host"
-                || name == "x-request-id" || name == "traceparent" || name == "tracestate" || name == "content-length"
-                || listed.contains(where: { $0.lowercased() == name })
-            {
+        let listed = incoming.contains(name: "connection") ? incoming[canonicalForm: "connection"] : []
+        for (name, value) in incoming {
+            if FieldNames.replacedInRequests.contains(name) || listed.contains(where: { $0.utf8.elementsEqualIgnoringCase(name.utf8) }) {
                 continue
             }
-            headers.add(name: rawName, value: value)
+            headers.add(name: name, value: value)
         }
         let peer = self.context.channel.remoteAddress?.ipAddress ?? "unknown"
         headers.add(name: "X-Forwarded-For", value: incoming.first(name: "x-forwarded-for").map { $0 + ", " + peer } ?? peer)
@@ -673,21 +760,18 @@ private final class Exchange: @unchecked Sendable {
         case .head(let upstreamHead):
             guard !(100..<200).contains(upstreamHead.status.code) else { return }
             self.responseStarted = true
-            self.timeout?.cancel()
+            self.upstream?.responseArrived()
             self.status = Int(upstreamHead.status.code)
             if !upstreamHead.isKeepAlive { self.upstreamKeepAlive = false }
             // The upstream's head as ours, without its hop-by-hop fields.
-            let connection = upstreamHead.headers[canonicalForm: "connection"]
+            let connection = upstreamHead.headers.contains(name: "connection") ? upstreamHead.headers[canonicalForm: "connection"] : []
             var headers = HTTPHeaders()
             headers.reserveCapacity(upstreamHead.headers.count + 3)
-            for (rawName, value) in upstreamHead.headers {
-                let name = rawName.lowercased()
-                if ReverseProxy.hopByHop.contains(name) || name == "x-request-id" || name == "traceparent"
-                    || connection.contains(where: { $0.lowercased() == name })
-                {
+            for (name, value) in upstreamHead.headers {
+                if FieldNames.replacedInResponses.contains(name) || connection.contains(where: { $0.utf8.elementsEqualIgnoringCase(name.utf8) }) {
                     continue
                 }
-                headers.add(name: rawName, value: value)
+                headers.add(name: name, value: value)
             }
             headers.add(name: "X-Request-ID", value: self.requestID)
             headers.add(name: "traceparent", value: self.traceparent)
@@ -769,7 +853,6 @@ private final class Exchange: @unchecked Sendable {
     func clientClosed() {
         guard !self.finished else { return }
         self.finished = true
-        self.timeout?.cancel()
         if let upstream = self.upstream {
             upstream.exchange = nil
             upstream.channel?.close(promise: nil)
@@ -782,7 +865,6 @@ private final class Exchange: @unchecked Sendable {
     private func fail(_ error: APIError) {
         guard !self.finished else { return }
         self.finished = true
-        self.timeout?.cancel()
         let body = ByteBuffer(bytes: error.jsonBody(requestID: self.requestID))
         var headers = HTTPHeaders(error.headers.map { ($0.name.rawName, $0.value) })
         headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
@@ -806,7 +888,6 @@ private final class Exchange: @unchecked Sendable {
     /// Hands the connection back once both the request and the response have ended.
     private func complete() {
         guard self.finished, self.requestEnded else { return }
-        self.timeout?.cancel()
         self.handler.exchangeFinished(self, closeConnection: self.closeAfter, context: self.context)
     }
 

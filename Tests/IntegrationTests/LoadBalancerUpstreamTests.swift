@@ -161,6 +161,50 @@ import Testing
         #expect(try await balancer.terminate() == 0)
     }
 
+    /// The response timeout is one timer per upstream connection, re-armed when it fires: a
+    /// request on a reused connection is timed from when it was sent, not from the connection's
+    /// first request. The upstream answers its first request at once and hangs on the next; the
+    /// hanging one is sent 1.5 s after the first on the same connection, so a timer still armed
+    /// for the first would cut it off after ≈ 1.5 s instead of the whole ≈ 3 s.
+    @Test func aReusedUpstreamConnectionTimesEachRequestFromItsOwnStart() async throws {
+        let peers = NIOLockedValueBox<[Int]>([])
+        let router = Router(context: PeerContext.self)
+        router.get("/api/once") { _, context -> String in
+            let call = peers.withLockedValue { $0.append(context.peerPort ?? -1); return $0.count }
+            if call > 1 { try await Task.sleep(for: .seconds(10)) }
+            return "first"
+        }
+        router.get("/health/ready") { _, _ in "ready" }
+        let port = NIOLockedValueBox<Int?>(nil)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in port.withLockedValue { $0 = channel.localAddress?.port } },
+            logger: Logger(label: "upstream")
+        )
+        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        let upstreamPort = try await poll { port.withLockedValue { $0 } }
+        let balancer = try ServiceProcess("load-balancer", environment: [
+            "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
+        ])
+        let connection = try RawConnection(port: try await balancer.port())
+        connection.send("GET /api/once HTTP/1.1\r\nHost: lb\r\n\r\n")
+        #expect(connection.receive().hasPrefix("HTTP/1.1 200"))
+        try await Task.sleep(for: .milliseconds(1500))
+        let start = ContinuousClock.now
+        connection.send("GET /api/once HTTP/1.1\r\nHost: lb\r\n\r\n")
+        let answer = connection.receive()
+        let elapsed = start.duration(to: .now)
+        #expect(answer.hasPrefix("HTTP/1.1 504"), "\(answer)")
+        #expect(elapsed >= .milliseconds(2900) && elapsed < .milliseconds(3500), "504 after \(elapsed)")
+        // Both requests came over one upstream connection (one peer port).
+        let ports = peers.withLockedValue { $0 }
+        #expect(ports.count == 2 && ports[0] == ports[1], "upstream peers \(ports)")
+        task.cancel()
+        _ = await task.result
+        #expect(try await balancer.terminate() == 0)
+    }
+
     /// The forwarder's idle timeout: a keep-alive connection stays open while it is used and is
     /// closed by the load balancer once it has been idle for `HTTP_IDLE_TIMEOUT_SECONDS`.
     @Test func forwardedConnectionsCloseAfterTheIdleTimeout() async throws {
@@ -274,5 +318,16 @@ final class RawConnection {
             if count < 0 { return (String(decoding: data, as: UTF8.self), false) }
             data.append(contentsOf: buffer[0..<count])
         }
+    }
+}
+
+/// A request context that knows the peer's address (which upstream connection a request came on).
+struct PeerContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let peerPort: Int?
+
+    init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.peerPort = source.channel.remoteAddress?.port
     }
 }
