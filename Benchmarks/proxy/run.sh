@@ -165,19 +165,24 @@ cpu_ticks() { # PID… -> user + system clock ticks of these processes and their
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 : >"$work/errors"
 run() { # URL PID… -> "requests_per_second p99_ms cpu_us_per_request" (CPU of the PIDs); errors are counted
+  # With SPLIT=1 and several PIDs, the CPU per request of each PID follows (for the chain).
   local url="$1"; shift
-  local before out after
-  before=$(cpu_ticks "$@")
+  local before=() after=() out pid split=""
+  for pid in "$@"; do before+=("$(cpu_ticks "$pid")"); done
   out=$("${CLIENT_CPU[@]}" wrk -t1 -c64 -d"$DURATION" --latency "$url")
-  after=$(cpu_ticks "$@")
+  for pid in "$@"; do after+=("$(cpu_ticks "$pid")"); done
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
     echo "errors from $url: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ')" >&2; echo "$url" >>"$work/errors"
   fi
-  awk -v cpu_us=$(((after - before) * TICK_US)) '
+  local total=0 i
+  for i in "${!before[@]}"; do
+    total=$((total + after[i] - before[i])); split+=" $(((after[i] - before[i]) * TICK_US))"
+  done
+  awk -v cpu_us=$((total * TICK_US)) -v each="${SPLIT:+$split}" '
     / requests in / { n = $1 }
     /Requests\/sec/ { rps = $2 }
     /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v = v / 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v = v * 1000 }; p99 = v }
-    END { printf "%s %s %.1f\n", rps, p99, cpu_us / n }' <<<"$out"
+    END { printf "%s %s %.1f", rps, p99, cpu_us / n; c = split(each, parts, " "); for (k = 1; k <= c; k++) printf " %.1f", parts[k] / n; printf "\n" }' <<<"$out"
 }
 run_rate() { # URL PID… -> the same at RATE requests/s (hey: RATE_WORKERS workers, -q per worker)
   local url="$1"; shift
@@ -229,11 +234,12 @@ for k, name in enumerate(["lb", "notrace", "bare", "oneloop"]):
 PY
 fi
 if [[ " $PARTS " == *" chain "* ]]; then
-  echo "round chain_rps chain_p99_ms chain_cpu_us direct_rps direct_p99_ms direct_cpu_us"
+  echo "round chain_rps chain_p99_ms chain_cpu_us direct_rps direct_p99_ms direct_cpu_us   chain_cpu_us: lb gateway blog"
   for round in $(seq 1 "$ROUNDS"); do
-    a=$(run "http://127.0.0.1:$CHAIN_PORT/api/posts" "$chain_pid" "$gateway_pid" "$blog_pid")
+    a=$(SPLIT=1 run "http://127.0.0.1:$CHAIN_PORT/api/posts" "$chain_pid" "$gateway_pid" "$blog_pid")
     b=$(run "http://127.0.0.1:$BLOG_PORT/api/posts" "$blog_pid")
-    echo "$round $a $b" | tee -a "$work/chain.results"
+    read -r rps p99 cpu lbcpu gwcpu blogcpu <<<"$a"
+    echo "$round $rps $p99 $cpu $b   $lbcpu $gwcpu $blogcpu" | tee -a "$work/chain.results"
   done
 fi
 if [[ " $PARTS " == *" rate "* ]]; then
