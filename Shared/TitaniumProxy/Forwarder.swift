@@ -604,7 +604,9 @@ private final class Exchange: @unchecked Sendable {
             self.span = W3CSpanContext(traceContext: context, parentSpanID: incoming.spanID, isRemote: false)
         } else {
             self.span = W3CSpanContext(
-                traceContext: TraceContext(traceID: .random(using: &generator), spanID: .random(using: &generator), flags: .sampled, state: TraceState())
+                traceContext: TraceContext(
+                    traceID: .timeOrdered(using: &generator), spanID: .random(using: &generator), flags: .sampled, state: TraceState()
+                )
             )
         }
         let declaresBody = head.headers.first(name: "content-length").map { $0 != "0" } ?? head.headers.contains(name: "transfer-encoding")

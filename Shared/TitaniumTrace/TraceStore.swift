@@ -8,7 +8,8 @@ import TitaniumSQLite
 ///
 /// Batches land in `trace_inbox`, a table without indexes in a file of its own
 /// (`<TRACE_DB_PATH>-inbox`), so a batch appends to a few pages instead of touching one page of
-/// the trace-id index per row (trace ids are random). About once a second ``compact()`` moves
+/// the trace-id index per row (trace ids from clients are random; those Titanium starts begin with
+/// the time, ``TraceID/timeOrdered(using:unixMilliseconds:)``). About once a second ``compact()`` moves
 /// the inbox into `trace_steps` in trace-id order, touching each index page once for thousands
 /// of rows. Two files, two write locks: a compaction never holds up the batches. Queries read
 /// both (the inbox is attached to every connection of the main file as `inbox`).

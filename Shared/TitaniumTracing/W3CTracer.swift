@@ -9,7 +9,8 @@ import W3CTraceContext
 public struct W3CTracer: Tracer {
     public typealias Span = W3CSpan
 
-    /// Creates the trace id of a new root trace. Defaults to a random W3C trace id.
+    /// Creates the trace id of a new root trace. Defaults to ``TraceID/timeOrdered(using:unixMilliseconds:)``:
+    /// the time in milliseconds, then 80 random bits.
     public var makeTraceID: @Sendable () -> TraceID
     /// Called once per span when it ends. Without it spans carry ids only and record nothing
     /// (`isRecording` is false), which keeps the per-request cost down.
@@ -18,7 +19,7 @@ public struct W3CTracer: Tracer {
     public init(
         makeTraceID: @escaping @Sendable () -> TraceID = {
             var random = IDRandomGenerator()
-            return TraceID.random(using: &random)
+            return TraceID.timeOrdered(using: &random)
         },
         onSpanEnd: (@Sendable (FinishedSpan) -> Void)? = nil
     ) {

@@ -82,6 +82,28 @@ func kit(tracer: W3CTracer, logs: LogCapture? = nil) throws -> ServiceKit {
         #expect(span.spanContext.traceID != parentTraceID)
     }
 
+    /// Traces started here get ids that grow with time (the trace stores' trace-id index takes
+    /// them at its end): the Unix time in milliseconds in the first 6 bytes, 80 random bits after.
+    @Test func newTraceIDsBeginWithTheTimeInMilliseconds() async throws {
+        var generator = IDRandomGenerator()
+        let early = TraceID.timeOrdered(using: &generator, unixMilliseconds: 1_795_000_000_000)
+        let sameMillisecond = TraceID.timeOrdered(using: &generator, unixMilliseconds: 1_795_000_000_000)
+        let later = TraceID.timeOrdered(using: &generator, unixMilliseconds: 1_795_000_000_001)
+        #expect(early.description.hasPrefix(String(1_795_000_000_000, radix: 16).leftPadded(to: 12)))
+        #expect(early.description != sameMillisecond.description)
+        #expect(early.description.prefix(12) == sameMillisecond.description.prefix(12))
+        #expect(early.description < later.description && sameMillisecond.description < later.description)
+        #expect(early.description.wholeMatch(of: /[0-9a-f]{32}/) != nil)
+
+        // The tracer's root spans: the id's time is the time the span started.
+        let before = TraceID.nowMilliseconds()
+        let span = W3CTracer().startSpan("root", context: ServiceContext.topLevel)
+        let after = TraceID.nowMilliseconds()
+        let stamped = try #require(UInt64(span.spanContext.traceID.prefix(12), radix: 16))
+        #expect(stamped >= before && stamped <= after, "\(stamped) not in \(before)...\(after)")
+        span.end()
+    }
+
     @Test func outboundCallsCarryTheChildContextAndRequestID() async throws {
         // The upstream answers with the trace headers it received.
         let upstreamRouter = Router()
@@ -128,4 +150,8 @@ func kit(tracer: W3CTracer, logs: LogCapture? = nil) throws -> ServiceKit {
             try await outbound.client.shutdown()
         }
     }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - self.count)) + self }
 }

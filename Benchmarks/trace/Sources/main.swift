@@ -35,12 +35,20 @@ func finished(_ index: Int) -> FinishedRequest {
     )
 }
 
-/// A row as the writer makes it: random trace and span ids (so the trace_id index is written at
-/// random places, as in production), a handful of users and paths.
+/// `IDS=time`: trace ids as the services make them for traces they start (the time in
+/// milliseconds first, `TraceID.timeOrdered`), 10 rows per millisecond; otherwise random
+/// 128-bit ids, as a client that sends its own `traceparent` gives them.
+let timeOrderedIDs = ProcessInfo.processInfo.environment["IDS"] == "time"
+
+/// A row as the writer makes it: random span ids and trace ids as `IDS` says (random ones put
+/// each row's trace_id index entry at a random place), a handful of users and paths.
 func step(_ index: Int) -> TraceStep {
     var generator = IDRandomGenerator()
+    let traceID = timeOrderedIDs
+        ? String(format: "%012llx%04llx%016llx", 1_795_000_000_000 + UInt64(index / 10), generator.next() & 0xFFFF, generator.next())
+        : String(format: "%016llx%016llx", generator.next(), generator.next())
     return TraceStep(
-        trace_id: String(format: "%016llx%016llx", generator.next(), generator.next()), span_id: String(format: "%016llx", generator.next()),
+        trace_id: traceID, span_id: String(format: "%016llx", generator.next()),
         parent_span_id: String(format: "%016llx", generator.next()),
         service: "blog-service", instance: "bench:7303", user_id: String(index % 50), route: "/api/posts/{id}", path: "/api/posts/\(index % 1000)",
         method: "GET", status_code: 200, latency_us: 1234, ip: "10.0.0.7", user_agent: "wrk/4.2", created_at: 1_795_000_000_000 + Int64(index)
@@ -56,18 +64,32 @@ switch mode {
 case "ingest":
     let count = argument ?? 200_000
     let store = try TraceStore(path: directory.appendingPathComponent("traces.db").path)
-    let steps = (0..<count).map(step)
-    let start = ContinuousClock.now
     let size = CommandLine.arguments.dropFirst(3).first.flatMap(Int.init) ?? 100
     // As the writer does: batches into the inbox, compacted into the indexed table every
     // TraceStore.compactionRows rows (the writer also compacts after a second) and at the end.
-    for batch in stride(from: 0, to: count, by: size) {
-        try store.insert(Array(steps[batch..<min(batch + size, count)]))
-        if (batch + size) % TraceStore.compactionRows == 0 { _ = try store.compact() }
+    func ingest(_ steps: ArraySlice<TraceStep>) throws {
+        for batch in stride(from: steps.startIndex, to: steps.endIndex, by: size) {
+            try store.insert(Array(steps[batch..<min(batch + size, steps.endIndex)]))
+            if (batch + size - steps.startIndex) % TraceStore.compactionRows == 0 { _ = try store.compact() }
+        }
+        _ = try store.compact()
     }
-    _ = try store.compact()
+    // PRELOAD=N: N rows written first (not timed), as in a store that has been recording a while.
+    let preload = ProcessInfo.processInfo.environment["PRELOAD"].flatMap(Int.init) ?? 0
+    if preload > 0 {
+        for chunk in stride(from: 0, to: preload, by: 200_000) {
+            try ingest((chunk..<min(chunk + 200_000, preload)).map(step)[...])
+        }
+    }
+    let steps = (preload..<(preload + count)).map(step)
+    let start = ContinuousClock.now
+    try ingest(steps[...])
     let elapsed = seconds(since: start)
-    print(String(format: "ingest %d records in %.3f s: %.0f records/s (batches of %d)", count, elapsed, Double(count) / elapsed, size))
+    let ids = timeOrderedIDs ? "time-ordered" : "random"
+    print(
+        String(format: "ingest %d records in %.3f s: %.0f records/s (batches of %d, ", count, elapsed, Double(count) / elapsed, size)
+            + "\(ids) trace ids, \(preload) rows already stored)"
+    )
 
 case "enqueue":
     let count = argument ?? 1_000_000
