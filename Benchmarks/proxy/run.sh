@@ -164,8 +164,10 @@ cpu_ticks() { # PID… -> user + system clock ticks of these processes and their
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 : >"$work/errors"
-run() { # URL PID… -> "requests_per_second p99_ms cpu_us_per_request" (CPU of the PIDs); errors are counted
-  # With SPLIT=1 and several PIDs, the CPU per request of each PID follows (for the chain).
+run() { # [--split] URL PID… -> "requests_per_second p99_ms cpu_us_per_request" (CPU of the PIDs); errors are counted
+  # --split: the CPU per request of each PID follows (for the chain).
+  local each=0
+  if [ "$1" = --split ]; then each=1; shift; fi
   local url="$1"; shift
   local before=() after=() out pid split=""
   for pid in "$@"; do before+=("$(cpu_ticks "$pid")"); done
@@ -178,7 +180,7 @@ run() { # URL PID… -> "requests_per_second p99_ms cpu_us_per_request" (CPU of 
   for i in "${!before[@]}"; do
     total=$((total + after[i] - before[i])); split+=" $(((after[i] - before[i]) * TICK_US))"
   done
-  awk -v cpu_us=$((total * TICK_US)) -v each="${SPLIT:+$split}" '
+  awk -v cpu_us=$((total * TICK_US)) -v each="$( [ "$each" = 1 ] && echo "$split" )" '
     / requests in / { n = $1 }
     /Requests\/sec/ { rps = $2 }
     /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v = v / 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v = v * 1000 }; p99 = v }
@@ -236,7 +238,7 @@ fi
 if [[ " $PARTS " == *" chain "* ]]; then
   echo "round chain_rps chain_p99_ms chain_cpu_us direct_rps direct_p99_ms direct_cpu_us   chain_cpu_us: lb gateway blog"
   for round in $(seq 1 "$ROUNDS"); do
-    a=$(SPLIT=1 run "http://127.0.0.1:$CHAIN_PORT/api/posts" "$chain_pid" "$gateway_pid" "$blog_pid")
+    a=$(run --split "http://127.0.0.1:$CHAIN_PORT/api/posts" "$chain_pid" "$gateway_pid" "$blog_pid")
     b=$(run "http://127.0.0.1:$BLOG_PORT/api/posts" "$blog_pid")
     read -r rps p99 cpu lbcpu gwcpu blogcpu <<<"$a"
     echo "$round $rps $p99 $cpu $b   $lbcpu $gwcpu $blogcpu" | tee -a "$work/chain.results"

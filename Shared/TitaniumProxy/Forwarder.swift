@@ -690,6 +690,11 @@ private final class Exchange: @unchecked Sendable {
     }
 
     private func use(_ upstream: UpstreamHandler, reused: Bool) {
+        // A connection already out of its pipeline could neither send nor time out the request.
+        guard upstream.context != nil else {
+            self.upstreamFailed(UpstreamClosed())
+            return
+        }
         self.upstream = upstream
         self.reusedConnection = reused
         upstream.exchange = self

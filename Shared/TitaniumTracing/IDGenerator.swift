@@ -47,8 +47,9 @@ extension TraceID {
     /// The trace id of a trace that starts here: the first 6 bytes are the Unix time in
     /// milliseconds (big-endian), the other 10 random — a UUIDv7's layout, and within what W3C
     /// Trace Context Level 2 asks of a random trace id (its right-most 7 bytes random). Every
-    /// service indexes its trace store by trace id: ids that grow with time are added at the end
-    /// of that index, where random ones each land on a page of their own once the table is large.
+    /// service indexes its trace store by trace id: ids that grow with time are appended at one
+    /// place in that index (the newest time), where random ones each land on a page of their own
+    /// once the table is large.
     public static func timeOrdered(using generator: inout some RandomNumberGenerator, unixMilliseconds: UInt64 = TraceID.nowMilliseconds()) -> TraceID {
         var bytes: TraceID.Bytes = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         let high = (unixMilliseconds & 0xFFFF_FFFF_FFFF) << 16 | generator.next() & 0xFFFF

@@ -165,7 +165,8 @@ import Testing
     /// request on a reused connection is timed from when it was sent, not from the connection's
     /// first request. The upstream answers its first request at once and hangs on the next; the
     /// hanging one is sent 1.5 s after the first on the same connection, so a timer still armed
-    /// for the first would cut it off after ≈ 1.5 s instead of the whole ≈ 3 s.
+    /// for the first would cut it off after ≈ 1.5 s instead of the whole ≈ 3 s. Also: the trace
+    /// the load balancer starts for a request without `traceparent` has a time-ordered id.
     @Test func aReusedUpstreamConnectionTimesEachRequestFromItsOwnStart() async throws {
         let peers = NIOLockedValueBox<[Int]>([])
         let router = Router(context: PeerContext.self)
@@ -184,12 +185,21 @@ import Testing
         )
         let task = Task { try await app.runService(gracefulShutdownSignals: []) }
         let upstreamPort = try await poll { port.withLockedValue { $0 } }
+        // The response deadline is connect + read timeout: 3 s.
         let balancer = try ServiceProcess("load-balancer", environment: [
             "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
+            "HTTP_CLIENT_CONNECT_TIMEOUT_MS": "1000", "HTTP_CLIENT_READ_TIMEOUT_MS": "2000",
         ])
         let connection = try RawConnection(port: try await balancer.port())
+        let sentAt = UInt64(Date().timeIntervalSince1970 * 1000)
         connection.send("GET /api/once HTTP/1.1\r\nHost: lb\r\n\r\n")
-        #expect(connection.receive().hasPrefix("HTTP/1.1 200"))
+        let first = connection.receive()
+        #expect(first.hasPrefix("HTTP/1.1 200"))
+        // A request without traceparent starts a trace here: its id begins with the time in ms.
+        let traceparent = try #require(first.split(separator: "\r\n").first { $0.lowercased().hasPrefix("traceparent:") })
+        let traceID = try #require(traceparent.split(separator: "-").dropFirst().first)
+        let stamped = try #require(UInt64(traceID.prefix(12), radix: 16))
+        #expect(stamped >= sentAt && stamped <= sentAt + 2000, "trace id \(traceID) vs \(sentAt)")
         try await Task.sleep(for: .milliseconds(1500))
         let start = ContinuousClock.now
         connection.send("GET /api/once HTTP/1.1\r\nHost: lb\r\n\r\n")
