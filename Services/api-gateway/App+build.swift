@@ -55,7 +55,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let rules = configuration.rateLimits
     let forwarding = Forwarding(upstreams: upstreams, kit: kit) { head in
         guard !head.headers.contains(name: "upgrade"), let method = HTTPRequest.Method(head.method.rawValue) else { return nil }
-        let path = head.uri.firstIndex(of: "?").map { String(head.uri[..<$0]) } ?? head.uri
+        let path = Forwarding.path(of: head.uri)
         guard let route = routes.first(where: { Forwarding.path(path, isUnder: $0.prefix) }),
             let upstream = forwardedServices[route.service], !rules.contains(where: { $0.matches(method, path) })
         else { return nil }

@@ -321,6 +321,11 @@ public final class Forwarding: Sendable {
         .init(additionalChannelHandlers: [ForwarderInstaller(forwarder: self.makeHandler())], idleTimeout: nil)
     }
 
+    /// A request target's path: everything before the query.
+    public static func path(of target: String) -> String {
+        target.firstIndex(of: "?").map { String(target[..<$0]) } ?? target
+    }
+
     /// `/api` and `/api/*`: the path is exactly `prefix` or goes on with `/` or `?`.
     public static func path(_ path: String, isUnder prefix: String) -> Bool {
         guard path.hasPrefix(prefix) else { return false }
@@ -596,19 +601,11 @@ private final class Exchange: @unchecked Sendable {
         self.upstreamName = handler.shared.upstreams[route.upstream].name
         self.balancer = handler.shared.upstreams[route.upstream].balancer
         self.requestID = head.headers.first(name: "x-request-id").flatMap(RequestID.accept) ?? RequestID.make()
-        var generator = IDRandomGenerator()
-        if let traceparent = head.headers.first(name: "traceparent"),
-            let incoming = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: head.headers.first(name: "tracestate") ?? "")
-        {
-            let context = TraceContext(traceID: incoming.traceID, spanID: .random(using: &generator), flags: incoming.flags, state: incoming.state)
-            self.span = W3CSpanContext(traceContext: context, parentSpanID: incoming.spanID, isRemote: false)
-        } else {
-            self.span = W3CSpanContext(
-                traceContext: TraceContext(
-                    traceID: .timeOrdered(using: &generator), spanID: .random(using: &generator), flags: .sampled, state: TraceState()
-                )
-            )
-        }
+        // The same span rule as the tracer of every Hummingbird route: continue the caller's
+        // trace, or start one with the tracer's trace id.
+        self.span = handler.shared.kit.tracer.spanContext(
+            childOf: W3CTracer.remoteSpanContext(traceparent: head.headers.first(name: "traceparent"), tracestate: head.headers.first(name: "tracestate"))
+        )
         let declaresBody = head.headers.first(name: "content-length").map { $0 != "0" } ?? head.headers.contains(name: "transfer-encoding")
         self.declaresBody = declaresBody
         self.replayable = [.GET, .HEAD, .OPTIONS, .DELETE].contains(head.method) && !declaresBody
@@ -899,8 +896,7 @@ private final class Exchange: @unchecked Sendable {
     }
 
     private func record(status: Int) {
-        let target = self.request.uri
-        let path = target.firstIndex(of: "?").map { String(target[..<$0]) } ?? target
+        let path = Forwarding.path(of: self.request.uri)
         let traces = self.shared.traces.flatMap { $0.configuration.records(path: path) ? $0 : nil }
         self.shared.kit.accounting.finished(
             method: self.request.method.rawValue, route: self.route.label, path: path, status: status, startNanos: self.startNanos,

@@ -37,23 +37,7 @@ public struct W3CTracer: Tracer {
         line: UInt
     ) -> W3CSpan {
         var context = context()
-        var random = IDRandomGenerator()
-        let spanContext: W3CSpanContext
-        if let parent = context.w3cSpanContext {
-            spanContext = W3CSpanContext(
-                traceContext: TraceContext(
-                    traceID: parent.traceContext.traceID,
-                    spanID: .random(using: &random),
-                    flags: parent.traceContext.flags,
-                    state: parent.traceContext.state
-                ),
-                parentSpanID: parent.traceContext.spanID
-            )
-        } else {
-            spanContext = W3CSpanContext(
-                traceContext: TraceContext(traceID: self.makeTraceID(), spanID: .random(using: &random), flags: .sampled, state: TraceState())
-            )
-        }
+        let spanContext = self.spanContext(childOf: context.w3cSpanContext)
         context.w3cSpanContext = spanContext
         return W3CSpan(
             operationName: operationName,
@@ -65,6 +49,32 @@ public struct W3CTracer: Tracer {
         )
     }
 
+    /// A new span's identity: a child of `parent` (same trace, flags and state), or the root of
+    /// a new trace (``makeTraceID``) when there is none.
+    public func spanContext(childOf parent: W3CSpanContext?) -> W3CSpanContext {
+        var random = IDRandomGenerator()
+        guard let parent else {
+            return W3CSpanContext(
+                traceContext: TraceContext(traceID: self.makeTraceID(), spanID: .random(using: &random), flags: .sampled, state: TraceState())
+            )
+        }
+        return W3CSpanContext(
+            traceContext: TraceContext(
+                traceID: parent.traceContext.traceID, spanID: .random(using: &random), flags: parent.traceContext.flags,
+                state: parent.traceContext.state
+            ),
+            parentSpanID: parent.traceContext.spanID
+        )
+    }
+
+    /// The caller's span from its `traceparent`/`tracestate` headers; nil when absent or
+    /// malformed (the request then starts a new trace).
+    public static func remoteSpanContext(traceparent: String?, tracestate: String?) -> W3CSpanContext? {
+        guard let traceparent, let parsed = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: tracestate)
+        else { return nil }
+        return W3CSpanContext(traceContext: parsed, isRemote: true)
+    }
+
     public func forceFlush() {}
 
     public func extract<Carrier, Extract: Extractor>(
@@ -72,12 +82,11 @@ public struct W3CTracer: Tracer {
         into context: inout ServiceContext,
         using extractor: Extract
     ) where Extract.Carrier == Carrier {
-        guard let traceparent = extractor.extract(key: "traceparent", from: carrier) else { return }
-        let tracestate = extractor.extract(key: "tracestate", from: carrier)
         // A malformed header is ignored: the request simply starts a new trace.
-        guard let parsed = try? TraceContext(traceParentHeaderValue: traceparent, traceStateHeaderValue: tracestate)
-        else { return }
-        context.w3cSpanContext = W3CSpanContext(traceContext: parsed, isRemote: true)
+        guard let remote = Self.remoteSpanContext(
+            traceparent: extractor.extract(key: "traceparent", from: carrier), tracestate: extractor.extract(key: "tracestate", from: carrier)
+        ) else { return }
+        context.w3cSpanContext = remote
     }
 
     public func inject<Carrier, Inject: Injector>(
