@@ -285,6 +285,73 @@ extension LoadBalancerUpstreamTests {
     }
 }
 
+extension LoadBalancerUpstreamTests {
+    /// The forwarder's header rules, both ways, with names in mixed case: hop-by-hop fields and
+    /// those the client's `Connection` names stay behind; `X-Forwarded-For` gets the peer
+    /// appended, `X-Forwarded-Proto` and `X-Forwarded-Host` are set, `Host` is the upstream's;
+    /// the upstream's hop-by-hop answer fields do not reach the client (checked against what the
+    /// upstream sends when asked directly, so the test cannot pass by their never being sent).
+    @Test func hopByHopFieldsStayBehindAndForwardedFieldsAreSet() async throws {
+        let router = Router()
+        router.get("/api/headers") { request, _ -> Response in
+            var seen: [String: String] = [:]
+            for field in request.headers { seen[field.name.canonicalName, default: ""] += (seen[field.name.canonicalName] == nil ? "" : ",") + field.value }
+            seen["host"] = request.head.authority
+            let body = try JSONSerialization.data(withJSONObject: seen, options: [.sortedKeys])
+            return Response(
+                status: .ok,
+                headers: [.contentType: "application/json", .init("Keep-Alive")!: "timeout=9", .init("Proxy-Authenticate")!: "Basic", .init("X-Visible")!: "1"],
+                body: .init(byteBuffer: ByteBuffer(bytes: body))
+            )
+        }
+        let port = NIOLockedValueBox<Int?>(nil)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in port.withLockedValue { $0 = channel.localAddress?.port } },
+            logger: Logger(label: "upstream")
+        )
+        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        let upstreamPort = try await poll { port.withLockedValue { $0 } }
+        let balancer = try ServiceProcess("load-balancer", environment: [
+            "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
+        ])
+        let request = "GET /api/headers HTTP/1.1\r\nHost: front.example\r\nconnection: keep-alive, X-Drop-Me\r\nx-DROP-me: 1\r\n"
+            + "Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Forwarded-For: 198.51.100.7\r\nx-Keep: yes\r\n\r\n"
+        let direct = try RawConnection(port: upstreamPort)
+        direct.send(request)
+        let directAnswer = direct.receive().lowercased()
+        #expect(directAnswer.contains("keep-alive: timeout=9") && directAnswer.contains("proxy-authenticate: basic"), "\(directAnswer)")
+
+        let connection = try RawConnection(port: try await balancer.port())
+        connection.send(request)
+        let answer = connection.receive()
+        let (head, body) = try #require(answer.split(separator: "\r\n\r\n", maxSplits: 1).map(String.init).twoParts)
+        let lowered = head.lowercased()
+        #expect(head.hasPrefix("HTTP/1.1 200"), "\(answer)")
+        #expect(!lowered.contains("keep-alive:") && !lowered.contains("proxy-authenticate"), "\(head)")
+        #expect(lowered.contains("x-visible: 1"))
+        let seen = try json(body)
+        // Field names as the upstream's HTTPTypes gives them: lowercase.
+        #expect(seen["x-keep"] as? String == "yes", "\(seen)")
+        #expect(seen["x-forwarded-for"] as? String == "198.51.100.7, 127.0.0.1")
+        #expect(seen["x-forwarded-proto"] as? String == "http")
+        #expect(seen["x-forwarded-host"] as? String == "front.example")
+        #expect(seen["host"] as? String == "127.0.0.1:\(upstreamPort)")
+        for dropped in ["connection", "x-drop-me", "keep-alive", "te", "proxy-authorization"] {
+            #expect(seen[dropped] == nil, "\(dropped) reached the upstream: \(seen)")
+        }
+        task.cancel()
+        _ = await task.result
+        #expect(try await balancer.terminate() == 0)
+    }
+}
+
+extension Array where Element == String {
+    /// The two elements of a two-element array.
+    var twoParts: (String, String)? { self.count == 2 ? (self[0], self[1]) : nil }
+}
+
 /// A plain TCP connection to 127.0.0.1, for what an HTTP client library hides (pipelining, who
 /// closes the connection and when). Reads time out after 4 s.
 final class RawConnection {
