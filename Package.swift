@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "blog-service", targets: ["BlogService"]),
         .executable(name: "kit-overhead-server", targets: ["KitOverheadServer"]),
         .executable(name: "trace-bench", targets: ["TraceBench"]),
+        .executable(name: "proxy-floor", targets: ["ProxyFloor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -191,6 +192,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(name: "KitOverheadServer", dependencies: ["TitaniumHTTP"], path: "Benchmarks/kit-overhead/Sources", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ProxyFloor",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Benchmarks/proxy/Floor",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Tests
         .testTarget(

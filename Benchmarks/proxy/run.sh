@@ -25,6 +25,12 @@
 #                                   the trace store off, with the trace store and access lines
 #                                   off, and with one event-loop thread (HTTP_EVENT_LOOPS=1),
 #                                   alternating; requests/s, p99 and CPU per request of each
+#                                   "floor": what SwiftNIO itself costs a proxy. proxy-floor (the
+#                                   least HTTP/1 proxy on NIOHTTP1, Benchmarks/proxy/Floor) and
+#                                   its byte relay (`tcp`, no HTTP parsed) against the load balancer
+#                                   bare and in full and nginx proxy_pass, same backend, alternating;
+#                                   and the chain with two proxy-floor hops in front of blog-service
+#                                   against the real chain and blog-service direct
 #   PERF=1                          afterwards, one more lb run under `perf record -g` on the
 #                                   load balancer; prints the top symbols (perf report --no-children);
 #                                   PERF_DATA=FILE keeps perf.data
@@ -45,7 +51,9 @@ if [ "${PIN:-0}" = 1 ]; then SERVER_CPU=(taskset -c 0); CLIENT_CPU=(taskset -c 1
 
 command -v wrk >/dev/null && command -v nginx >/dev/null || bash scripts/install-deps.sh bench
 command -v hey >/dev/null || { echo "hey is missing: apt-get install hey" >&2; exit 1; }
-for name in load-balancer api-gateway blog-service; do
+binaries="load-balancer api-gateway blog-service"
+if [[ " $PARTS " == *" floor "* ]]; then binaries+=" proxy-floor"; fi
+for name in $binaries; do
   [ -x "$BIN_DIR/$name" ] || { echo "no release binary $BIN_DIR/$name (swift build -c release, or set TITANIUM_BIN_DIR)" >&2; exit 1; }
 done
 
@@ -59,7 +67,12 @@ UNUSED_PORT=$((PORT_BASE + 9))    # auth, user, Redis, JWKS: not needed for GET 
 NOTRACE_PORT=$((PORT_BASE + 7))   # breakdown: load balancer, trace store off
 BARE_PORT=$((PORT_BASE + 8))      # breakdown: trace store and access lines off
 ONELOOP_PORT=$((PORT_BASE + 10))  # breakdown: one event-loop thread
-for port in $BACKEND_PORT $NGINX_PORT $LB_PORT $BLOG_PORT $GATEWAY_PORT $CHAIN_PORT $UNUSED_PORT $NOTRACE_PORT $BARE_PORT $ONELOOP_PORT; do
+TCP_FLOOR_PORT=$((PORT_BASE + 11))   # floor: proxy-floor tcp → backend
+HTTP_FLOOR_PORT=$((PORT_BASE + 12))  # floor: proxy-floor http → backend
+FLOOR_HOP2_PORT=$((PORT_BASE + 13))  # floor: proxy-floor http → blog
+FLOOR_CHAIN_PORT=$((PORT_BASE + 14)) # floor: proxy-floor http → proxy-floor http → blog
+for port in $BACKEND_PORT $NGINX_PORT $LB_PORT $BLOG_PORT $GATEWAY_PORT $CHAIN_PORT $UNUSED_PORT $NOTRACE_PORT $BARE_PORT $ONELOOP_PORT \
+            $TCP_FLOOR_PORT $HTTP_FLOOR_PORT $FLOOR_HOP2_PORT $FLOOR_CHAIN_PORT; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is taken: set PORT_BASE" >&2; exit 1; fi
 done
 
@@ -76,7 +89,7 @@ trap 'exit 130' INT TERM
 
 # A copy of the binaries: a rebuild in the tree during the run does not swap them underneath.
 mkdir -p "$work/bin"
-cp "$BIN_DIR/load-balancer" "$BIN_DIR/api-gateway" "$BIN_DIR/blog-service" "$work/bin/"
+for name in $binaries; do cp "$BIN_DIR/$name" "$work/bin/"; done
 
 nginx_start() { # NAME, http block body
   local dir="$work/$1"
@@ -116,7 +129,21 @@ stats="STATS_TARGETS=api-gateway=http://127.0.0.1:$GATEWAY_PORT,blog-service=htt
 service_start lb load-balancer "$LB_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" DASHBOARD_DIR="$ROOT/dashboard-ui"
 if [[ " $PARTS " == *" breakdown "* ]]; then
   service_start lb_notrace load-balancer "$NOTRACE_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" TRACE_ENABLED=false
+fi
+if [[ " $PARTS " == *" breakdown "* || " $PARTS " == *" floor "* ]]; then
   service_start lb_bare load-balancer "$BARE_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" TRACE_ENABLED=false LOG_LEVEL=notice
+fi
+if [[ " $PARTS " == *" floor "* ]]; then
+  floor_start() { # NAME MODE PORT UPSTREAM_PORT
+    "${SERVER_CPU[@]}" "$work/bin/proxy-floor" "$2" "$3" "$4" >"$work/$1.log" 2>&1 & pids+=($!)
+    eval "${1}_pid=$!"
+  }
+  floor_start tcp_floor tcp "$TCP_FLOOR_PORT" "$BACKEND_PORT"
+  floor_start http_floor http "$HTTP_FLOOR_PORT" "$BACKEND_PORT"
+  floor_start floor_hop2 http "$FLOOR_HOP2_PORT" "$BLOG_PORT"
+  floor_start floor_chain http "$FLOOR_CHAIN_PORT" "$FLOOR_HOP2_PORT"
+fi
+if [[ " $PARTS " == *" breakdown "* ]]; then
   service_start lb_oneloop load-balancer "$ONELOOP_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" HTTP_EVENT_LOOPS=1
 fi
 service_start blog blog-service "$BLOG_PORT" JWKS_URL="http://127.0.0.1:$UNUSED_PORT/.well-known/jwks.json"
@@ -145,14 +172,24 @@ PY
 wait_for "http://127.0.0.1:$LB_PORT/api/bench" lb
 if [[ " $PARTS " == *" breakdown "* ]]; then
   wait_for "http://127.0.0.1:$NOTRACE_PORT/api/bench" lb_notrace
-  wait_for "http://127.0.0.1:$BARE_PORT/api/bench" lb_bare
   wait_for "http://127.0.0.1:$ONELOOP_PORT/api/bench" lb_oneloop
+fi
+if [[ " $PARTS " == *" breakdown "* || " $PARTS " == *" floor "* ]]; then
+  wait_for "http://127.0.0.1:$BARE_PORT/api/bench" lb_bare
+fi
+if [[ " $PARTS " == *" floor "* ]]; then
+  wait_for "http://127.0.0.1:$TCP_FLOOR_PORT/api/bench" tcp_floor
+  wait_for "http://127.0.0.1:$HTTP_FLOOR_PORT/api/bench" http_floor
+  wait_for "http://127.0.0.1:$FLOOR_CHAIN_PORT/api/posts" floor_chain
 fi
 wait_for "http://127.0.0.1:$GATEWAY_PORT/api/posts" gateway
 wait_for "http://127.0.0.1:$CHAIN_PORT/api/posts" chain
 direct_body=$(curl -fs "http://127.0.0.1:$BLOG_PORT/api/posts")
 chain_body=$(curl -fs "http://127.0.0.1:$CHAIN_PORT/api/posts")
 [ "$direct_body" = "$chain_body" ] || { echo "the chain answers differently from blog-service direct" >&2; exit 1; }
+if [[ " $PARTS " == *" floor "* ]]; then
+  [ "$direct_body" = "$(curl -fs "http://127.0.0.1:$FLOOR_CHAIN_PORT/api/posts")" ] || { echo "the floor chain answers differently from blog-service direct" >&2; exit 1; }
+fi
 echo "GET /api/posts: ${#direct_body} bytes; backend: $(curl -fs "http://127.0.0.1:$BACKEND_PORT/api/bench")"
 
 cpu_ticks() { # PID… -> user + system clock ticks of these processes and their children (nginx workers)
@@ -253,6 +290,49 @@ if [[ " $PARTS " == *" rate "* ]]; then
   done
 fi
 
+# Last: its many requests grow the stores of the load balancer and blog-service that the parts above use.
+if [[ " $PARTS " == *" floor "* ]]; then
+  echo "round tcp_floor_rps p99_ms cpu_us http_floor_rps p99_ms cpu_us lb_bare_rps p99_ms cpu_us lb_rps p99_ms cpu_us nginx_rps p99_ms cpu_us"
+  for round in $(seq 1 "$ROUNDS"); do
+    a=$(run "http://127.0.0.1:$TCP_FLOOR_PORT/api/bench" "$tcp_floor_pid")
+    b=$(run "http://127.0.0.1:$HTTP_FLOOR_PORT/api/bench" "$http_floor_pid")
+    c=$(run "http://127.0.0.1:$BARE_PORT/api/bench" "$lb_bare_pid")
+    d=$(run "http://127.0.0.1:$LB_PORT/api/bench" "$lb_pid")
+    e=$(run "http://127.0.0.1:$NGINX_PORT/api/bench" "$nginx_proxy_pid")
+    echo "$round $a $b $c $d $e" | tee -a "$work/floor.results"
+  done
+  echo "round floor_chain_rps p99_ms cpu_us chain_rps p99_ms cpu_us direct_rps p99_ms cpu_us   floor_chain_cpu_us: hop1 hop2 blog   chain_cpu_us: lb gateway blog"
+  for round in $(seq 1 "$ROUNDS"); do
+    read -r a1 a2 a3 as1 as2 as3 <<<"$(run --split "http://127.0.0.1:$FLOOR_CHAIN_PORT/api/posts" "$floor_chain_pid" "$floor_hop2_pid" "$blog_pid")"
+    read -r b1 b2 b3 bs1 bs2 bs3 <<<"$(run --split "http://127.0.0.1:$CHAIN_PORT/api/posts" "$chain_pid" "$gateway_pid" "$blog_pid")"
+    c=$(run "http://127.0.0.1:$BLOG_PORT/api/posts" "$blog_pid")
+    echo "$round $a1 $a2 $a3 $b1 $b2 $b3 $c   $as1 $as2 $as3   $bs1 $bs2 $bs3" | tee -a "$work/floor_chain.results"
+  done
+  python3 - "$work/floor.results" "$work/floor_chain.results" <<'PY'
+import statistics, sys
+def medians(path, names):
+    rows = [list(map(float, line.split()[1:])) for line in open(path)]
+    m = {name: [statistics.median(r[3 * k + j] for r in rows) for j in range(3)] for k, name in enumerate(names)}
+    return m, rows
+m, rows = medians(sys.argv[1], ["tcp floor", "http floor", "lb bare", "lb", "nginx"])
+for name, (rps, p99, cpu) in m.items():
+    print(f"median {name}: {rps:,.0f} req/s, p99 {p99:.2f} ms, {cpu:.1f} µs CPU per request")
+ng = m["nginx"]
+for name in ["tcp floor", "http floor", "lb bare", "lb"]:
+    k = ["tcp floor", "http floor", "lb bare", "lb"].index(name)
+    per = ", ".join(f"{r[3 * k] / r[12]:.2f}" for r in rows)
+    print(f"{name} / nginx: {m[name][0] / ng[0]:.2f}× throughput (per round {per}), p99 {m[name][1] / ng[1]:.2f}×")
+c, rows = medians(sys.argv[2], ["floor chain", "chain", "direct"])
+for name, (rps, p99, cpu) in c.items():
+    print(f"median {name}: {rps:,.0f} req/s, p99 {p99:.2f} ms, {cpu:.1f} µs CPU per request")
+for k, name in enumerate(["floor chain", "chain"]):
+    per = ", ".join(f"{r[3 * k] / r[6]:.2f}" for r in rows)
+    print(f"{name} / direct: {c[name][0] / c['direct'][0]:.2f}× (per round {per})")
+split = lambda at: " / ".join(f"{statistics.median(r[at + j] for r in rows):.1f}" for j in range(3))
+print(f"CPU µs per request, median: floor chain hop 1 / hop 2 / blog {split(9)}; chain lb / gateway / blog {split(12)}")
+PY
+fi
+
 python3 - "$work" "$RATE" <<'PY'
 import os, statistics, sys
 work, rate = sys.argv[1], int(sys.argv[2])
@@ -266,6 +346,8 @@ def load(name):
 proxy, chain, fixed = load("proxy"), load("chain"), load("rate")
 verdict = lambda ok: "met" if ok else "NOT MET"
 per_round = lambda rows: ", ".join(f"{r[0] / r[3]:.3f}" for r in rows)
+if not (proxy or chain or fixed):
+    sys.exit(0)
 print()
 print("| target | requests/s | p99 ms | CPU µs/request |")
 print("|---|---|---|---|")
