@@ -18,13 +18,13 @@
 #                                   request (to a file), as the other benchmarks and the stack do;
 #                                   notice turns access lines off
 #   PIN=1                           servers (nginx, Titanium) on CPU 0, wrk/hey on CPU 1
-#   PORT_BASE (12100)               ports PORT_BASE+1 … PORT_BASE+9 on 127.0.0.1
+#   PORT_BASE (12100)               ports PORT_BASE+1 … PORT_BASE+14 on 127.0.0.1
 #   TITANIUM_BIN_DIR                release binaries (default .build/release); nothing is built
 #   PARTS ("proxy chain rate")      which parts to run; the summary covers those run. Also
 #                                   "breakdown": the load balancer as in part 1 against copies with
 #                                   the trace store off, with the trace store and access lines
 #                                   off, and with one event-loop thread (HTTP_EVENT_LOOPS=1),
-#                                   alternating; requests/s, p99 and CPU per request of each
+#                                   alternating; requests/s, p99 and CPU per request of each.
 #                                   "floor": what SwiftNIO itself costs a proxy. proxy-floor (the
 #                                   least HTTP/1 proxy on NIOHTTP1, Benchmarks/proxy/Floor) and
 #                                   its byte relay (`tcp`, no HTTP parsed) against the load balancer
@@ -240,8 +240,13 @@ run_rate() { # URL PID… -> the same at RATE requests/s (hey: RATE_WORKERS work
 }
 
 # Warm-up: connections, pools, the first metric series.
-for url in "http://127.0.0.1:$LB_PORT/api/bench" "http://127.0.0.1:$NGINX_PORT/api/bench" \
-           "http://127.0.0.1:$CHAIN_PORT/api/posts" "http://127.0.0.1:$BLOG_PORT/api/posts"; do
+warm=("http://127.0.0.1:$LB_PORT/api/bench" "http://127.0.0.1:$NGINX_PORT/api/bench"
+      "http://127.0.0.1:$CHAIN_PORT/api/posts" "http://127.0.0.1:$BLOG_PORT/api/posts")
+if [[ " $PARTS " == *" floor "* ]]; then
+  warm+=("http://127.0.0.1:$TCP_FLOOR_PORT/api/bench" "http://127.0.0.1:$HTTP_FLOOR_PORT/api/bench"
+         "http://127.0.0.1:$BARE_PORT/api/bench" "http://127.0.0.1:$FLOOR_CHAIN_PORT/api/posts")
+fi
+for url in "${warm[@]}"; do
   "${CLIENT_CPU[@]}" wrk -t1 -c64 -d3s "$url" >/dev/null
 done
 
@@ -299,14 +304,18 @@ if [[ " $PARTS " == *" floor "* ]]; then
     c=$(run "http://127.0.0.1:$BARE_PORT/api/bench" "$lb_bare_pid")
     d=$(run "http://127.0.0.1:$LB_PORT/api/bench" "$lb_pid")
     e=$(run "http://127.0.0.1:$NGINX_PORT/api/bench" "$nginx_proxy_pid")
-    echo "$round $a $b $c $d $e" | tee -a "$work/floor.results"
+    row="$round $a $b $c $d $e"
+    [ "$(wc -w <<<"$row")" = 16 ] || { echo "a floor run gave no figures: $row" >&2; exit 1; }
+    echo "$row" | tee -a "$work/floor.results"
   done
   echo "round floor_chain_rps p99_ms cpu_us chain_rps p99_ms cpu_us direct_rps p99_ms cpu_us   floor_chain_cpu_us: hop1 hop2 blog   chain_cpu_us: lb gateway blog"
   for round in $(seq 1 "$ROUNDS"); do
     read -r a1 a2 a3 as1 as2 as3 <<<"$(run --split "http://127.0.0.1:$FLOOR_CHAIN_PORT/api/posts" "$floor_chain_pid" "$floor_hop2_pid" "$blog_pid")"
     read -r b1 b2 b3 bs1 bs2 bs3 <<<"$(run --split "http://127.0.0.1:$CHAIN_PORT/api/posts" "$chain_pid" "$gateway_pid" "$blog_pid")"
     c=$(run "http://127.0.0.1:$BLOG_PORT/api/posts" "$blog_pid")
-    echo "$round $a1 $a2 $a3 $b1 $b2 $b3 $c   $as1 $as2 $as3   $bs1 $bs2 $bs3" | tee -a "$work/floor_chain.results"
+    row="$round $a1 $a2 $a3 $b1 $b2 $b3 $c   $as1 $as2 $as3   $bs1 $bs2 $bs3"
+    [ "$(wc -w <<<"$row")" = 16 ] || { echo "a floor chain run gave no figures: $row" >&2; exit 1; }
+    echo "$row" | tee -a "$work/floor_chain.results"
   done
   python3 - "$work/floor.results" "$work/floor_chain.results" <<'PY'
 import statistics, sys
@@ -347,6 +356,8 @@ proxy, chain, fixed = load("proxy"), load("chain"), load("rate")
 verdict = lambda ok: "met" if ok else "NOT MET"
 per_round = lambda rows: ", ".join(f"{r[0] / r[3]:.3f}" for r in rows)
 if not (proxy or chain or fixed):
+    if errors:
+        print(f"WARNING: {errors} run(s) saw non-2xx answers or socket errors (see above)")
     sys.exit(0)
 print()
 print("| target | requests/s | p99 ms | CPU µs/request |")

@@ -41,6 +41,8 @@ final class ClientSide: ChannelInboundHandler, @unchecked Sendable {
             .whenComplete { result in
                 switch result {
                 case .success(let channel):
+                    // The client left while this connected.
+                    guard self.context != nil else { return channel.close(promise: nil) }
                     self.upstream = channel
                     for part in self.waiting { channel.write(part, promise: nil) }
                     self.waiting.removeAll()
@@ -110,8 +112,10 @@ final class Relay: ChannelInboundHandler, @unchecked Sendable {
 
     var peer: (any Channel)?
     private var waiting: [ByteBuffer] = []
+    private var open = true
 
     func connected(to peer: any Channel) {
+        guard self.open else { return peer.close(promise: nil) }  // the client left while this connected
         self.peer = peer
         for bytes in self.waiting { peer.write(bytes, promise: nil) }
         self.waiting.removeAll()
@@ -128,6 +132,7 @@ final class Relay: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.open = false
         self.peer?.close(promise: nil)
         context.fireChannelInactive()
     }
