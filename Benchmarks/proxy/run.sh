@@ -31,6 +31,10 @@
 #                                   bare and in full and nginx proxy_pass, same backend, alternating;
 #                                   and the chain with two proxy-floor hops in front of blog-service
 #                                   against the real chain and blog-service direct
+#   THREADS=1                       each wrk run also prints, per process under test, the CPU per
+#                                   request of its event loops and of its other threads (trace
+#                                   writer, Swift concurrency) and its involuntary context
+#                                   switches per request (from /proc/<pid>/task/*), to stderr
 #   PERF=1                          afterwards, one more lb run under `perf record -g` on the
 #                                   load balancer; prints the top symbols (perf report --no-children);
 #                                   PERF_DATA=FILE keeps perf.data
@@ -201,15 +205,36 @@ cpu_ticks() { # PID… -> user + system clock ticks of these processes and their
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 : >"$work/errors"
+thread_stats() { # PID… -> per process (and its children): "NAME LOOP_TICKS OTHER_TICKS INVOLUNTARY_SWITCHES" lines
+  local pid task ticks
+  for pid in "$@" $(pgrep -P "$(IFS=,; echo "$*")" || true); do
+    local loops=0 others=0 switches=0
+    for task in /proc/"$pid"/task/*; do
+      ticks=$(sed 's/.*) //' "$task/stat" | awk '{ print $12 + $13 }')
+      # SwiftNIO's event-loop threads are named NIO-…; nginx's worker is single-threaded.
+      if [[ "$(cat "$task/comm")" == NIO-* || "$(cat "$task/comm")" == nginx ]]; then loops=$((loops + ticks)); else others=$((others + ticks)); fi
+      switches=$((switches + $(awk '/^nonvoluntary_ctxt_switches/ { print $2 }' "$task/status")))
+    done
+    echo "$(cat "/proc/$pid/comm") $loops $others $switches"
+  done
+}
 run() { # [--split] URL PID… -> "requests_per_second p99_ms cpu_us_per_request" (CPU of the PIDs); errors are counted
   # --split: the CPU per request of each PID follows (for the chain).
+  # THREADS=1: per process, the CPU per request of its event loops and of its other threads, and
+  # its involuntary context switches per request, to stderr.
   local each=0
   if [ "$1" = --split ]; then each=1; shift; fi
   local url="$1"; shift
-  local before=() after=() out pid split=""
+  local before=() after=() out pid split="" threads_before=""
   for pid in "$@"; do before+=("$(cpu_ticks "$pid")"); done
+  if [ "${THREADS:-0}" = 1 ]; then threads_before=$(thread_stats "$@"); fi
   out=$("${CLIENT_CPU[@]}" wrk -t1 -c64 -d"$DURATION" --latency "$url")
   for pid in "$@"; do after+=("$(cpu_ticks "$pid")"); done
+  if [ "${THREADS:-0}" = 1 ]; then
+    paste -d' ' <(echo "$threads_before") <(thread_stats "$@") | awk -v n="$(awk '/ requests in / { print $1 }' <<<"$out")" -v tick="$TICK_US" -v url="$url" '
+      $6 + $7 == $2 + $3 { next }  # idle (nginx'"'"'s master)
+      { printf "threads %s %s: event loops %.1f µs, other threads %.1f µs, %.3f involuntary switches per request\n", url, $1, ($6 - $2) * tick / n, ($7 - $3) * tick / n, ($8 - $4) / n }' >&2
+  fi
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
     echo "errors from $url: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ')" >&2; echo "$url" >>"$work/errors"
   fi
