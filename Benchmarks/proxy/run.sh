@@ -206,13 +206,14 @@ cpu_ticks() { # PID… -> user + system clock ticks of these processes and their
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 : >"$work/errors"
 thread_stats() { # PID… -> per process (and its children): "NAME LOOP_TICKS OTHER_TICKS INVOLUNTARY_SWITCHES" lines
-  local pid task ticks
+  local pid task ticks name
   for pid in "$@" $(pgrep -P "$(IFS=,; echo "$*")" || true); do
     local loops=0 others=0 switches=0
     for task in /proc/"$pid"/task/*; do
       ticks=$(sed 's/.*) //' "$task/stat" | awk '{ print $12 + $13 }')
+      name=$(cat "$task/comm")
       # SwiftNIO's event-loop threads are named NIO-…; nginx's worker is single-threaded.
-      if [[ "$(cat "$task/comm")" == NIO-* || "$(cat "$task/comm")" == nginx ]]; then loops=$((loops + ticks)); else others=$((others + ticks)); fi
+      if [[ "$name" == NIO-* || "$name" == nginx ]]; then loops=$((loops + ticks)); else others=$((others + ticks)); fi
       switches=$((switches + $(awk '/^nonvoluntary_ctxt_switches/ { print $2 }' "$task/status")))
     done
     echo "$(cat "/proc/$pid/comm") $loops $others $switches"
@@ -321,6 +322,10 @@ if [[ " $PARTS " == *" rate "* ]]; then
 fi
 
 # Last: its many requests grow the stores of the load balancer and blog-service that the parts above use.
+keep_row() { # NAME ROW: appended to NAME.results and shown; a run without figures (16 fields a row) stops the script
+  [ "$(wc -w <<<"$2")" = 16 ] || { echo "a $1 run gave no figures: $2" >&2; exit 1; }
+  echo "$2" | tee -a "$work/$1.results"
+}
 if [[ " $PARTS " == *" floor "* ]]; then
   echo "round tcp_floor_rps p99_ms cpu_us http_floor_rps p99_ms cpu_us lb_bare_rps p99_ms cpu_us lb_rps p99_ms cpu_us nginx_rps p99_ms cpu_us"
   for round in $(seq 1 "$ROUNDS"); do
@@ -329,18 +334,14 @@ if [[ " $PARTS " == *" floor "* ]]; then
     c=$(run "http://127.0.0.1:$BARE_PORT/api/bench" "$lb_bare_pid")
     d=$(run "http://127.0.0.1:$LB_PORT/api/bench" "$lb_pid")
     e=$(run "http://127.0.0.1:$NGINX_PORT/api/bench" "$nginx_proxy_pid")
-    row="$round $a $b $c $d $e"
-    [ "$(wc -w <<<"$row")" = 16 ] || { echo "a floor run gave no figures: $row" >&2; exit 1; }
-    echo "$row" | tee -a "$work/floor.results"
+    keep_row floor "$round $a $b $c $d $e"
   done
   echo "round floor_chain_rps p99_ms cpu_us chain_rps p99_ms cpu_us direct_rps p99_ms cpu_us   floor_chain_cpu_us: hop1 hop2 blog   chain_cpu_us: lb gateway blog"
   for round in $(seq 1 "$ROUNDS"); do
     read -r a1 a2 a3 as1 as2 as3 <<<"$(run --split "http://127.0.0.1:$FLOOR_CHAIN_PORT/api/posts" "$floor_chain_pid" "$floor_hop2_pid" "$blog_pid")"
     read -r b1 b2 b3 bs1 bs2 bs3 <<<"$(run --split "http://127.0.0.1:$CHAIN_PORT/api/posts" "$chain_pid" "$gateway_pid" "$blog_pid")"
     c=$(run "http://127.0.0.1:$BLOG_PORT/api/posts" "$blog_pid")
-    row="$round $a1 $a2 $a3 $b1 $b2 $b3 $c   $as1 $as2 $as3   $bs1 $bs2 $bs3"
-    [ "$(wc -w <<<"$row")" = 16 ] || { echo "a floor chain run gave no figures: $row" >&2; exit 1; }
-    echo "$row" | tee -a "$work/floor_chain.results"
+    keep_row floor_chain "$round $a1 $a2 $a3 $b1 $b2 $b3 $c   $as1 $as2 $as3   $bs1 $bs2 $bs3"
   done
   python3 - "$work/floor.results" "$work/floor_chain.results" <<'PY'
 import statistics, sys

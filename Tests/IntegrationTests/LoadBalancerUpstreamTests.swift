@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Glibc
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWSClient
 import HummingbirdWebSocket
 import Logging
@@ -36,10 +37,18 @@ import Testing
             Response(status: .ok, headers: [.contentType: "text/html"], body: .init(byteBuffer: ByteBuffer(string: "<h1>ui pod</h1>")))
         }
         router.get("/app.js") { _, _ in "console.log(1)" }
+        return try await Self.serve(router, server: .http1WebSocketUpgrade(webSocketRouter: webSockets))
+    }
+
+    /// Runs `router` in this process on a free 127.0.0.1 port: the port, and how to stop it.
+    static func serve<Builder: HTTPResponderBuilder>(
+        _ router: Builder, server: HTTPServerBuilder = .http1()
+    ) async throws -> (port: Int, stop: @Sendable () async -> Void)
+    where Builder.Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
         let port = NIOLockedValueBox<Int?>(nil)
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: webSockets),
+            server: server,
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { channel in port.withLockedValue { $0 = channel.localAddress?.port } },
             logger: Logger(label: "upstream")
@@ -176,15 +185,7 @@ import Testing
             return "first"
         }
         router.get("/health/ready") { _, _ in "ready" }
-        let port = NIOLockedValueBox<Int?>(nil)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in port.withLockedValue { $0 = channel.localAddress?.port } },
-            logger: Logger(label: "upstream")
-        )
-        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
-        let upstreamPort = try await poll { port.withLockedValue { $0 } }
+        let (upstreamPort, stopUpstream) = try await Self.serve(router)
         // The response deadline is connect + read timeout: 3 s.
         let balancer = try ServiceProcess("load-balancer", environment: [
             "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
@@ -210,8 +211,7 @@ import Testing
         // Both requests came over one upstream connection (one peer port).
         let ports = peers.withLockedValue { $0 }
         #expect(ports.count == 2 && ports[0] == ports[1], "upstream peers \(ports)")
-        task.cancel()
-        _ = await task.result
+        await stopUpstream()
         #expect(try await balancer.terminate() == 0)
     }
 
@@ -304,15 +304,7 @@ extension LoadBalancerUpstreamTests {
                 body: .init(byteBuffer: ByteBuffer(bytes: body))
             )
         }
-        let port = NIOLockedValueBox<Int?>(nil)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in port.withLockedValue { $0 = channel.localAddress?.port } },
-            logger: Logger(label: "upstream")
-        )
-        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
-        let upstreamPort = try await poll { port.withLockedValue { $0 } }
+        let (upstreamPort, stopUpstream) = try await Self.serve(router)
         let balancer = try ServiceProcess("load-balancer", environment: [
             "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
         ])
@@ -341,8 +333,7 @@ extension LoadBalancerUpstreamTests {
         for dropped in ["connection", "x-drop-me", "keep-alive", "te", "proxy-authorization"] {
             #expect(seen[dropped] == nil, "\(dropped) reached the upstream: \(seen)")
         }
-        task.cancel()
-        _ = await task.result
+        await stopUpstream()
         #expect(try await balancer.terminate() == 0)
     }
 }
