@@ -159,7 +159,7 @@ let package = Package(
             path: "Services/load-balancer",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "APIGateway", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumRedis"], path: "Services/api-gateway", swiftSettings: swiftSettings),
+        .executableTarget(name: "APIGateway", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumRedis", "TitaniumAuth"], path: "Services/api-gateway", swiftSettings: swiftSettings),
         .executableTarget(name: "AuthService", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumAuth"], path: "Services/auth-service", swiftSettings: swiftSettings),
         .executableTarget(
             name: "UserService",

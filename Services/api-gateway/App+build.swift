@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import NIOHTTP1
 import Prometheus
+import TitaniumAuth
 import TitaniumHTTP
 import TitaniumProxy
 import TitaniumTrace
@@ -27,6 +28,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         redis: redis,
         rules: configuration.rateLimits,
         clientIP: ClientIPResolver(trusted: configuration.trustedProxies),
+        verifier: TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.tokenPolicy, client: client),
         rejections: rejections,
         errors: registry.makeCounter(name: "rate_limit_errors_total", help: "Rate-limit checks that failed (Redis unavailable); the request passed."),
         logger: kit.logger
@@ -54,12 +56,13 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let forwardedServices = forwarded
     let rules = configuration.rateLimits
     let forwarding = Forwarding(upstreams: upstreams, kit: kit) { head in
-        guard !head.headers.contains(name: "upgrade"), let method = HTTPRequest.Method(head.method.rawValue) else { return nil }
+        guard !Forwarding.isWebSocketUpgrade(head), let method = HTTPRequest.Method(head.method.rawValue) else { return nil }
         let path = Forwarding.path(of: head.uri)
+        // `head.uri` is canonical already (``Forwarder``): the rules see what the upstream will.
         guard let route = routes.first(where: { Forwarding.path(path, isUnder: $0.prefix) }),
             let upstream = forwardedServices[route.service], !rules.contains(where: { $0.matches(method, path) })
         else { return nil }
         return ForwardingRoute(upstream: upstream, label: path == route.prefix ? route.prefix : route.below)
     }
-    return kit.makeApplication(router: router, server: .http1(configuration: forwarding.http1Configuration), services: [redis, client])
+    return kit.makeApplication(router: router, server: forwarding.serverChannel, services: [redis, client])
 }

@@ -3,7 +3,7 @@ import TitaniumHTTP
 @main
 struct App {
     static func main() async {
-        await ServiceMain.run(service: "api-gateway", defaultPort: 7200) { kit, settings in
+        await ServiceMain.run(service: "api-gateway", defaultPort: 7200, defaults: ServerDefaults(headerTimeoutSeconds: 2, writeTimeoutSeconds: 10)) { kit, settings in
             try await buildApplication(kit: kit, settings: settings)
         }
     }

@@ -1,4 +1,5 @@
 import HTTPTypes
+import TitaniumAuth
 import TitaniumHTTP
 import TitaniumRedis
 
@@ -12,10 +13,13 @@ import TitaniumRedis
 /// | `BLOG_SERVICE_URL` | `http://127.0.0.1:7303` |
 /// | `REDIS_URL` | `redis://127.0.0.1:6379` | rate-limit counters |
 /// | `RATE_LIMIT_ENABLED` | `true` | |
-/// | `RATE_LIMIT_LOGIN` | `5/60` | `POST /api/auth/login` per client: COUNT/SECONDS |
-/// | `RATE_LIMIT_REGISTER` | `3/60` | `POST /api/users` |
-/// | `RATE_LIMIT_POST_WRITES` | `60/60` | POST, PATCH, DELETE on `/api/posts*` |
+/// | `RATE_LIMIT_LOGIN` | `5/60` | `POST /api/auth/login` per username: COUNT/SECONDS |
+/// | `RATE_LIMIT_LOGIN_IP` | `20/60` | `POST /api/auth/login` per client address |
+/// | `RATE_LIMIT_REGISTER` | `3/60` | `POST /api/users` per client address |
+/// | `RATE_LIMIT_POST_WRITES` | `1200/60` | POST, PATCH, DELETE on `/api/posts*` per signed-in user (the documented mixed load writes 15/s) |
 /// | `TRUSTED_PROXIES` | (none) | CIDRs whose `X-Forwarded-For` is believed (the load balancer's) |
+/// | `JWKS_URL` | `AUTH_SERVICE_URL` + `/.well-known/jwks.json` | keys to verify a writer's token, for its limit |
+/// | `JWT_ISSUER` / `JWT_AUDIENCE` | `titanium-auth` / `titanium` | expected token claims |
 ///
 /// Upstream timeouts are the outbound client's: connect `HTTP_CLIENT_CONNECT_TIMEOUT_MS` (1000),
 /// response head `HTTP_CLIENT_READ_TIMEOUT_MS` (2000), idle pooled connections
@@ -27,6 +31,8 @@ struct GatewayConfiguration {
     var redis: RedisConfiguration
     var rateLimits: [RateLimitRule]
     var trustedProxies: [CIDR]
+    var jwksURL: String
+    var tokenPolicy: TokenPolicy
 
     init(settings: Settings) throws(ConfigurationError) {
         func pool(_ key: String, name: String, default url: String) throws(ConfigurationError) -> UpstreamPool {
@@ -42,18 +48,26 @@ struct GatewayConfiguration {
         self.redis = redis
         var rules: [RateLimitRule] = []
         if try settings.bool("rate.limit.enabled", default: true) {
-            let (login, loginWindow) = try RateLimitRule.parse(settings.string("rate.limit.login", default: "5/60"), key: "rate.limit.login")
-            let (register, registerWindow) = try RateLimitRule.parse(settings.string("rate.limit.register", default: "3/60"), key: "rate.limit.register")
-            let (writes, writesWindow) = try RateLimitRule.parse(settings.string("rate.limit.post.writes", default: "60/60"), key: "rate.limit.post.writes")
+            func rule(
+                _ group: String, _ setting: String, default value: String, key: RateLimitRule.Key,
+                matches: @escaping @Sendable (HTTPRequest.Method, String) -> Bool
+            ) throws(ConfigurationError) -> RateLimitRule {
+                let (limit, window) = try RateLimitRule.parse(settings.string(setting, default: value), key: setting)
+                return RateLimitRule(group: group, limit: limit, window: window, key: key, matches: matches)
+            }
+            let login: @Sendable (HTTPRequest.Method, String) -> Bool = { $0 == .post && $1 == "/api/auth/login" }
             rules = [
-                RateLimitRule(group: "login", limit: login, window: loginWindow) { $0 == .post && $1 == "/api/auth/login" },
-                RateLimitRule(group: "register", limit: register, window: registerWindow) { $0 == .post && $1 == "/api/users" },
-                RateLimitRule(group: "post-writes", limit: writes, window: writesWindow) {
+                try rule("login-ip", "rate.limit.login.ip", default: "20/60", key: .clientIP, matches: login),
+                try rule("login", "rate.limit.login", default: "5/60", key: .username, matches: login),
+                try rule("register", "rate.limit.register", default: "3/60", key: .clientIP) { $0 == .post && $1 == "/api/users" },
+                try rule("post-writes", "rate.limit.post.writes", default: "1200/60", key: .tokenSubject) {
                     [.post, .patch, .delete].contains($0) && ($1 == "/api/posts" || $1.hasPrefix("/api/posts/"))
                 },
             ]
         }
         self.rateLimits = rules
+        self.jwksURL = try settings.httpURL("jwks.url", default: (self.auth.baseURLs.first ?? "http://127.0.0.1:7301") + "/.well-known/jwks.json")
+        self.tokenPolicy = TokenPolicy(settings: settings)
         self.trustedProxies = try settings.list("trusted.proxies").map { entry throws(ConfigurationError) in
             guard let cidr = CIDR(entry) else {
                 throw ConfigurationError(key: "trusted.proxies", value: entry, expected: "comma-separated CIDRs such as 10.0.0.0/8")

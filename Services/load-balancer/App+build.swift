@@ -10,8 +10,8 @@ import TitaniumProxy
 import TitaniumTrace
 
 /// Builds the load balancer: the dashboard at `/` (`UI_URLS` or `DASHBOARD_DIR`), `/api/*`
-/// forwarded to the gateway pool `GATEWAY_URLS` by ``Balancer`` (WebSocket upgrades relayed by
-/// ``WebSocketRelay``, except the ``Heartbeat``), and `/stats` aggregated from `STATS_TARGETS`
+/// forwarded to the gateway pool `GATEWAY_URLS` by the ``Forwarder`` (WebSocket upgrades relayed
+/// by ``WebSocketRelay``, except the ``Heartbeat``), and `/stats` aggregated from `STATS_TARGETS`
 /// (``StatsAggregator``). Its traffic window counts only real `/api` traffic: not HEAD, not
 /// `X-Heartbeat: true`.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
@@ -25,7 +25,6 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     ]))
     let client = kit.makeHTTPClient()
     let pool = BackendPool(urls: urls, client: client.client, logger: kit.logger)
-    let balancer = Balancer(proxy: ReverseProxy(client: client), pool: pool)
     let heartbeat = Heartbeat(silence: .seconds(try settings.int("heartbeat.silence.seconds", default: 60, range: 1...3600)))
     let aggregator = StatsAggregator(
         targets: targets, client: client.client, window: kit.window, instance: kit.configuration.instance, backends: pool,
@@ -55,16 +54,13 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         TraceRoutes(recorder: traces).register(on: router, except: ["/traces/recent", "/traces/{trace_id}"])
     }
     TraceFanOut(aggregator: aggregator, local: kit.traces, adminToken: adminToken).register(on: router)
-    router.onAnyMethod(["/api", "/api/**"]) { request, context in
-        try await balancer.forward(request, context: context)
-    }
     // `/api/*` is forwarded below Hummingbird (``Forwarder``), WebSocket upgrades excepted. It
     // waits for the gateway longer than the gateway waits for its services, so that the
     // gateway's own 504 is what the client sees.
     let gateways = try ForwardingUpstream(name: "api-gateway", urls: urls, balancer: pool, key: "gateway.urls")
     let timeouts = kit.configuration.client
     let forwarding = Forwarding(upstreams: [gateways], kit: kit, responseTimeout: timeouts.connectTimeout + timeouts.readTimeout) { head in
-        guard Forwarding.path(head.uri, isUnder: "/api"), !head.headers.contains(name: "upgrade") else { return nil }
+        guard Forwarding.path(head.uri, isUnder: "/api"), !Forwarding.isWebSocketUpgrade(head) else { return nil }
         return ForwardingRoute(
             upstream: 0, label: "/api/**",
             countsInWindow: isRealTraffic(method: head.method.rawValue, heartbeat: head.headers.first(name: "x-heartbeat"))
@@ -72,10 +68,17 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     }
     let webSockets = heartbeat.makeRouter()
     WebSocketRelay(pool: pool, logger: kit.logger).register(on: webSockets)
+    let webSocketResponder = webSockets.buildResponder()
+    let server = ServerChannel { responder in
+        HTTP1WebSocketUpgradeChannel(
+            responder: responder, webSocketResponder: webSocketResponder,
+            configuration: .init(http1: .init(additionalChannelHandlers: forwarding.channelHandlers(), idleTimeout: nil))
+        )
+    }
     return kit.makeApplication(
         router: router,
         stats: { try await aggregator.response() },
-        server: .http1WebSocketUpgrade(webSocketRouter: webSockets, configuration: .init(http1: forwarding.http1Configuration)),
+        server: server,
         services: [pool, client],
         registerTraceRoutes: false
     )

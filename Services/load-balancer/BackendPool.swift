@@ -11,9 +11,10 @@ import TitaniumProxy
 /// The gateway replicas behind the load balancer, balanced by least outstanding requests
 /// (round robin among equals), with
 /// - active health checks of `/health/ready` every `interval` (healthy after `rise` passes,
-///   unhealthy after `fall` failures);
-/// - passive ejection after `ejectAfter` consecutive connect errors or 5xx answers, for
-///   `ejectFor`, never more than half the pool at once.
+///   unhealthy after `fall` failures, or at once when it answers `draining`);
+/// - passive ejection after `ejectAfter` consecutive failures of the gateway itself (no
+///   connection, no answer in time, a 5xx it made without `Proxy-Status`: not a 502/504 it
+///   relays about a service behind it), for `ejectFor`, never more than half the pool at once.
 final class BackendPool: Service, BackendBalancer, Sendable {
     struct Settings: Sendable {
         var interval: Duration = .seconds(2)
@@ -135,8 +136,11 @@ final class BackendPool: Service, BackendBalancer, Sendable {
                         let response = try await self.client.execute(
                             HTTPClientRequest(url: url + "/health/ready"), timeout: .nanoseconds(self.settings.checkTimeout.nanoseconds)
                         )
-                        _ = try? await response.body.collect(upTo: 1 << 16)
-                        return (index, response.status == .ok ? nil : "answered \(response.status.code)")
+                        let body = (try? await response.body.collect(upTo: 1 << 16)).map { String(buffer: $0) } ?? ""
+                        if response.status == .ok { return (index, nil) }
+                        // SIGTERM received: out of the rotation now, not after `fall` checks.
+                        if response.status == .serviceUnavailable, body.contains(#""status":"draining""#) { return (index, Self.draining) }
+                        return (index, "answered \(response.status.code)")
                     } catch {
                         return (index, "\(error)")
                     }
@@ -145,6 +149,8 @@ final class BackendPool: Service, BackendBalancer, Sendable {
             for await (index, error) in group { self.record(index, error: error) }
         }
     }
+
+    static let draining = "draining"
 
     private func record(_ index: Int, error: String?) {
         self.backends.withLock { backends in
@@ -159,7 +165,7 @@ final class BackendPool: Service, BackendBalancer, Sendable {
             } else {
                 backends[index].passes = 0
                 backends[index].failures += 1
-                if backends[index].healthy, backends[index].failures >= self.settings.fall {
+                if backends[index].healthy, backends[index].failures >= self.settings.fall || error == Self.draining {
                     backends[index].healthy = false
                     self.logger.warning("backend unhealthy", metadata: ["upstream.url": .string(backends[index].url), "error": .string(error ?? "")])
                 }

@@ -168,6 +168,10 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
 /// middleware, or the load balancer's forwarder below Hummingbird): `http_requests_total` and
 /// the duration histogram, the traffic window, the trace store's row and the access line.
 public struct RequestAccounting: Sendable {
+    /// Bytes of a path and of a `User-Agent` kept in access lines and trace rows.
+    public static let maxPathBytes = 1024
+    public static let maxUserAgentBytes = 256
+
     let metrics: HTTPMetrics
     let window: TrafficWindow
     let accessLog: AccessLog
@@ -183,6 +187,9 @@ public struct RequestAccounting: Sendable {
         requestID: String, span: W3CSpanContext, remoteAddress: SocketAddress?, userAgent: String?,
         recorder: (any RequestRecorder)?, userID: String?
     ) {
+        // What a client sends is stored bounded: a 64 KB User-Agent must not fill the trace store.
+        let path = path.cut(toBytes: Self.maxPathBytes)
+        let userAgent = userAgent?.cut(toBytes: Self.maxUserAgentBytes)
         let now = TrafficWindow.monotonicNanos()
         let elapsed = now &- startNanos
         self.metrics.requestFinished(method: method, route: route, status: status, duration: .nanoseconds(Int64(elapsed)))
@@ -255,5 +262,21 @@ public enum RequestID {
     public static func make() -> String {
         var generator = IDRandomGenerator()
         return W3CSpanContext.hex(generator.next(), generator.next())
+    }
+}
+
+extension String {
+    /// At most `limit` bytes of UTF-8, whole characters only; a cut string ends with "…" (within the limit).
+    public func cut(toBytes limit: Int) -> String {
+        guard self.utf8.count > limit else { return self }
+        let marker = "…"
+        let bytes = Array(self.utf8.prefix(max(0, limit - marker.utf8.count)))
+        var end = bytes.count
+        // A scalar the limit splits goes whole.
+        if let lead = bytes.lastIndex(where: { $0 & 0xC0 != 0x80 }) {
+            let length = bytes[lead] < 0x80 ? 1 : bytes[lead] >= 0xF0 ? 4 : bytes[lead] >= 0xE0 ? 3 : 2
+            if lead + length > end { end = lead }
+        }
+        return String(decoding: bytes[..<end], as: UTF8.self) + marker
     }
 }

@@ -76,7 +76,7 @@ public struct DependencyCheck: Sendable {
 
 /// The body of `GET /health/ready`.
 public struct Readiness: Codable, Sendable {
-    /// ready, degraded (a non-critical dependency is down) or not_ready.
+    /// ready, degraded (a non-critical dependency is down), not_ready, or draining (SIGTERM received).
     public var status: String
     public var checks: [String: DependencyStatus]
 }
@@ -149,6 +149,9 @@ public struct OperationalRoutes<Context: IdentifiedRequestContext>: Sendable {
     }
 
     func readiness() async throws -> Response {
+        if self.kit.drain.isDraining {
+            return try JSONResponse(Readiness(status: "draining", checks: [:])).response(status: .serviceUnavailable)
+        }
         let results = await self.runChecks()
         let criticalDown = self.checks.contains { $0.critical && results[$0.name]?.status != .online }
         let anyDown = results.values.contains { $0.status != .online }

@@ -83,8 +83,24 @@ extension APIError {
         if let clientError = error as? HTTPClientError,
             [HTTPClientError.deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout].contains(clientError)
         {
-            return APIError(.gatewayTimeout, message: "\(service) did not answer in time")
+            return .nextHop(.gatewayTimeout, service: service, error: clientError == .connectTimeout ? "connection_timeout" : "http_response_timeout")
         }
-        return APIError(.badGateway, message: "\(service) is unreachable")
+        return .nextHop(.badGateway, service: service, error: "destination_unavailable")
     }
+
+    /// 502, 503 or 504 about a next hop, marked as such with RFC 9209's `Proxy-Status`, so that
+    /// the hop in front of this one does not eject it for another service's failure.
+    public static func nextHop(_ status: HTTPResponse.Status, service: String, error: String) -> APIError {
+        let message = switch status {
+        case .gatewayTimeout: "\(service) did not answer in time"
+        case .serviceUnavailable: "no healthy \(service)"
+        default: "\(service) is unreachable"
+        }
+        return APIError(status, message: message, headers: [.proxyStatus: "titanium; error=\(error); next-hop=\"\(service)\""])
+    }
+}
+
+extension HTTPField.Name {
+    /// RFC 9209: set on answers a proxy makes about its next hop.
+    public static let proxyStatus = HTTPField.Name("Proxy-Status")!
 }

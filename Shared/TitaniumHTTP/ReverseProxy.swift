@@ -28,10 +28,17 @@ public final class UpstreamPool: Sendable {
     }
 }
 
-/// Forwards a request to an upstream and streams the answer back, as a reverse proxy should:
-/// bodies are streamed both ways (never buffered whole), hop-by-hop headers are dropped in both
-/// directions, `X-Forwarded-For/Proto/Host` are set, `X-Request-ID` and the trace continue.
-/// A timeout answers 504 and a refused or reset connection 502, in the shared JSON shape.
+/// Forwards a request to an upstream through AsyncHTTPClient (the path for `https://` upstreams
+/// and the dashboard pool; plain-HTTP API traffic takes TitaniumProxy's forwarder): the request
+/// body is read whole first, up to the body limit (as nginx's `proxy_request_buffering` does),
+/// the answer is streamed back; hop-by-hop headers are dropped both ways, `X-Forwarded-For/
+/// Proto/Host` are set, `X-Request-ID` and the trace continue. A timeout answers 504 and a
+/// refused or reset connection 502, in the shared JSON shape.
+///
+/// The body is not streamed upstream because the client would then have two readers: an
+/// upstream that answers before reading it (a 401) leaves AsyncHTTPClient still reading while
+/// Hummingbird reads the rest of it for the next request, and two readers of one request body
+/// crash the process.
 public struct ReverseProxy: Sendable {
     public let client: OutboundHTTPClient
 
@@ -46,7 +53,9 @@ public struct ReverseProxy: Sendable {
     ]
 
     public func forward(_ request: Request, context: some IdentifiedRequestContext, to upstream: UpstreamPool) async throws -> Response {
-        let outbound = self.makeRequest(request, context: context, baseURL: upstream.pick())
+        var request = request
+        let body = try await request.collectBody(upTo: context.bodyLimit)
+        let outbound = self.makeRequest(request, body: body, context: context, baseURL: upstream.pick())
         let response: HTTPClientResponse
         do {
             response = try await self.client.execute(outbound)
@@ -57,14 +66,14 @@ public struct ReverseProxy: Sendable {
     }
 
     /// The request to send upstream: same method, path, query and end-to-end headers, the body
-    /// streamed, forwarding headers set.
-    public func makeRequest(_ request: Request, context: some IdentifiedRequestContext, baseURL: String) -> HTTPClientRequest {
+    /// read already, forwarding headers set.
+    func makeRequest(_ request: Request, body: ByteBuffer, context: some IdentifiedRequestContext, baseURL: String) -> HTTPClientRequest {
         var outbound = HTTPClientRequest(url: baseURL + (request.uri.string.hasPrefix("/") ? request.uri.string : "/" + request.uri.string))
         outbound.method = HTTPMethod(rawValue: request.method.rawValue)
         let listed = Set(request.headers[values: .connection].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
         for field in request.headers {
             let name = field.name.canonicalName
-            guard !Self.hopByHop.contains(name), !listed.contains(name), name != "x-forwarded-for" else { continue }
+            guard !Self.hopByHop.contains(name), !listed.contains(name), name != "x-forwarded-for", name != "content-length" else { continue }
             outbound.headers.add(name: field.name.rawName, value: field.value)
         }
         let forwardedFor = (request.headers[.xForwardedFor].map { $0 + ", " } ?? "") + context.peerIP
@@ -73,14 +82,9 @@ public struct ReverseProxy: Sendable {
         if request.headers[.xForwardedHost] == nil, let host = request.head.authority {
             outbound.headers.replaceOrAdd(name: "X-Forwarded-Host", value: host)
         }
-        // A body only when the request declares one (a length above zero, or chunked): an
-        // empty body must not be streamed, or the server would still be reading it when the
-        // response is done and the connection's next request arrives.
-        let length = request.headers[.contentLength].flatMap(Int.init)
-        if let length, length > 0 {
-            outbound.body = .stream(request.body, length: .known(Int64(length)))
-        } else if length == nil, request.headers[.transferEncoding] != nil {
-            outbound.body = .stream(request.body, length: .unknown)
+        // Framing is set here from what was read, never copied from the client.
+        if body.readableBytes > 0 || request.headers[.contentLength] != nil || request.headers[.transferEncoding] != nil {
+            outbound.body = .bytes(body)
         }
         return outbound
     }

@@ -15,6 +15,12 @@ import TitaniumLogging
 /// | `INSTANCE_ID` | host name:port | this replica's name in `/stats` and logs |
 /// | `HTTP_MAX_BODY_BYTES` | 1048576 | larger request bodies get 413 |
 /// | `HTTP_IDLE_TIMEOUT_SECONDS` | 60 | idle keep-alive connections are closed after this |
+/// | `HTTP_HEADER_TIMEOUT_SECONDS` | 10 (api-gateway 2) | a request head must arrive within this, from accept or its first byte (408) |
+/// | `HTTP_BODY_IDLE_TIMEOUT_SECONDS` | 30 | a request body that stops moving this long (408), or a client not reading an answer |
+/// | `HTTP_WRITE_TIMEOUT_SECONDS` | 0: none (api-gateway 10) | from a request's head to the end of its answer |
+/// | `HTTP_MAX_CONNECTIONS` | 4096 | open client connections at most; more wait in the listen backlog |
+/// | `SHUTDOWN_DELAY_SECONDS` | 5 | after SIGTERM, `/health/ready` answers 503 `draining` and the service keeps serving this long |
+/// | `SHUTDOWN_GRACE_SECONDS` | 25 | then in-flight requests are answered; the process exits within this |
 /// | `HTTP_EVENT_LOOPS` | number of cores | NIO event-loop threads (server and outbound client) |
 /// | `HTTP_CLIENT_CONNECT_TIMEOUT_MS` | 1000 | outbound connect timeout |
 /// | `HTTP_CLIENT_READ_TIMEOUT_MS` | 2000 | outbound read timeout (no bytes for this long) |
@@ -30,10 +36,16 @@ public struct ServiceConfiguration: Sendable {
     public var instance: String
     public var maxBodyBytes: Int
     public var idleTimeout: Duration
+    public var limits: ConnectionLimits
+    public var maxConnections: Int
+    public var shutdownDelay: Duration
+    public var shutdownGrace: Duration
     public var eventLoops: Int
     public var client: OutboundClientConfiguration
 
-    public init(service: String, defaultPort: Int, settings: Settings) throws(ConfigurationError) {
+    public init(
+        service: String, defaultPort: Int, settings: Settings, defaults: ServerDefaults = ServerDefaults()
+    ) throws(ConfigurationError) {
         self.service = service
         self.host = settings.string("http.host", default: "127.0.0.1")
         self.port = try settings.int("http.port", default: defaultPort, range: 0...65535)
@@ -46,12 +58,37 @@ public struct ServiceConfiguration: Sendable {
         self.instance = settings.string("instance.id", default: "\(ProcessInfo.processInfo.hostName):\(self.port)")
         self.maxBodyBytes = try settings.int("http.max.body.bytes", default: 1 << 20, range: 1...(1 << 30))
         self.idleTimeout = .seconds(try settings.int("http.idle.timeout.seconds", default: 60, range: 1...3600))
+        let seconds = { (key: String, value: Int, range: ClosedRange<Int>) throws(ConfigurationError) -> TimeAmount in
+            .seconds(Int64(try settings.int(key, default: value, range: range)))
+        }
+        let write = try seconds("http.write.timeout.seconds", defaults.writeTimeoutSeconds, 0...3600)
+        self.limits = ConnectionLimits(
+            headerTimeout: try seconds("http.header.timeout.seconds", defaults.headerTimeoutSeconds, 1...3600),
+            bodyIdleTimeout: try seconds("http.body.idle.timeout.seconds", 30, 1...3600),
+            idleTimeout: .nanoseconds(self.idleTimeout.nanoseconds),
+            writeTimeout: write == .zero ? nil : write
+        )
+        self.maxConnections = try settings.int("http.max.connections", default: 4096, range: 1...1_000_000)
+        self.shutdownDelay = .seconds(try settings.int("shutdown.delay.seconds", default: 5, range: 0...300))
+        self.shutdownGrace = .seconds(try settings.int("shutdown.grace.seconds", default: 25, range: 1...3600))
         self.eventLoops = try settings.int("http.event.loops", default: System.coreCount, range: 1...256)
         self.client = OutboundClientConfiguration(
             connectTimeout: .milliseconds(try settings.int("http.client.connect.timeout.ms", default: 1000, range: 1...60_000)),
             readTimeout: .milliseconds(try settings.int("http.client.read.timeout.ms", default: 2000, range: 1...300_000)),
             idleTimeout: .seconds(try settings.int("http.client.idle.timeout.seconds", default: 30, range: 1...3600))
         )
+    }
+}
+
+/// A service's own defaults for the server's limits (the gateway's are stricter).
+public struct ServerDefaults: Sendable {
+    public var headerTimeoutSeconds: Int
+    /// 0: no write timeout.
+    public var writeTimeoutSeconds: Int
+
+    public init(headerTimeoutSeconds: Int = 10, writeTimeoutSeconds: Int = 0) {
+        self.headerTimeoutSeconds = headerTimeoutSeconds
+        self.writeTimeoutSeconds = writeTimeoutSeconds
     }
 }
 

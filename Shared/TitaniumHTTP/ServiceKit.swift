@@ -5,6 +5,7 @@ import Metrics
 import NIOCore
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 import TitaniumLogging
 import TitaniumMetrics
 import TitaniumTracing
@@ -27,6 +28,9 @@ public struct ServiceKit: Sendable {
     public let tracer: W3CTracer
     public let logger: Logger
     public let accessLog: AccessLog
+    /// Set on SIGTERM: `/health/ready` answers 503 `draining`.
+    public let drain = DrainState()
+    let cuts: ConnectionCuts
     /// Where requests are recorded (the trace store), when enabled.
     public var recorder: (any RequestRecorder)?
 
@@ -48,6 +52,7 @@ public struct ServiceKit: Sendable {
         logger.logLevel = configuration.logLevel
         self.logger = logger
         self.accessLog = AccessLog(service: configuration.service, level: configuration.logLevel, sink: accessLogSink)
+        self.cuts = ConnectionCuts(registry: registry)
     }
 
     /// A router whose every route, the not-found answer included, runs the observability middleware.
@@ -87,16 +92,14 @@ public struct ServiceKit: Sendable {
 
     /// Builds the application: registers the operational routes (`stats` replaces the standard
     /// `/stats` body, as the load balancer's aggregate does), answers 405 (with `Allow`) for
-    /// known paths called with another method, and applies the server timeouts.
-    ///
-    /// Hummingbird exposes the idle timeout (`HTTP_IDLE_TIMEOUT_SECONDS`); it has no separate
-    /// read-header or write timeout, so a slow client is bounded by the idle timeout.
+    /// known paths called with another method, and holds every connection to the configured
+    /// limits (``ConnectionGuard``, at most `HTTP_MAX_CONNECTIONS`).
     public func makeApplication<Context: IdentifiedRequestContext>(
         router: Router<Context>,
         checks: [DependencyCheck] = [],
         details: @escaping @Sendable () async -> [String: JSONValue]? = { nil },
         stats: (@Sendable () async throws -> Response)? = nil,
-        server: HTTPServerBuilder? = nil,
+        server: ServerChannel = .http1(),
         services: [any Service] = [],
         registerTraceRoutes: Bool = true,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
@@ -108,10 +111,11 @@ public struct ServiceKit: Sendable {
         let service = self.configuration.service
         return Application(
             router: router,
-            server: server ?? .http1(configuration: self.http1Configuration),
+            server: server.builder(limits: self.configuration.limits, cuts: self.cuts),
             configuration: .init(
                 address: .hostname(self.configuration.host, port: self.configuration.port),
-                serverName: service
+                serverName: service,
+                availableConnectionsDelegate: ConnectionLimit(maximum: self.configuration.maxConnections, registry: self.registry)
             ),
             // Services stop after the server has drained: the recorder flushes what it holds last.
             services: services + (self.recorder.map { [$0.service] } ?? []),
@@ -127,13 +131,6 @@ public struct ServiceKit: Sendable {
             },
             logger: logger
         )
-    }
-}
-
-extension ServiceKit {
-    /// HTTP/1.1 settings: the idle timeout (`HTTP_IDLE_TIMEOUT_SECONDS`).
-    public var http1Configuration: HTTP1Channel.Configuration {
-        .init(idleTimeout: .nanoseconds(self.configuration.idleTimeout.nanoseconds))
     }
 }
 
@@ -168,18 +165,21 @@ enum MethodNotAllowed {
 
 /// The process entry point shared by the five services: read the configuration (exit 1 with
 /// one line naming the variable when it is invalid), bootstrap logging, metrics and tracing
-/// exactly once, build the application and run it until SIGTERM or SIGINT, draining in-flight
-/// requests before exiting.
+/// exactly once, build the application and run it until SIGTERM or SIGINT. Then: `draining` for
+/// `SHUTDOWN_DELAY_SECONDS` while still serving, then no new connections, every request in
+/// flight answered, keep-alive connections closed after their answer, buffers flushed, exit 0,
+/// all within `SHUTDOWN_GRACE_SECONDS`.
 public enum ServiceMain {
     public static func run<App: ApplicationProtocol>(
         service: String,
         defaultPort: Int,
+        defaults: ServerDefaults = ServerDefaults(),
         build: @Sendable (ServiceKit, Settings) async throws -> App
     ) async {
         let settings = Settings.fromEnvironment()
         let configuration: ServiceConfiguration
         do {
-            configuration = try ServiceConfiguration(service: service, defaultPort: defaultPort, settings: settings)
+            configuration = try ServiceConfiguration(service: service, defaultPort: defaultPort, settings: settings, defaults: defaults)
         } catch {
             Self.exit(service: service, message: error.description)
         }
@@ -197,7 +197,18 @@ public enum ServiceMain {
         let kit = ServiceKit(configuration: configuration, registry: registry, tracer: tracer)
         do {
             let app = try await build(kit, settings)
-            try await app.runService()
+            var group = ServiceGroupConfiguration(
+                services: [
+                    .init(service: app),
+                    // Last, so the first to hear SIGTERM.
+                    .init(service: DrainGate(state: kit.drain, delay: configuration.shutdownDelay, logger: kit.logger)),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: kit.logger
+            )
+            group.maximumGracefulShutdownDuration = configuration.shutdownGrace
+            group.maximumCancellationDuration = .seconds(2)
+            try await ServiceGroup(configuration: group).run()
         } catch let error as ConfigurationError {
             Self.exit(service: service, message: error.description)
         } catch {

@@ -44,12 +44,11 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     }
     private var state = State.idle
     private var waiting: CircularBuffer<HTTPServerRequestPart> = []
-    private var idleTimer: Scheduled<Void>?
-    /// When the connection last became idle; nil while a request is being answered.
-    private var idleSince: NIODeadline?
+    /// The server is shutting down: close once the request being forwarded is answered.
+    private var quiescing = false
     private var context: ChannelHandlerContext?
     /// This event loop's upstream connections, looked up once per client connection.
-    private(set) lazy var upstreams: UpstreamConnections = self.shared.connections(on: self.context!.eventLoop)
+    private(set) var upstreams: UpstreamConnections?
 
     init(shared: Forwarding) {
         self.shared = shared
@@ -57,11 +56,10 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.scheduleIdleClose(context: context)
+        self.upstreams = self.shared.connections(on: context.eventLoop)
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
-        self.idleTimer?.cancel()
         self.context = nil
     }
 
@@ -76,15 +74,16 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
 
     private func process(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch (self.state, part) {
-        case (.idle, .head(let head)):
-            self.idleSince = nil
+        case (.idle, .head(var head)):
+            // Routes, limits, upstreams and Hummingbird's router all see the one canonical path.
+            head.uri = CanonicalPath.target(head.uri)
             if let route = self.shared.route(head) {
                 let exchange = Exchange(handler: self, context: context, head: head, route: route)
                 self.state = .forwarding(exchange)
                 exchange.start()
             } else {
                 self.state = .passthrough(requestEnded: false, responseEnded: false)
-                context.fireChannelRead(self.wrapInboundOut(part))
+                context.fireChannelRead(self.wrapInboundOut(.head(head)))
             }
         case (.passthrough, .head), (.forwarding, .head):
             // The next request before this one's response ended (pipelining): it waits.
@@ -124,8 +123,17 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     private func passthroughProgressed(context: ChannelHandlerContext) {
         guard case .passthrough(true, true) = self.state else { return }
         self.state = .idle
-        self.scheduleIdleClose(context: context)
         self.drainWaiting(context: context)
+    }
+
+    /// Hummingbird's connection handler closes a connection with no request of its own in
+    /// progress at once: one whose request is being forwarded closes after its answer instead.
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, case .forwarding = self.state {
+            self.quiescing = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -139,7 +147,6 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
         if case .forwarding(let exchange) = self.state {
             exchange.clientClosed()
         }
-        self.idleTimer?.cancel()
         context.fireChannelInactive()
     }
 
@@ -147,11 +154,10 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     fileprivate func exchangeFinished(_ exchange: Exchange, closeConnection: Bool, context: ChannelHandlerContext) {
         guard case .forwarding(let current) = self.state, current === exchange else { return }
         self.state = .idle
-        if closeConnection {
+        if closeConnection || self.quiescing {
             context.close(promise: nil)
             return
         }
-        self.scheduleIdleClose(context: context)
         self.drainWaiting(context: context)
     }
 
@@ -167,32 +173,6 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
         // Parts handed to Hummingbird outside a socket read reach it only with a read-complete
         // (its async channel delivers what it has buffered then).
         if drained, case .passthrough = self.state { context.fireChannelReadComplete() }
-    }
-
-    /// Closes a connection that has been idle for the idle timeout (Hummingbird's own idle
-    /// handling is off: it cannot see the requests answered here). One timer per connection,
-    /// not one per request: when it fires it closes an idle-long-enough connection, or waits
-    /// again for what is left of the timeout.
-    private func scheduleIdleClose(context: ChannelHandlerContext) {
-        self.idleSince = .now()
-        if self.idleTimer == nil { self.armIdleTimer(in: self.shared.idleTimeout, context: context) }
-    }
-
-    private func armIdleTimer(in delay: TimeAmount, context: ChannelHandlerContext) {
-        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
-            guard let self else { return }
-            self.idleTimer = nil
-            guard let since = self.idleSince else {
-                self.armIdleTimer(in: self.shared.idleTimeout, context: context)
-                return
-            }
-            let left = since + self.shared.idleTimeout - .now()
-            if left > .zero {
-                self.armIdleTimer(in: left, context: context)
-            } else {
-                context.close(promise: nil)
-            }
-        }
     }
 }
 
@@ -274,7 +254,6 @@ public final class Forwarding: Sendable {
     let traces: TraceRecorder?
     let connectTimeout: TimeAmount
     let responseTimeout: TimeAmount
-    let idleTimeout: TimeAmount
     let upstreamIdleTimeout: TimeAmount
     private let connections = NIOLockedValueBox<[ObjectIdentifier: UpstreamConnections]>([:])
 
@@ -293,7 +272,6 @@ public final class Forwarding: Sendable {
         let client = kit.configuration.client
         self.connectTimeout = .nanoseconds(client.connectTimeout.nanoseconds)
         self.responseTimeout = .nanoseconds((responseTimeout ?? client.readTimeout).nanoseconds)
-        self.idleTimeout = .nanoseconds(kit.configuration.idleTimeout.nanoseconds)
         self.upstreamIdleTimeout = .nanoseconds(client.idleTimeout.nanoseconds)
     }
 
@@ -313,12 +291,22 @@ public final class Forwarding: Sendable {
         Forwarder(shared: self)
     }
 
-    /// Hummingbird's HTTP/1 server with a forwarder in each connection, which then owns the
-    /// idle timeout (Hummingbird does not see the requests it answers). The forwarder sits
-    /// before Hummingbird's HTTPTypes codec, on NIOHTTP1's parts: a forwarded request is never
-    /// converted to HTTPTypes and back.
-    public var http1Configuration: HTTP1Channel.Configuration {
-        .init(additionalChannelHandlers: [ForwarderInstaller(forwarder: self.makeHandler())], idleTimeout: nil)
+    /// The handlers to add to each connection (Hummingbird's `additionalChannelHandlers`): the
+    /// forwarder goes before Hummingbird's HTTPTypes codec, on NIOHTTP1's parts, so a forwarded
+    /// request is never converted to HTTPTypes and back.
+    public var channelHandlers: @Sendable () -> [any RemovableChannelHandler] {
+        { [ForwarderInstaller(forwarder: self.makeHandler())] }
+    }
+
+    /// Hummingbird's HTTP/1 server with a forwarder in each connection.
+    public var serverChannel: ServerChannel {
+        .http1(additionalChannelHandlers: self.channelHandlers)
+    }
+
+    /// `Upgrade: websocket`: relayed by the WebSocket path, not forwarded. Other upgrades are
+    /// forwarded as plain requests (`Upgrade` is hop-by-hop and dropped).
+    public static func isWebSocketUpgrade(_ head: HTTPRequestHead) -> Bool {
+        head.headers[canonicalForm: "upgrade"].contains { $0.utf8.elementsEqualIgnoringCase("websocket".utf8) }
     }
 
     /// A request target's path: everything before the query.
@@ -481,6 +469,11 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @un
         self.exchange?.flushClient()
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.exchange?.upstreamWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         if let exchange = self.exchange {
             exchange.upstreamFailed(UpstreamClosed())
@@ -544,16 +537,6 @@ struct FieldNameSet: Sendable {
     }
 }
 
-extension Collection<UInt8> {
-    /// Equal as ASCII with case ignored (field names are ASCII tokens).
-    func elementsEqualIgnoringCase(_ other: some Collection<UInt8>) -> Bool {
-        guard self.count == other.count else { return false }
-        return zip(self, other).allSatisfy { a, b in
-            a == b || (a | 0x20 == b | 0x20 && (a | 0x20) >= UInt8(ascii: "a") && (a | 0x20) <= UInt8(ascii: "z"))
-        }
-    }
-}
-
 struct UpstreamClosed: Error, CustomStringConvertible {
     var description: String { "the upstream closed the connection" }
 }
@@ -573,6 +556,7 @@ private final class Exchange: @unchecked Sendable {
     let replayable: Bool
     /// Whether the client sends a body (a length above zero, or chunked).
     let declaresBody: Bool
+    let declaredLength: Int?
     let closeAfter: Bool
     let countsInWindow: Bool
     let userID: String?
@@ -585,12 +569,18 @@ private final class Exchange: @unchecked Sendable {
     private var reusedConnection = false
     /// Request parts received before the upstream connection was ready.
     private var pending: [HTTPClientRequestPart] = []
+    private var pendingBytes = 0
+    /// Whether any part of the request went out on the current attempt.
+    private var sent = false
+    private var bodyBytes = 0
+    private var clientReading = true
     private var requestEnded = false
     private var responseStarted = false
     private var status = 0
     private var bytes = 0
     private var finished = false
     private var upstreamKeepAlive = true
+    private var upstreamFailing = false
 
     init(handler: Forwarder, context: ChannelHandlerContext, head: HTTPRequestHead, route: ForwardingRoute) {
         self.handler = handler
@@ -606,9 +596,11 @@ private final class Exchange: @unchecked Sendable {
         self.span = handler.shared.kit.tracer.spanContext(
             childOf: W3CTracer.remoteSpanContext(traceparent: head.headers.first(name: "traceparent"), tracestate: head.headers.first(name: "tracestate"))
         )
-        let declaresBody = head.headers.first(name: "content-length").map { $0 != "0" } ?? head.headers.contains(name: "transfer-encoding")
+        let declaredLength = head.headers.first(name: "content-length").flatMap(Int.init)
+        let declaresBody = declaredLength.map { $0 > 0 } ?? head.headers.contains(name: "transfer-encoding")
+        self.declaredLength = declaredLength
         self.declaresBody = declaresBody
-        self.replayable = [.GET, .HEAD, .OPTIONS, .DELETE].contains(head.method) && !declaresBody
+        self.replayable = [.GET, .HEAD, .OPTIONS].contains(head.method) && !declaresBody
         // `Connection: close`, or HTTP/1.0 without keep-alive.
         self.closeAfter = !head.isKeepAlive
         self.countsInWindow = route.countsInWindow
@@ -640,7 +632,7 @@ private final class Exchange: @unchecked Sendable {
     private lazy var traceparent = self.span.traceparent
 
     func start() {
-        if let length = self.request.headers.first(name: "content-length").flatMap(Int.init), length > self.shared.kit.configuration.maxBodyBytes {
+        if let length = self.declaredLength, length > self.shared.kit.configuration.maxBodyBytes {
             self.fail(APIError(.contentTooLarge, message: "request body of \(length) bytes exceeds the limit of \(self.shared.kit.configuration.maxBodyBytes) bytes"))
             return
         }
@@ -655,20 +647,24 @@ private final class Exchange: @unchecked Sendable {
         self.upstream?.exchange = nil
         self.upstream?.channel?.close(promise: nil)
         self.upstream = nil
-        self.fail(APIError(.gatewayTimeout, message: "\(self.upstreamName) did not answer in time"))
+        self.fail(.nextHop(.gatewayTimeout, service: self.upstreamName, error: "http_response_timeout"))
     }
 
     private func attempt() {
         guard let index = self.balancer.acquire(excluding: self.excluded) else {
             // No other replica for the retry: the answer is the first attempt's failure.
             if let error = self.lastError { self.fail(self.failure(error)) } else {
-                self.fail(APIError(.serviceUnavailable, message: "no healthy \(self.upstreamName)"))
+                self.fail(.nextHop(.serviceUnavailable, service: self.upstreamName, error: "destination_unavailable"))
             }
             return
         }
         self.backend = index
         self.attempts += 1
-        let connections = self.handler.upstreams
+        self.sent = false
+        guard let connections = self.handler.upstreams else {
+            self.fail(.nextHop(.badGateway, service: self.upstreamName, error: "proxy_internal_error"))
+            return
+        }
         let key = BackendKey(upstream: self.route.upstream, backend: index)
         if let idle = connections.takeIdle(key) {
             self.use(idle, reused: true)
@@ -695,12 +691,13 @@ private final class Exchange: @unchecked Sendable {
         self.upstream = upstream
         self.reusedConnection = reused
         upstream.exchange = self
-        self.sendHead(to: upstream)
+        self.sendHead(to: upstream, backend: upstream.backend.backend)
     }
 
-    private func sendHead(to upstream: UpstreamHandler) {
+    private func sendHead(to upstream: UpstreamHandler, backend: Int) {
+        self.sent = true
         upstream.awaitResponse(within: self.shared.responseTimeout)
-        let authority = self.shared.upstreams[self.route.upstream].backends[self.backend!].authority
+        let authority = self.shared.upstreams[self.route.upstream].backends[backend].authority
         var headers = HTTPHeaders()
         let incoming = self.request.headers
         headers.reserveCapacity(incoming.count + 6)
@@ -719,10 +716,12 @@ private final class Exchange: @unchecked Sendable {
         headers.add(name: "X-Request-ID", value: self.requestID)
         headers.add(name: "traceparent", value: self.traceparent)
         if let state = self.span.traceContext.traceStateHeaderValue, !state.isEmpty { headers.add(name: "tracestate", value: state) }
-        if let length = incoming.first(name: "content-length") {
-            headers.add(name: "Content-Length", value: length)
-        } else if let encoding = incoming.first(name: "transfer-encoding") {
-            headers.add(name: "Transfer-Encoding", value: encoding)
+        // Framing is ours, never the client's: ``RequestFraming`` let through at most one
+        // Content-Length or exactly `Transfer-Encoding: chunked`, and this sends the same.
+        if let length = self.declaredLength {
+            headers.add(name: "Content-Length", value: String(length))
+        } else if self.declaresBody {
+            headers.add(name: "Transfer-Encoding", value: "chunked")
         }
         let head = HTTPRequestHead(version: .http1_1, method: self.request.method, uri: self.request.uri, headers: headers)
         upstream.send(.head(head), flush: false)
@@ -732,16 +731,41 @@ private final class Exchange: @unchecked Sendable {
         }
         for part in self.pending { upstream.send(part, flush: false) }
         self.pending.removeAll()
+        self.pendingBytes = 0
         upstream.channel?.flush()
+        self.readClient(upstream.channel?.isWritable ?? true)
     }
 
     func requestBody(_ bytes: ByteBuffer) {
         guard !self.finished else { return }
+        self.bodyBytes += bytes.readableBytes
+        if self.bodyBytes > self.shared.kit.configuration.maxBodyBytes {
+            // A chunked body has no declared length to refuse up front.
+            self.bodyTooLarge()
+            return
+        }
         if let upstream = self.upstream {
             upstream.send(.body(.byteBuffer(bytes)), flush: true)
         } else {
             self.pending.append(.body(.byteBuffer(bytes)))
+            self.pendingBytes += bytes.readableBytes
+            // Until an upstream connection takes them, parts wait here: stop reading past a bound.
+            if self.pendingBytes > Self.pendingLimit { self.readClient(false) }
         }
+    }
+
+    static let pendingLimit = 64 * 1024
+
+    /// Client reads follow the upstream's appetite (backpressure both ways).
+    private func readClient(_ on: Bool) {
+        guard self.clientReading != on else { return }
+        self.clientReading = on
+        self.context.channel.setOption(.autoRead, value: on).whenFailure { _ in }
+        if on { self.context.read() }
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        self.readClient(writable)
     }
 
     func requestEnd(_ trailers: HTTPHeaders?) {
@@ -766,6 +790,8 @@ private final class Exchange: @unchecked Sendable {
             self.responseStarted = true
             self.upstream?.responseArrived()
             self.status = Int(upstreamHead.status.code)
+            // A 5xx the upstream made about its own next hop is not the upstream's failure.
+            self.upstreamFailing = self.status >= 500 && !upstreamHead.headers.contains(name: "proxy-status")
             if !upstreamHead.isKeepAlive { self.upstreamKeepAlive = false }
             // The upstream's head as ours, without its hop-by-hop fields.
             let connection = upstreamHead.headers.contains(name: "connection") ? upstreamHead.headers[canonicalForm: "connection"] : []
@@ -787,12 +813,12 @@ private final class Exchange: @unchecked Sendable {
             self.context.write(self.handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         case .end(let trailers):
             self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(trailers)), promise: nil)
-            self.balancer.release(self.backend!, failed: self.status >= 500)
+            if let backend = self.backend { self.balancer.release(backend, failed: self.upstreamFailing) }
             self.record(status: self.status)
             if let upstream = self.upstream {
                 upstream.exchange = nil
                 if self.upstreamKeepAlive && (self.requestEnded || !self.declaresBody) {
-                    self.handler.upstreams.release(upstream)
+                    upstream.connections.release(upstream)
                 } else {
                     upstream.channel?.close(promise: nil)
                 }
@@ -820,7 +846,7 @@ private final class Exchange: @unchecked Sendable {
         }
         if self.responseStarted {
             // Part of the answer is out: all that is left is to cut the client off.
-            self.balancer.release(self.backend!, failed: true)
+            if let backend = self.backend { self.balancer.release(backend, failed: true) }
             self.record(status: self.status)
             self.finished = true
             self.context.close(promise: nil)
@@ -835,8 +861,9 @@ private final class Exchange: @unchecked Sendable {
                 return
             }
             self.balancer.release(backend, failed: true)
-            // Nothing of the answer arrived: an idempotent request without a body may go to another replica.
-            if self.replayable && self.attempts < 2 {
+            // A request that never left (no connection) may go to another replica whatever its
+            // method; one that may have reached the upstream only if it is safe to repeat.
+            if (!self.sent || self.replayable) && self.attempts < 2 {
                 self.excluded = backend
                 self.lastError = error
                 self.attempt()
@@ -846,12 +873,32 @@ private final class Exchange: @unchecked Sendable {
         self.fail(self.failure(error))
     }
 
+    /// The client's fault, not the upstream's: 413, or the connection cut if the answer has begun.
+    private func bodyTooLarge() {
+        if let upstream = self.upstream {
+            upstream.exchange = nil
+            upstream.channel?.close(promise: nil)
+            self.upstream = nil
+        }
+        if let backend = self.backend { self.balancer.release(backend, failed: false) }
+        if self.responseStarted {
+            self.record(status: self.status)
+            self.finished = true
+            self.context.close(promise: nil)
+            return
+        }
+        self.fail(APIError(.contentTooLarge, message: "request body exceeds the limit of \(self.shared.kit.configuration.maxBodyBytes) bytes"))
+    }
+
     /// 504 for a connect timeout, 502 for anything else (refused, reset, closed).
     private func failure(_ error: any Error) -> APIError {
         if let channelError = error as? ChannelError, case .connectTimeout = channelError {
-            return APIError(.gatewayTimeout, message: "\(self.upstreamName) did not answer in time")
+            return .nextHop(.gatewayTimeout, service: self.upstreamName, error: "connection_timeout")
         }
-        return APIError(.badGateway, message: "\(self.upstreamName) is unreachable")
+        if let ioError = error as? IOError, ioError.errnoCode == ECONNREFUSED {
+            return .nextHop(.badGateway, service: self.upstreamName, error: "connection_refused")
+        }
+        return .nextHop(.badGateway, service: self.upstreamName, error: self.sent ? "connection_terminated" : "destination_unavailable")
     }
 
     func clientClosed() {
