@@ -4,8 +4,11 @@
 #      kubernetes-validate, docker-compose config, promtool, shellcheck) and against the code;
 #   2. one debug build, then the Swift tests: unit tests and integration tests that start the
 #      built executables (and redis-server) as real processes;
-#   3. the dashboard in headless Chromium against a real stack;
-#   4. mixed_load.sh for 20 s against a real stack, 0 % failures allowed.
+#   3. the edge suite (tests/edge, pytest): hostile clients on raw sockets against the real
+#      processes: framing and smuggling, slow clients, stalled bodies, drain on SIGTERM, rate-limit
+#      spellings, bounded records;
+#   4. the dashboard in headless Chromium against a real stack;
+#   5. mixed_load.sh for 20 s against a real stack, 0 % failures allowed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +21,10 @@ swift build --build-tests
 export TITANIUM_BIN_DIR="$(swift build --show-bin-path)"
 # A hung test fails the run instead of holding CI until its limit.
 timeout 1500 swift test --skip-build
+
+echo "== edge suite: hostile clients against the real processes"
+python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check pytest
+python3 -m pytest -q -p no:cacheprovider tests/edge
 
 echo "== dashboard in headless Chromium"
 bash scripts/browser-test.sh

@@ -15,9 +15,10 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let kit = try kit.recordingTraces(settings: settings, options: .init(tokenSubject: { try? await verifier.claims(for: $0).subject }))
 
     let router = kit.makeRouter()
+    let pages = try PageCache(path: configuration.databasePath, byteBudget: configuration.pageCacheBytes)
     PostController(
         store: store,
-        pages: try PageCache(path: configuration.databasePath),
+        pages: pages,
         verifier: verifier,
         created: kit.registry.makeCounter(name: "posts_created_total", help: "Posts created."),
         updated: kit.registry.makeCounter(name: "posts_updated_total", help: "Posts updated."),
@@ -28,7 +29,11 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     return kit.makeApplication(
         router: router,
         checks: [DependencyCheck(name: "database") { await store.pool.dependencyStatus() }],
-        details: { (try? await store.count()).map { ["posts": .number(Double($0))] } },
+        details: {
+            var details: [String: JSONValue] = ["page_cache_bytes": .number(Double(pages.bytes))]
+            if let posts = try? await store.count() { details["posts"] = .number(Double(posts)) }
+            return details
+        },
         services: [client]
     )
 }

@@ -3,7 +3,8 @@ import NIOCore
 import Synchronization
 
 /// The encoded answers of `GET /api/posts` (one per `limit` and `offset`), reused until the
-/// database changes: encoding 20 posts is most of what the post list costs.
+/// database changes: encoding 20 posts is most of what the post list costs. At most `capacity`
+/// pages and `byteBudget` bytes (`POST_PAGE_CACHE_BYTES`): any client can ask for any offset.
 ///
 /// Whether the database changed is asked of SQLite, not inferred: `PRAGMA data_version` on a
 /// connection of its own changes whenever any other connection commits — this service's writer,
@@ -18,19 +19,25 @@ final class PageCache: Sendable {
     private struct State {
         var version: Int64 = -1
         var pages: [Key: ByteBuffer] = [:]
+        var bytes = 0
     }
 
     private let probe: DatabaseQueue
     private let state = Mutex(State())
     let capacity: Int
+    let byteBudget: Int
 
-    init(path: String, capacity: Int = 64) throws {
+    init(path: String, capacity: Int = 64, byteBudget: Int = 8 << 20) throws {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.label = "posts-version"
         self.probe = try DatabaseQueue(path: path, configuration: configuration)
         self.capacity = capacity
+        self.byteBudget = byteBudget
     }
+
+    /// Bytes held now.
+    var bytes: Int { self.state.withLock { $0.bytes } }
 
     /// The database's version now (a read of SQLite's WAL index: microseconds).
     func version() throws -> Int64 {
@@ -48,8 +55,12 @@ final class PageCache: Sendable {
                 guard version > state.version else { return }
                 state = State(version: version)
             }
-            if state.pages.count >= self.capacity { state.pages.removeAll(keepingCapacity: true) }
-            state.pages[key] = page
+            guard page.readableBytes <= self.byteBudget else { return }
+            if state.pages.count >= self.capacity || state.bytes + page.readableBytes > self.byteBudget {
+                state.pages.removeAll(keepingCapacity: true)
+                state.bytes = 0
+            }
+            state.bytes += page.readableBytes - (state.pages.updateValue(page, forKey: key)?.readableBytes ?? 0)
         }
     }
 }

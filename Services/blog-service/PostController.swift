@@ -118,16 +118,22 @@ struct PostController: Sendable {
         return number
     }
 
-    /// title 1–200 characters, body 1–20000; `partial` for PATCH, where each may be absent.
+    /// Title 1–200 characters and at most 800 bytes of UTF-8, body 1–20000 characters and at most
+    /// 80000 bytes: a character can be any number of bytes (combining marks), and storage and
+    /// page sizes are bytes. `partial` for PATCH, where each may be absent.
     static func problems(_ input: PostInput, partial: Bool) -> [String: String] {
         var problems: [String: String] = [:]
         if let title = input.title {
-            if !(1...200).contains(title.count) || title.allSatisfy(\.isWhitespace) { problems["title"] = "must be 1 to 200 characters" }
+            if !(1...200).contains(title.count) || title.utf8.count > 800 || title.allSatisfy(\.isWhitespace) {
+                problems["title"] = "must be 1 to 200 characters and at most 800 bytes"
+            }
         } else if !partial {
             problems["title"] = "is required"
         }
         if let body = input.body {
-            if !(1...20_000).contains(body.count) || body.allSatisfy(\.isWhitespace) { problems["body"] = "must be 1 to 20000 characters" }
+            if !(1...20_000).contains(body.count) || body.utf8.count > 80_000 || body.allSatisfy(\.isWhitespace) {
+                problems["body"] = "must be 1 to 20000 characters and at most 80000 bytes"
+            }
         } else if !partial {
             problems["body"] = "is required"
         }

@@ -122,6 +122,8 @@ final class StatsAggregator: Sendable {
         var p95_ms: Double
         var p99_ms: Double
         var success_rate: Double
+        /// Real `/api` requests answered 429 per second (rate limited: shown apart, not failures).
+        var rate_limited_per_second: Double
         var has_real_traffic: Bool
         var services: [Entry]
         /// The gateway replicas this load balancer sends `/api` traffic to.
@@ -164,6 +166,7 @@ final class StatsAggregator: Sendable {
             p95_ms: snapshot.p95Milliseconds,
             p99_ms: snapshot.p99Milliseconds,
             success_rate: snapshot.requests == 0 ? 1 : 1 - snapshot.errorRate,
+            rate_limited_per_second: TrafficWindow.perSecond(snapshot.rateLimited, windowSeconds: snapshot.windowSeconds),
             // Real /api requests or a WebSocket heartbeat within the window.
             has_real_traffic: (snapshot.secondsSinceLast.map { $0 < Double(snapshot.windowSeconds) } ?? false)
                 || (self.heartbeat?.isActive(within: .seconds(snapshot.windowSeconds)) ?? false),

@@ -224,7 +224,8 @@ final class ConnectionGuard: @unchecked Sendable {
         self.timer?.cancel()
         self.timer = nil
         if cut != .idleTimeout { self.onCut(cut) }
-        guard let answer, !self.responseOpen, self.unanswered <= 1 else {
+        // Only the request being read may be answered, and only when it has no answer yet.
+        guard let answer, !self.responseOpen, self.unanswered == (self.requestOpen ? 1 : 0) else {
             context.close(promise: nil)
             return
         }

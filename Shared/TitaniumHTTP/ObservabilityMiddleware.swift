@@ -194,7 +194,7 @@ public struct RequestAccounting: Sendable {
         let elapsed = now &- startNanos
         self.metrics.requestFinished(method: method, route: route, status: status, duration: .nanoseconds(Int64(elapsed)))
         if countsInWindow {
-            self.window.record(latencyNanos: elapsed, isError: status >= 500, nowNanos: now)
+            self.window.record(latencyNanos: elapsed, isError: status >= 500, isRateLimited: status == 429, nowNanos: now)
         }
         recorder?.record(
             FinishedRequest(

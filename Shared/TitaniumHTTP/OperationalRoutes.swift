@@ -95,6 +95,8 @@ public struct ServiceStats: Codable, Sendable {
     public var p95_ms: Double
     public var p99_ms: Double
     public var error_rate: Double
+    /// 429 answers per second over the window (not counted as errors).
+    public var rate_limited_per_second: Double
     public var dependencies: [String: DependencyStatus]
     public var details: [String: JSONValue]?
 }
@@ -174,6 +176,7 @@ public struct OperationalRoutes<Context: IdentifiedRequestContext>: Sendable {
             p95_ms: snapshot.p95Milliseconds.rounded(toPlaces: 3),
             p99_ms: snapshot.p99Milliseconds.rounded(toPlaces: 3),
             error_rate: snapshot.errorRate.rounded(toPlaces: 4),
+            rate_limited_per_second: TrafficWindow.perSecond(snapshot.rateLimited, windowSeconds: snapshot.windowSeconds),
             dependencies: await self.runChecks(),
             details: await self.details()
         )

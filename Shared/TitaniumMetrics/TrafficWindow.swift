@@ -14,6 +14,8 @@ public final class TrafficWindow: Sendable {
         public var totalRequests: Int
         public var requests: Int
         public var errors: Int
+        /// Answered 429: refused by a rate limit, neither a success nor a failure of the system.
+        public var rateLimited: Int = 0
         public var requestsPerSecond: Double
         public var averageMilliseconds: Double
         public var p95Milliseconds: Double
@@ -28,6 +30,7 @@ public final class TrafficWindow: Sendable {
         var second: Int64 = -1
         var count = 0
         var errors = 0
+        var rateLimited = 0
         var totalMicros: UInt64 = 0
         var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .two)
 
@@ -56,7 +59,7 @@ public final class TrafficWindow: Sendable {
     }
 
     /// Records one request that finished at `nowNanos` (monotonic nanoseconds) after `latencyNanos`.
-    public func record(latencyNanos: UInt64, isError: Bool, nowNanos: UInt64 = TrafficWindow.monotonicNanos()) {
+    public func record(latencyNanos: UInt64, isError: Bool, isRateLimited: Bool = false, nowNanos: UInt64 = TrafficWindow.monotonicNanos()) {
         let second = Int64(nowNanos / 1_000_000_000)
         let micros = max(latencyNanos / 1_000, 1)
         self.state.withLockedValue { state in
@@ -67,6 +70,7 @@ public final class TrafficWindow: Sendable {
             state.buckets[index].count += 1
             state.total += 1
             if isError { state.buckets[index].errors += 1 }
+            if isRateLimited { state.buckets[index].rateLimited += 1 }
             state.buckets[index].totalMicros &+= micros
             _ = state.buckets[index].histogram.record(min(micros, 60_000_000))
             state.lastNanos = max(state.lastNanos ?? 0, nowNanos)
@@ -78,6 +82,11 @@ public final class TrafficWindow: Sendable {
         self.state.withLockedValue { $0.lastNanos = max($0.lastNanos ?? 0, nowNanos) }
     }
 
+    /// 429 answers per second over the window.
+    public static func perSecond(_ count: Int, windowSeconds: Int) -> Double {
+        (Double(count) / Double(windowSeconds) * 1000).rounded() / 1000
+    }
+
     /// Figures over the last `windowSeconds` whole seconds, the current second included.
     public func snapshot(nowNanos: UInt64 = TrafficWindow.monotonicNanos()) -> Snapshot {
         let currentSecond = Int64(nowNanos / 1_000_000_000)
@@ -86,10 +95,12 @@ public final class TrafficWindow: Sendable {
             var merged = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .two)
             var count = 0
             var errors = 0
+            var rateLimited = 0
             var totalMicros: UInt64 = 0
             for bucket in state.buckets where bucket.second >= oldest && bucket.second <= currentSecond && bucket.count > 0 {
                 count += bucket.count
                 errors += bucket.errors
+                rateLimited += bucket.rateLimited
                 totalMicros &+= bucket.totalMicros
                 merged.add(bucket.histogram)
             }
@@ -106,6 +117,7 @@ public final class TrafficWindow: Sendable {
                 totalRequests: state.total,
                 requests: count,
                 errors: errors,
+                rateLimited: rateLimited,
                 requestsPerSecond: Double(count) / Double(self.windowSeconds),
                 averageMilliseconds: Double(totalMicros) / Double(count) / 1000,
                 p95Milliseconds: Double(merged.valueAtPercentile(95)) / 1000,
