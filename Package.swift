@@ -134,7 +134,11 @@ let package = Package(
             name: "TitaniumProxy",
             dependencies: [
                 "TitaniumHTTP", "TitaniumTrace", "TitaniumTracing",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
             ],
@@ -159,7 +163,15 @@ let package = Package(
             path: "Services/load-balancer",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "APIGateway", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumRedis", "TitaniumAuth"], path: "Services/api-gateway", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "APIGateway",
+            dependencies: [
+                "TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumRedis", "TitaniumAuth",
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            ],
+            path: "Services/api-gateway",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(name: "AuthService", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumAuth"], path: "Services/auth-service", swiftSettings: swiftSettings),
         .executableTarget(
             name: "UserService",

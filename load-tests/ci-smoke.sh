@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# CI load smoke test: starts its own stack from prebuilt binaries, runs
-#   mixed_load.sh --duration 20 --max-failure-rate 0
-# against it, always stops the stack, and exits with mixed_load.sh's status.
+# CI load test: starts its own stack from prebuilt binaries, runs the requirement's two
+# documented load commands against it for 60 s each (mixed_load.sh at list 64/s, detail 12/s,
+# create 4/s; mixed_load_plus.sh at 40, 15, 8, update 4, delete 3), under 2 % failures, always
+# stops the stack, and exits with the first failing script's status.
 #
 #   TITANIUM_BIN_DIR=$(swift build --show-bin-path) bash load-tests/ci-smoke.sh [extra mixed_load.sh options]
 #
@@ -75,9 +76,18 @@ if ! stack up --detach >"$VAR/stack-up.log" 2>&1; then
 fi
 grep '^Titanium is up' "$VAR/stack-up.log" || true
 
+# The requirement's two documented commands (shared/reference/monitoring.md), each for 60 s,
+# under 2 % failures; 429s are reported apart and are not failures.
 set +e
-sh "$HERE/mixed_load.sh" --url "http://127.0.0.1:$LB_PORT" --duration 20 --max-failure-rate 0 "$@"
+sh "$HERE/mixed_load.sh" --url "http://127.0.0.1:$LB_PORT" --duration 60s --rate-list 64 --rate-detail 12 --rate-create 4 \
+  --max-failure-rate 2 "$@"
 status=$?
-set -e
 echo "ci-smoke: mixed_load.sh exited with $status"
+if [ "$status" -eq 0 ]; then
+  sh "$HERE/mixed_load_plus.sh" --url "http://127.0.0.1:$LB_PORT" --duration 60s --rate-list 40 --rate-detail 15 \
+    --rate-create 8 --rate-update 4 --rate-delete 3 --max-failure-rate 2 "$@"
+  status=$?
+  echo "ci-smoke: mixed_load_plus.sh exited with $status"
+fi
+set -e
 # finish (the EXIT trap) stops the stack and exits with $status

@@ -8,7 +8,8 @@
 #      processes: framing and smuggling, slow clients, stalled bodies, drain on SIGTERM, rate-limit
 #      spellings, bounded records;
 #   4. the dashboard in headless Chromium against a real stack;
-#   5. mixed_load.sh for 20 s against a real stack, 0 % failures allowed.
+#   5. the two documented load mixes (mixed_load.sh, mixed_load_plus.sh) for 60 s each against a
+#      real stack, under 2 % failures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

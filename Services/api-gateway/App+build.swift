@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import HummingbirdWebSocket
 import NIOHTTP1
 import Prometheus
 import TitaniumAuth
@@ -15,7 +16,9 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let configuration = try GatewayConfiguration(settings: settings)
     let kit = try kit.recordingTraces(settings: settings)
     let client = kit.makeHTTPClient()
-    let proxy = ReverseProxy(client: client)
+    // The load balancer's X-Forwarded-Proto/Host are believed; anyone else's are replaced.
+    let policy = ProxyPolicy(trustedProxies: configuration.trustedProxies)
+    let proxy = ReverseProxy(client: client, policy: policy)
     let redis = RedisClient(configuration: configuration.redis)
     let router = kit.makeRouter()
     let registry = kit.registry
@@ -55,7 +58,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     }
     let forwardedServices = forwarded
     let rules = configuration.rateLimits
-    let forwarding = Forwarding(upstreams: upstreams, kit: kit) { head in
+    let forwarding = Forwarding(upstreams: upstreams, kit: kit, policy: policy) { head in
         guard !Forwarding.isWebSocketUpgrade(head), let method = HTTPRequest.Method(head.method.rawValue) else { return nil }
         let path = Forwarding.path(of: head.uri)
         // `head.uri` is canonical already (``Forwarder``): the rules see what the upstream will.
@@ -64,5 +67,20 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         else { return nil }
         return ForwardingRoute(upstream: upstream, label: path == route.prefix ? route.prefix : route.below)
     }
-    return kit.makeApplication(router: router, server: forwarding.serverChannel, services: [redis, client])
+    // WebSocket upgrades are relayed to the route's service under the same policy.
+    let webSockets = Router(context: WebSocketRelayContext.self)
+    for route in routes {
+        guard let upstream = forwardedServices[route.service] else { continue }
+        let relay = WebSocketRelay(upstream: upstreams[upstream], policy: policy, logger: kit.logger)
+        relay.register(on: webSockets, path: RouterPath(route.prefix))
+        relay.register(on: webSockets, path: RouterPath(route.below))
+    }
+    let webSocketResponder = webSockets.buildResponder()
+    let server = ServerChannel { responder in
+        HTTP1WebSocketUpgradeChannel(
+            responder: responder, webSocketResponder: webSocketResponder,
+            configuration: .init(http1: .init(additionalChannelHandlers: forwarding.channelHandlers(), idleTimeout: nil))
+        )
+    }
+    return kit.makeApplication(router: router, server: server, services: [redis, client])
 }

@@ -1,6 +1,7 @@
 import HTTPTypes
 import TitaniumAuth
 import TitaniumHTTP
+import TitaniumProxy
 import TitaniumRedis
 
 /// api-gateway settings, on top of ``ServiceConfiguration``. Each upstream may list several
@@ -49,7 +50,7 @@ struct GatewayConfiguration {
         var rules: [RateLimitRule] = []
         if try settings.bool("rate.limit.enabled", default: true) {
             func rule(
-                _ group: String, _ setting: String, default value: String, key: RateLimitRule.Key,
+                _ setting: String, group: String, default value: String, key: RateLimitRule.Key,
                 matches: @escaping @Sendable (HTTPRequest.Method, String) -> Bool
             ) throws(ConfigurationError) -> RateLimitRule {
                 let (limit, window) = try RateLimitRule.parse(settings.string(setting, default: value), key: setting)
@@ -57,10 +58,10 @@ struct GatewayConfiguration {
             }
             let login: @Sendable (HTTPRequest.Method, String) -> Bool = { $0 == .post && $1 == "/api/auth/login" }
             rules = [
-                try rule("login-ip", "rate.limit.login.ip", default: "20/60", key: .clientIP, matches: login),
-                try rule("login", "rate.limit.login", default: "5/60", key: .username, matches: login),
-                try rule("register", "rate.limit.register", default: "3/60", key: .clientIP) { $0 == .post && $1 == "/api/users" },
-                try rule("post-writes", "rate.limit.post.writes", default: "1200/60", key: .tokenSubject) {
+                try rule("rate.limit.login.ip", group: "login-ip", default: "20/60", key: .clientIP, matches: login),
+                try rule("rate.limit.login", group: "login", default: "5/60", key: .username, matches: login),
+                try rule("rate.limit.register", group: "register", default: "3/60", key: .clientIP) { $0 == .post && $1 == "/api/users" },
+                try rule("rate.limit.post.writes", group: "post-writes", default: "1200/60", key: .tokenSubject) {
                     [.post, .patch, .delete].contains($0) && ($1 == "/api/posts" || $1.hasPrefix("/api/posts/"))
                 },
             ]

@@ -5,6 +5,7 @@ import Logging
 import Prometheus
 import TitaniumAuth
 import TitaniumHTTP
+import TitaniumProxy
 import TitaniumRedis
 
 /// One rate-limited group of routes: at most `limit` requests per `window` per key.
@@ -164,47 +165,6 @@ struct ClientIPResolver: Sendable {
 
     func isTrusted(_ address: String) -> Bool {
         self.trusted.contains { $0.contains(address) }
-    }
-}
-
-/// An IPv4 CIDR (`10.0.0.0/8`) or a single address (IPv4 or IPv6, matched exactly).
-struct CIDR: Sendable, Equatable {
-    let network: UInt32?
-    let mask: UInt32
-    let exact: String?
-
-    init?(_ text: String) {
-        let parts = text.split(separator: "/", maxSplits: 1)
-        if let ipv4 = CIDR.ipv4(String(parts[0])) {
-            let bits = parts.count == 2 ? Int(parts[1]) : 32
-            guard let bits, (0...32).contains(bits) else { return nil }
-            self.mask = bits == 0 ? 0 : UInt32.max << (32 - bits)
-            self.network = ipv4 & self.mask
-            self.exact = nil
-        } else if parts.count == 1, text.contains(":") {
-            self.network = nil
-            self.mask = 0
-            self.exact = text.lowercased()
-        } else {
-            return nil
-        }
-    }
-
-    func contains(_ address: String) -> Bool {
-        if let exact { return address.lowercased() == exact }
-        guard let network, let value = CIDR.ipv4(address) else { return false }
-        return value & self.mask == network
-    }
-
-    static func ipv4(_ text: String) -> UInt32? {
-        let octets = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard octets.count == 4 else { return nil }
-        var value: UInt32 = 0
-        for octet in octets {
-            guard let byte = UInt8(octet) else { return nil }
-            value = value << 8 | UInt32(byte)
-        }
-        return value
     }
 }
 

@@ -67,7 +67,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         )
     }
     let webSockets = heartbeat.makeRouter()
-    WebSocketRelay(pool: pool, logger: kit.logger).register(on: webSockets)
+    WebSocketRelay(upstream: gateways, logger: kit.logger).register(on: webSockets, path: "/api/**")
     let webSocketResponder = webSockets.buildResponder()
     let server = ServerChannel { responder in
         HTTP1WebSocketUpgradeChannel(

@@ -5,6 +5,7 @@ import NIOCore
 import NIOWebSocket
 import Synchronization
 import TitaniumMetrics
+import TitaniumProxy
 
 /// `GET /api/ws-heartbeat`: a WebSocket the dashboard keeps open with `"hb"` every 5 s. Every
 /// message counts as activity for `has_real_traffic`; `"ping"` (or any text) is answered; the
@@ -23,8 +24,8 @@ final class Heartbeat: Sendable {
         return last != 0 && now &- last < UInt64(window.components.seconds) * 1_000_000_000
     }
 
-    func makeRouter() -> Router<BasicWebSocketRequestContext> {
-        let router = Router(context: BasicWebSocketRequestContext.self)
+    func makeRouter() -> Router<WebSocketRelayContext> {
+        let router = Router(context: WebSocketRelayContext.self)
         router.ws("/api/ws-heartbeat") { inbound, outbound, _ in
             let lastSeen = Clock()
             let silence = self.silence

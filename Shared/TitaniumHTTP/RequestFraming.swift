@@ -53,6 +53,7 @@ public enum CanonicalPath {
             return APIError(.badRequest, message: "the request target must be a path beginning with /")
         }
         if Self.hasDotSegment(path) { return APIError(.badRequest, message: "the path has a . or .. segment") }
+        if target.utf8.contains(UInt8(ascii: "#")) { return APIError(.badRequest, message: "a request target has no fragment") }
         return nil
     }
 

@@ -58,7 +58,7 @@ public struct ServiceConfiguration: Sendable {
         self.instance = settings.string("instance.id", default: "\(ProcessInfo.processInfo.hostName):\(self.port)")
         self.maxBodyBytes = try settings.int("http.max.body.bytes", default: 1 << 20, range: 1...(1 << 30))
         self.idleTimeout = .seconds(try settings.int("http.idle.timeout.seconds", default: 60, range: 1...3600))
-        let seconds = { (key: String, value: Int, range: ClosedRange<Int>) throws(ConfigurationError) -> TimeAmount in
+        func seconds(_ key: String, _ value: Int, _ range: ClosedRange<Int>) throws(ConfigurationError) -> TimeAmount {
             .seconds(Int64(try settings.int(key, default: value, range: range)))
         }
         let write = try seconds("http.write.timeout.seconds", defaults.writeTimeoutSeconds, 0...3600)

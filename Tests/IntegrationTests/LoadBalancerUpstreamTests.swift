@@ -17,19 +17,22 @@ import Testing
 /// The load balancer in front of a real upstream (a Hummingbird app in this process): WebSocket
 /// upgrades under `/api/*` relayed to the gateway pool, and `/` proxied to a `UI_URLS` pool.
 @Suite(.serialized) struct LoadBalancerUpstreamTests {
-    /// An upstream standing in for a gateway replica and a dashboard-ui pod: `/api/echo` echoes
-    /// WebSocket text with the request's `X-Request-ID` prefixed, `/` is an HTML page.
+    /// An upstream standing in for a gateway replica, blog-service and a dashboard-ui pod:
+    /// `/api/echo` and `/api/posts/live` echo WebSocket text with the request's `X-Request-ID`
+    /// prefixed, `/` is an HTML page.
     static func startUpstream() async throws -> (port: Int, stop: @Sendable () async -> Void) {
         let webSockets = Router(context: BasicWebSocketRequestContext.self)
-        webSockets.ws("/api/echo") { inbound, outbound, context in
-            let id = context.request.headers[.init("X-Request-ID")!] ?? "-"
-            for try await message in inbound.messages(maxSize: 1 << 16) {
-                guard case .text(let text) = message else { continue }
-                if text == "bye" {
-                    try await outbound.close(.normalClosure, reason: "bye")
-                    return
+        for path: RouterPath in ["/api/echo", "/api/posts/live"] {
+            webSockets.ws(path) { inbound, outbound, context in
+                let id = context.request.headers[.init("X-Request-ID")!] ?? "-"
+                for try await message in inbound.messages(maxSize: 1 << 16) {
+                    guard case .text(let text) = message else { continue }
+                    if text == "bye" {
+                        try await outbound.close(.normalClosure, reason: "bye")
+                        return
+                    }
+                    try await outbound.write(.text("\(id) \(text)"))
                 }
-                try await outbound.write(.text("\(id) \(text)"))
             }
         }
         let router = Router()
@@ -56,6 +59,37 @@ import Testing
         let task = Task { try await app.runService(gracefulShutdownSignals: []) }
         let bound = try await poll { port.withLockedValue { $0 } }
         return (bound, { task.cancel(); _ = await task.result })
+    }
+
+    @Test func theGatewayRelaysWebSocketUpgradesToTheRoutesService() async throws {
+        let upstream = try await Self.startUpstream()
+        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+        let gateway = try ServiceProcess("api-gateway", environment: [
+            "BLOG_SERVICE_URL": "http://127.0.0.1:\(upstream.port)", "AUTH_SERVICE_URL": refused, "USER_SERVICE_URL": refused,
+            "RATE_LIMIT_ENABLED": "false",
+        ])
+        let port = try await gateway.port()
+        do {
+            let replies = NIOLockedValueBox<[String]>([])
+            var configuration = WebSocketClientConfiguration()
+            configuration.additionalHeaders[.init("X-Request-ID")!] = "gateway-relay-1"
+            let settings = configuration
+            _ = try await withDeadline(.seconds(20), "websocket") { try await WebSocketClient.connect(
+                url: "ws://127.0.0.1:\(port)/api/posts/live", configuration: settings, logger: Logger(label: "ws-test")
+            ) { inbound, outbound, _ in
+                try await outbound.write(.text("hello"))
+                try await outbound.write(.text("bye"))
+                for try await message in inbound.messages(maxSize: 1 << 16) {
+                    if case .text(let text) = message { replies.withLockedValue { $0.append(text) } }
+                }
+            } }
+            #expect(replies.withLockedValue { $0 } == ["gateway-relay-1 hello"])
+        } catch {
+            await upstream.stop()
+            throw error
+        }
+        #expect(try await gateway.terminate() == 0)
+        await upstream.stop()
     }
 
     @Test func webSocketUpgradesAreRelayedToTheGatewayPool() async throws {

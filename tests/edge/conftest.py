@@ -933,3 +933,71 @@ def balancer_env(gateway_urls: list[str], dashboard: str, **extra: str) -> dict[
 def assert_alive(*services: Service) -> None:
     dead = [s for s in services if s.proc is None or s.proc.poll() is not None]
     assert not dead, "processes died:\n" + "\n\n".join(s.describe() for s in dead)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON requests, stats, rate limiting, trace rows
+# --------------------------------------------------------------------------------------------
+
+def json_request(port: int, method: str, path: str, obj=None, *, headers: dict[str, str] | None = None,
+                 timeout: float = 10.0) -> Response:
+    """``http_request`` with a JSON body (UTF-8, not ASCII-escaped); the target is sent as given."""
+    hdrs = {}
+    body = b""
+    if obj is not None:
+        hdrs["Content-Type"] = "application/json"
+        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    hdrs.update(headers or {})
+    return http_request(port, method, path, headers=hdrs, body=body, timeout=timeout)
+
+
+def get_stats(port: int) -> dict:
+    resp = http_request(port, "GET", "/stats", timeout=10)
+    assert resp.status == 200, f"GET /stats on port {port}: {resp}"
+    return resp.json()
+
+
+def refused_url() -> str:
+    """An http:// URL nothing listens on (a proxied request to it is answered 502)."""
+    return f"http://{HOST}:{free_port()}"
+
+
+def rate_limited_problem(resp: Response) -> str | None:
+    """None when resp is the system's 429: JSON error code rate_limited with a Retry-After."""
+    if resp.status != 429:
+        return f"status {resp.status}, not 429: {resp.body[:200]!r}"
+    if shape := resp.error_shape_problem():
+        return shape
+    if resp.json()["error"]["code"] != "rate_limited":
+        return f"error code {resp.json()['error']['code']!r}"
+    retry = resp.header("retry-after")
+    if retry is None or not retry.isdigit() or int(retry) < 1:
+        return f"Retry-After {retry!r}"
+    return None
+
+
+def service_data_dir(service: Service) -> Path:
+    return Path(service.extra_env["DATA_DIR"])
+
+
+def trace_rows(db_path: Path, where: str = "1", args: tuple = ()) -> list[dict]:
+    """Rows of a service's trace store: ``trace_steps`` in ``traces.db`` and the not yet compacted
+    ``trace_inbox`` in ``traces.db-inbox`` (read-only, with a busy timeout)."""
+    import sqlite3
+    rows: list[dict] = []
+    for path, table in ((db_path, "trace_steps"), (Path(str(db_path) + "-inbox"), "trace_inbox")):
+        if not path.exists():
+            continue
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        except sqlite3.Error:
+            continue
+        try:
+            db.row_factory = sqlite3.Row
+            rows += [dict(r) for r in db.execute(f"SELECT * FROM {table} WHERE {where}", args)]
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+        finally:
+            db.close()
+    return rows

@@ -5,6 +5,7 @@ import Hummingbird
 import NIOCore
 import NIOHTTP1
 import Synchronization
+import TitaniumHTTP
 
 /// A pool of base URLs for one upstream service, taken in turn (round robin).
 public final class UpstreamPool: Sendable {
@@ -41,16 +42,12 @@ public final class UpstreamPool: Sendable {
 /// crash the process.
 public struct ReverseProxy: Sendable {
     public let client: OutboundHTTPClient
+    public let policy: ProxyPolicy
 
-    public init(client: OutboundHTTPClient) {
+    public init(client: OutboundHTTPClient, policy: ProxyPolicy = ProxyPolicy()) {
         self.client = client
+        self.policy = policy
     }
-
-    /// Header names a proxy must not forward (RFC 9110 §7.6.1), plus those `Connection` lists.
-    public static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-        "te", "trailer", "transfer-encoding", "upgrade", "host",
-    ]
 
     public func forward(_ request: Request, context: some IdentifiedRequestContext, to upstream: UpstreamPool) async throws -> Response {
         var request = request
@@ -60,7 +57,7 @@ public struct ReverseProxy: Sendable {
         do {
             response = try await self.client.execute(outbound)
         } catch {
-            throw APIError.upstream(error, service: upstream.name)
+            throw ProxyPolicy.failure(error, service: upstream.name, sent: true)
         }
         return self.makeResponse(response)
     }
@@ -70,18 +67,9 @@ public struct ReverseProxy: Sendable {
     func makeRequest(_ request: Request, body: ByteBuffer, context: some IdentifiedRequestContext, baseURL: String) -> HTTPClientRequest {
         var outbound = HTTPClientRequest(url: baseURL + (request.uri.string.hasPrefix("/") ? request.uri.string : "/" + request.uri.string))
         outbound.method = HTTPMethod(rawValue: request.method.rawValue)
-        let listed = Set(request.headers[values: .connection].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
-        for field in request.headers {
-            let name = field.name.canonicalName
-            guard !Self.hopByHop.contains(name), !listed.contains(name), name != "x-forwarded-for", name != "content-length" else { continue }
-            outbound.headers.add(name: field.name.rawName, value: field.value)
-        }
-        let forwardedFor = (request.headers[.xForwardedFor].map { $0 + ", " } ?? "") + context.peerIP
-        outbound.headers.replaceOrAdd(name: "X-Forwarded-For", value: forwardedFor)
-        if request.headers[.xForwardedProto] == nil { outbound.headers.replaceOrAdd(name: "X-Forwarded-Proto", value: "http") }
-        if request.headers[.xForwardedHost] == nil, let host = request.head.authority {
-            outbound.headers.replaceOrAdd(name: "X-Forwarded-Host", value: host)
-        }
+        // The client sets X-Request-ID and the trace context of the current span.
+        let incoming = HTTPHeaders(request.headers.map { ($0.name.rawName, $0.value) })
+        self.policy.forwardedRequestFields(incoming, peer: context.peerIP, into: &outbound.headers)
         // Framing is set here from what was read, never copied from the client.
         if body.readableBytes > 0 || request.headers[.contentLength] != nil || request.headers[.transferEncoding] != nil {
             outbound.body = .bytes(body)
@@ -91,11 +79,11 @@ public struct ReverseProxy: Sendable {
 
     /// The upstream's answer as ours: status, end-to-end headers, the body streamed.
     public func makeResponse(_ response: HTTPClientResponse) -> Response {
+        var forwarded = HTTPHeaders()
+        self.policy.forwardedResponseFields(response.headers, into: &forwarded)
         var headers = HTTPFields()
-        let listedInResponse = Set(response.headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
-        for (name, value) in response.headers {
-            let lowered = name.lowercased()
-            guard !Self.hopByHop.contains(lowered), !listedInResponse.contains(lowered), let fieldName = HTTPField.Name(name) else { continue }
+        for (name, value) in forwarded {
+            guard let fieldName = HTTPField.Name(name), name.lowercased() != "content-length" else { continue }
             headers.append(HTTPField(name: fieldName, value: value))
         }
         let length = response.headers.first(name: "content-length").flatMap(Int.init)
