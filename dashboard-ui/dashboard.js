@@ -111,6 +111,7 @@
     setFigure($('kpi-p95'), measured ? stats.p95_ms : null, fmt.ms, none);
     setFigure($('kpi-p99'), measured ? stats.p99_ms : null, fmt.ms, none);
     setFigure($('kpi-success'), measured ? stats.success_rate : null, fmt.percent, none);
+    setFigure($('kpi-rate-limited'), stats.rate_limited_per_second, fmt.rps);
     setState($('dep-database'), stats.database && stats.database.status);
     setState($('dep-cache'), stats.cache && stats.cache.status);
   }

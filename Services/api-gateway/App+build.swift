@@ -76,7 +76,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         relay.register(on: webSockets, path: RouterPath(route.below))
     }
     let webSocketResponder = webSockets.buildResponder()
-    let server = ServerChannel { responder in
+    let server = ServerChannel(upgradesWebSockets: true) { responder in
         HTTP1WebSocketUpgradeChannel(
             responder: responder, webSocketResponder: webSocketResponder,
             configuration: .init(http1: .init(additionalChannelHandlers: forwarding.channelHandlers(), idleTimeout: nil))

@@ -59,6 +59,10 @@ struct RateLimitMiddleware: RouterMiddleware {
     let errors: Counter
     let logger: Logger
 
+    private struct LoginName: Decodable {
+        var username: String?
+    }
+
     /// A login body is read to find its username: at most this much of it.
     static let usernameBodyLimit = 16 * 1024
 
@@ -113,8 +117,9 @@ struct RateLimitMiddleware: RouterMiddleware {
             return "ip:" + client
         case .username:
             let body = try await request.collectBody(upTo: Self.usernameBodyLimit)
-            let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
-            guard let username = object?["username"] as? String else { return "ip:" + client }
+            // Decoded as the services decode it, so a repeated key means the same username to both.
+            let login = try? JSONDecoder().decode(LoginName.self, from: Data(body.readableBytesView))
+            guard let username = login?.username else { return "ip:" + client }
             return "user:" + username.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         case .tokenSubject:
             guard let claims = try? await self.verifier.claims(for: request) else { return "ip:" + client }

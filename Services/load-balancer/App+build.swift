@@ -69,7 +69,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let webSockets = heartbeat.makeRouter()
     WebSocketRelay(upstream: gateways, logger: kit.logger).register(on: webSockets, path: "/api/**")
     let webSocketResponder = webSockets.buildResponder()
-    let server = ServerChannel { responder in
+    let server = ServerChannel(upgradesWebSockets: true) { responder in
         HTTP1WebSocketUpgradeChannel(
             responder: responder, webSocketResponder: webSocketResponder,
             configuration: .init(http1: .init(additionalChannelHandlers: forwarding.channelHandlers(), idleTimeout: nil))

@@ -23,7 +23,7 @@ public struct ConnectionLimits: Sendable {
 
     /// The timer's longest sleep: no deadline set later can come before the timer fires.
     var tick: TimeAmount {
-        min(self.headerTimeout, self.bodyIdleTimeout, self.idleTimeout, self.writeTimeout ?? self.idleTimeout)
+        min(self.headerTimeout, self.bodyIdleTimeout, self.idleTimeout, self.writeTimeout ?? self.idleTimeout, ConnectionGuard.drainAfterAnswer)
     }
 }
 
@@ -57,6 +57,11 @@ final class ConnectionGuard: @unchecked Sendable {
     }
 
     static let linger: TimeAmount = .seconds(2)
+    /// The rest of a body answered early is read for at most this long (nginx's `lingering_time`).
+    static let drainAfterAnswer: TimeAmount = .seconds(5)
+    /// Bytes that may arrive between requests (a head, and what a pipelined read brings):
+    /// beyond it the decoder would only be buffering (NIO's head limit is 80 KB).
+    static let maxBytesBetweenRequests = 128 * 1024
 
     let limits: ConnectionLimits
     let onCut: @Sendable (ConnectionCut) -> Void
@@ -79,6 +84,14 @@ final class ConnectionGuard: @unchecked Sendable {
     /// An answer's head is out and its end is not.
     private var responseOpen = false
     private var unwritableSince: NIODeadline?
+    /// When the request being read was answered already (its body is only drained).
+    private var answeredWhileReading: NIODeadline?
+    /// Bytes arrived since the last head while no request was open (or while an upgrade is decided).
+    private var bytesBetweenRequests = 0
+    /// An upgrade is being decided: what arrives is not parsed, only counted.
+    var upgrading = false {
+        didSet { self.bytesBetweenRequests = 0 }
+    }
 
     init(limits: ConnectionLimits, onCut: @escaping @Sendable (ConnectionCut) -> Void) {
         self.limits = limits
@@ -95,9 +108,10 @@ final class ConnectionGuard: @unchecked Sendable {
         return false
     }
 
-    /// Every request received has ended and waits for its answer: reading more would only queue
-    /// pipelined requests.
-    var waitsForAnswer: Bool { !self.requestOpen && self.unanswered > 0 }
+    /// A pipelined request waits behind one not answered yet: reading more would only queue more.
+    /// (Not held for the one request of an ordinary keep-alive exchange: pausing and resuming
+    /// reads costs two epoll calls per request.)
+    var waitsForAnswer: Bool { self.unanswered > 1 }
 
     // MARK: Events
 
@@ -112,8 +126,13 @@ final class ConnectionGuard: @unchecked Sendable {
         self.context = nil
     }
 
-    func bytesArrived() {
-        if !self.requestOpen, self.headBytesSince == nil { self.headBytesSince = .now() }
+    func bytesArrived(_ count: Int) {
+        guard !self.requestOpen || self.upgrading else { return }
+        if self.headBytesSince == nil, !self.requestOpen { self.headBytesSince = .now() }
+        self.bytesBetweenRequests += count
+        if self.bytesBetweenRequests > Self.maxBytesBetweenRequests {
+            self.cut(.badRequest, answer: APIError(.badRequest, message: "more than \(Self.maxBytesBetweenRequests) bytes without a request"))
+        }
     }
 
     func writabilityChanged(_ writable: Bool) {
@@ -123,6 +142,8 @@ final class ConnectionGuard: @unchecked Sendable {
     func head() {
         let now = NIODeadline.now()
         self.headBytesSince = nil
+        self.bytesBetweenRequests = 0
+        self.answeredWhileReading = nil
         self.requestOpen = true
         self.unanswered += 1
         self.lastProgress = now
@@ -135,6 +156,7 @@ final class ConnectionGuard: @unchecked Sendable {
 
     func requestEnded() {
         self.requestOpen = false
+        self.answeredWhileReading = nil
         if self.unanswered == 0 { self.idleSince = .now() }
     }
 
@@ -147,6 +169,7 @@ final class ConnectionGuard: @unchecked Sendable {
         self.keptAlive = true
         self.unanswered = max(0, self.unanswered - 1)
         if self.unanswered == 0, !self.requestOpen { self.idleSince = .now() }
+        if self.requestOpen { self.answeredWhileReading = .now() }
     }
 
     func upgraded() {
@@ -182,8 +205,9 @@ final class ConnectionGuard: @unchecked Sendable {
     private func nextDeadline() -> NIODeadline? {
         var deadlines: [NIODeadline] = []
         if self.requestOpen { deadlines.append(self.lastProgress + self.limits.bodyIdleTimeout) }
+        if self.requestOpen, let answered = self.answeredWhileReading { deadlines.append(answered + Self.drainAfterAnswer) }
         if let write = self.limits.writeTimeout, self.unanswered > 0 { deadlines.append(self.requestStart + write) }
-        if self.responseOpen, let since = self.unwritableSince { deadlines.append(since + self.limits.bodyIdleTimeout) }
+        if let since = self.unwritableSince { deadlines.append(since + self.limits.bodyIdleTimeout) }
         if !self.requestOpen, self.unanswered == 0 { deadlines.append(self.waitingDeadline) }
         return deadlines.min()
     }
@@ -200,10 +224,15 @@ final class ConnectionGuard: @unchecked Sendable {
         if self.requestOpen, now >= self.lastProgress + self.limits.bodyIdleTimeout {
             return (.bodyTimeout, APIError(.requestTimeout, message: "the request body stopped arriving"))
         }
+        // A body dripped after its answer keeps nothing open for long.
+        if self.requestOpen, let answered = self.answeredWhileReading, now >= answered + Self.drainAfterAnswer {
+            return (.bodyTimeout, nil)
+        }
         if let write = self.limits.writeTimeout, self.unanswered > 0, now >= self.requestStart + write {
             return (.writeTimeout, nil)
         }
-        if self.responseOpen, let since = self.unwritableSince, now >= since + self.limits.bodyIdleTimeout {
+        // A client that does not read what it is sent, inside an answer or between pipelined ones.
+        if let since = self.unwritableSince, now >= since + self.limits.bodyIdleTimeout {
             return (.slowReader, nil)
         }
         if !self.requestOpen, self.unanswered == 0, now >= self.waitingDeadline {
@@ -274,7 +303,8 @@ extension ConnectionGuard {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             if self.guarded.isActive {
-                self.guarded.bytesArrived()
+                self.guarded.bytesArrived(self.unwrapInboundIn(data).readableBytes)
+                guard self.guarded.isActive else { return }
             } else if !self.guarded.isUpgraded {
                 return  // refused: what follows is dropped
             }
@@ -303,25 +333,59 @@ extension ConnectionGuard {
         typealias OutboundIn = HTTPServerResponsePart
         typealias OutboundOut = HTTPServerResponsePart
         let guarded: ConnectionGuard
+        /// A WebSocket upgrade handler follows (the proxies): the first request may upgrade.
+        let upgradable: Bool
         private var readHeld = false
+        private var firstRequest = true
+        /// The WebSocket upgrade of the first request is being decided: NIO hands on the bytes
+        /// after its head unparsed, and they pass as they are.
+        private var upgrading = false
+        /// NIO's decoder parses nothing after a request that asked for an upgrade: close after its answer.
+        private var closeAfterAnswer = false
 
-        init(_ guarded: ConnectionGuard) { self.guarded = guarded }
+        init(_ guarded: ConnectionGuard, upgradable: Bool) {
+            self.guarded = guarded
+            self.upgradable = upgradable
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guard self.guarded.isActive else { return }
+            if self.upgrading {
+                context.fireChannelRead(data)
+                return
+            }
             switch self.unwrapInboundIn(data) {
-            case .head(let head):
+            case .head(var head):
                 if let refusal = RequestFraming.refusal(for: head) {
                     self.guarded.refuse(refusal)
                     return
                 }
                 self.guarded.head()
+                if head.headers.contains(name: "upgrade") {
+                    self.closeAfterAnswer = true
+                    if self.upgradable, self.firstRequest, Self.isWebSocketUpgrade(head) {
+                        self.upgrading = true
+                        self.guarded.upgrading = true
+                    } else {
+                        // Answered as a plain request: an upgrade handler that finds no upgrader
+                        // for it would drop it unanswered.
+                        head.headers.remove(name: "upgrade")
+                        self.firstRequest = false
+                        context.fireChannelRead(self.wrapInboundOut(.head(head)))
+                        return
+                    }
+                }
+                self.firstRequest = false
             case .body:
                 self.guarded.bodyProgressed()
             case .end:
                 self.guarded.requestEnded()
             }
             context.fireChannelRead(data)
+        }
+
+        static func isWebSocketUpgrade(_ head: HTTPRequestHead) -> Bool {
+            head.headers[canonicalForm: "upgrade"].contains { $0.utf8.elementsEqualIgnoringCase("websocket".utf8) }
         }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -334,7 +398,7 @@ extension ConnectionGuard {
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             switch self.unwrapOutboundIn(data) {
-            case .head(let head) where head.status == .switchingProtocols:
+            case .head(let head) where head.status == .switchingProtocols && self.upgrading:
                 self.guarded.upgraded()
                 // Flushed here: a flush that follows this write would find this handler gone.
                 context.writeAndFlush(data, promise: promise)
@@ -344,12 +408,32 @@ extension ConnectionGuard {
                 }
                 context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
                 return
-            case .head(let head):
-                if head.status.code >= 200 { self.guarded.responseStarted() }
+            case .head(var head):
+                guard head.status.code >= 200 else { break }
+                self.guarded.responseStarted()
+                if self.upgrading {
+                    // Not upgraded: the request was answered as a plain one.
+                    self.upgrading = false
+                    self.guarded.upgrading = false
+                    self.guarded.requestEnded()
+                }
+                if self.closeAfterAnswer {
+                    head.headers.replaceOrAdd(name: "connection", value: "close")
+                    context.write(self.wrapOutboundOut(.head(head)), promise: promise)
+                    return
+                }
             case .body:
                 break
             case .end:
                 self.guarded.responseEnded()
+                if self.closeAfterAnswer {
+                    // Closed once the answer is out, not before (a close drops unsent writes).
+                    let written = context.eventLoop.makePromise(of: Void.self)
+                    context.writeAndFlush(data, promise: written)
+                    written.futureResult.whenComplete { _ in context.close(promise: nil) }
+                    written.futureResult.cascade(to: promise)
+                    return
+                }
                 context.write(data, promise: promise)
                 if self.readHeld, !self.guarded.waitsForAnswer {
                     self.readHeld = false

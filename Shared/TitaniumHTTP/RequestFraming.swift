@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import NIOHTTP1
 
@@ -48,9 +49,10 @@ public enum RequestFraming {
 public enum CanonicalPath {
     /// 400 for a target no route should see, else nil.
     static func refusal(forTarget target: String) -> APIError? {
-        let path = target.utf8.prefix { $0 != UInt8(ascii: "?") }
+        if target == "*" { return nil }  // OPTIONS *
+        let path = Self.originForm(target).utf8.prefix { $0 != UInt8(ascii: "?") }
         guard path.first == UInt8(ascii: "/") else {
-            return APIError(.badRequest, message: "the request target must be a path beginning with /")
+            return APIError(.badRequest, message: "the request target must be a path beginning with / or an absolute http URL")
         }
         if Self.hasDotSegment(path) { return APIError(.badRequest, message: "the path has a . or .. segment") }
         if target.utf8.contains(UInt8(ascii: "#")) { return APIError(.badRequest, message: "a request target has no fragment") }
@@ -85,8 +87,20 @@ public enum CanonicalPath {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// A request target with its path made canonical, the query kept.
+    /// `http://host[:port]/path?query` as `/path?query` (RFC 9112 §3.2.2: a server accepts the
+    /// absolute form); any other target as it is.
+    static func originForm(_ target: String) -> Substring {
+        guard target.utf8.first != UInt8(ascii: "/"), let scheme = target.range(of: "://"),
+            ["http", "https"].contains(target[..<scheme.lowerBound].lowercased())
+        else { return target[...] }
+        let rest = target[scheme.upperBound...]
+        guard let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
+        return rest[slash] == "/" ? rest[slash...] : "/" + rest[slash...]
+    }
+
+    /// A request target in origin form with its path made canonical, the query kept.
     public static func target(_ target: String) -> String {
+        let target = target.utf8.first == UInt8(ascii: "/") ? target : String(Self.originForm(target))
         guard let mark = target.firstIndex(of: "?") else { return Self.of(target) }
         let path = String(target[..<mark])
         let canonical = Self.of(path)

@@ -8,8 +8,15 @@ import Prometheus
 /// with WebSocket upgrades), each connection held to its limits by a ``ConnectionGuard``.
 public struct ServerChannel: Sendable {
     let make: @Sendable (@escaping HTTPChannelHandler.Responder) throws -> any ServerChildChannel
+    /// Whether the channel upgrades WebSocket requests (the guard then lets the first request's
+    /// upgrade through).
+    let upgradesWebSockets: Bool
 
-    public init(_ make: @escaping @Sendable (@escaping HTTPChannelHandler.Responder) throws -> any ServerChildChannel) {
+    public init(
+        upgradesWebSockets: Bool = false,
+        _ make: @escaping @Sendable (@escaping HTTPChannelHandler.Responder) throws -> any ServerChildChannel
+    ) {
+        self.upgradesWebSockets = upgradesWebSockets
         self.make = make
     }
 
@@ -24,12 +31,12 @@ public struct ServerChannel: Sendable {
     /// Hummingbird's server builder whose every connection gets a guard with `limits`.
     func builder(limits: ConnectionLimits, cuts: ConnectionCuts) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in
-            Self.guarded(try self.make(responder), limits: limits, cuts: cuts)
+            Self.guarded(try self.make(responder), limits: limits, cuts: cuts, upgradable: self.upgradesWebSockets)
         }
     }
 
-    private static func guarded(_ base: some ServerChildChannel, limits: ConnectionLimits, cuts: ConnectionCuts) -> any ServerChildChannel {
-        GuardedChildChannel(base: base, limits: limits, cuts: cuts)
+    private static func guarded(_ base: some ServerChildChannel, limits: ConnectionLimits, cuts: ConnectionCuts, upgradable: Bool) -> any ServerChildChannel {
+        GuardedChildChannel(base: base, limits: limits, cuts: cuts, upgradable: upgradable)
     }
 }
 
@@ -39,6 +46,7 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
     let base: Base
     let limits: ConnectionLimits
     let cuts: ConnectionCuts
+    let upgradable: Bool
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let guarded = ConnectionGuard(limits: self.limits, onCut: self.cuts.count)
@@ -50,7 +58,7 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
         return self.base.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let operations = channel.pipeline.syncOperations
             let decoder = try operations.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try operations.addHandler(ConnectionGuard.PartsSide(guarded), position: .after(decoder.handler))
+            try operations.addHandler(ConnectionGuard.PartsSide(guarded, upgradable: self.upgradable), position: .after(decoder.handler))
             return value
         }
     }

@@ -17,7 +17,7 @@ import TitaniumLogging
 /// | `HTTP_IDLE_TIMEOUT_SECONDS` | 60 | idle keep-alive connections are closed after this |
 /// | `HTTP_HEADER_TIMEOUT_SECONDS` | 10 (api-gateway 2) | a request head must arrive within this, from accept or its first byte (408) |
 /// | `HTTP_BODY_IDLE_TIMEOUT_SECONDS` | 30 | a request body that stops moving this long (408), or a client not reading an answer |
-/// | `HTTP_WRITE_TIMEOUT_SECONDS` | 0: none (api-gateway 10) | from a request's head to the end of its answer |
+/// | `HTTP_WRITE_TIMEOUT_SECONDS` | 60 (api-gateway 10); 0: none | from a request's head to the end of its answer |
 /// | `HTTP_MAX_CONNECTIONS` | 4096 | open client connections at most; more wait in the listen backlog |
 /// | `SHUTDOWN_DELAY_SECONDS` | 5 | after SIGTERM, `/health/ready` answers 503 `draining` and the service keeps serving this long |
 /// | `SHUTDOWN_GRACE_SECONDS` | 25 | then in-flight requests are answered; the process exits within this |
@@ -86,7 +86,7 @@ public struct ServerDefaults: Sendable {
     /// 0: no write timeout.
     public var writeTimeoutSeconds: Int
 
-    public init(headerTimeoutSeconds: Int = 10, writeTimeoutSeconds: Int = 0) {
+    public init(headerTimeoutSeconds: Int = 10, writeTimeoutSeconds: Int = 60) {
         self.headerTimeoutSeconds = headerTimeoutSeconds
         self.writeTimeoutSeconds = writeTimeoutSeconds
     }

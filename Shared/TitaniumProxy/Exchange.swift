@@ -41,7 +41,10 @@ final class Exchange: @unchecked Sendable {
     private var excluded: Int?
     private var lastError: (any Error)?
     private var attempts = 0
-    private var upstream: UpstreamHandler?
+    private var upstream: UpstreamHandler? {
+        // Without an upstream nothing holds the client's reads back (its body is drained).
+        didSet { if self.upstream == nil { self.readClient(true) } }
+    }
     private var reusedConnection = false
     /// Request parts received before the upstream connection was ready.
     private var pending: [HTTPClientRequestPart] = []
@@ -50,6 +53,8 @@ final class Exchange: @unchecked Sendable {
     private var sent = false
     private var bodyBytes = 0
     private var clientReading = true
+    /// The write of the answer's end: a connection closed after the answer waits for it.
+    private var lastWrite: EventLoopFuture<Void>?
     private var requestEnded = false
     private var responseStarted = false
     private var status = 0
@@ -117,9 +122,14 @@ final class Exchange: @unchecked Sendable {
     }
 
     /// No head of an answer within the response timeout (its connection's timer, armed when the
-    /// request was sent; connecting has its own timeout).
+    /// request was sent; connecting has its own timeout), or an answer that stopped mid-way for
+    /// the read timeout: then the client's connection is cut, as the answer is partly out.
     func responseTimedOut() {
-        guard !self.responseStarted, !self.finished else { return }
+        guard !self.finished else { return }
+        if self.responseStarted {
+            self.upstreamFailed(UpstreamStalled())
+            return
+        }
         if let backend = self.backend { self.balancer.release(backend, failed: true) }
         self.upstream?.exchange = nil
         self.upstream?.channel?.close(promise: nil)
@@ -252,9 +262,14 @@ final class Exchange: @unchecked Sendable {
         guard !self.finished else { return }
         switch part {
         case .head(let upstreamHead):
+            if upstreamHead.status == .switchingProtocols {
+                // Only relayed WebSocket upgrades switch protocols; here it is an upstream's error.
+                self.upstreamFailed(UpstreamClosed())
+                return
+            }
             guard !(100..<200).contains(upstreamHead.status.code) else { return }
             self.responseStarted = true
-            self.upstream?.responseArrived()
+            self.upstream?.responseArrived(readTimeout: self.shared.readTimeout)
             self.status = Int(upstreamHead.status.code)
             self.upstreamFailing = ProxyPolicy.upstreamFailed(status: self.status, headers: upstreamHead.headers)
             if !upstreamHead.isKeepAlive { self.upstreamKeepAlive = false }
@@ -271,7 +286,7 @@ final class Exchange: @unchecked Sendable {
             self.bytes += buffer.readableBytes
             self.context.write(self.handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         case .end(let trailers):
-            self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(trailers)), promise: nil)
+            self.lastWrite = self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(trailers)))
             if let backend = self.backend { self.balancer.release(backend, failed: self.upstreamFailing) }
             self.record(status: self.status)
             if let upstream = self.upstream {
@@ -381,15 +396,15 @@ final class Exchange: @unchecked Sendable {
         self.bytes = body.readableBytes
         self.context.write(self.handler.wrapOutboundOut(.head(head)), promise: nil)
         self.context.write(self.handler.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(nil)), promise: nil)
+        self.lastWrite = self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(nil)))
         self.record(status: error.status.code)
-        self.handler.exchangeFinished(self, closeConnection: mustClose, context: self.context)
+        self.handler.exchangeFinished(self, closeConnection: mustClose, after: self.lastWrite, context: self.context)
     }
 
     /// Hands the connection back once both the request and the response have ended.
     private func complete() {
         guard self.finished, self.requestEnded else { return }
-        self.handler.exchangeFinished(self, closeConnection: self.closeAfter, context: self.context)
+        self.handler.exchangeFinished(self, closeConnection: self.closeAfter, after: self.lastWrite, context: self.context)
     }
 
     private func record(status: Int) {

@@ -151,11 +151,16 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     }
 
     /// Called by the exchange when its response has been written in full.
-    func exchangeFinished(_ exchange: Exchange, closeConnection: Bool, context: ChannelHandlerContext) {
+    func exchangeFinished(_ exchange: Exchange, closeConnection: Bool, after written: EventLoopFuture<Void>?, context: ChannelHandlerContext) {
         guard case .forwarding(let current) = self.state, current === exchange else { return }
         self.state = .idle
         if closeConnection || self.quiescing {
-            context.close(promise: nil)
+            // Once the answer is out: a close drops the writes not yet sent.
+            if let written {
+                written.whenComplete { _ in context.close(promise: nil) }
+            } else {
+                context.close(promise: nil)
+            }
             return
         }
         self.drainWaiting(context: context)

@@ -94,6 +94,8 @@ public final class Forwarding: Sendable {
     let traces: TraceRecorder?
     let connectTimeout: TimeAmount
     let responseTimeout: TimeAmount
+    /// The longest gap between the parts of an answer (`HTTP_CLIENT_READ_TIMEOUT_MS`).
+    let readTimeout: TimeAmount
     let upstreamIdleTimeout: TimeAmount
     private let connections = NIOLockedValueBox<[ObjectIdentifier: UpstreamConnections]>([:])
 
@@ -113,6 +115,7 @@ public final class Forwarding: Sendable {
         let client = kit.configuration.client
         self.connectTimeout = .nanoseconds(client.connectTimeout.nanoseconds)
         self.responseTimeout = .nanoseconds((responseTimeout ?? client.readTimeout).nanoseconds)
+        self.readTimeout = .nanoseconds(client.readTimeout.nanoseconds)
         self.upstreamIdleTimeout = .nanoseconds(client.idleTimeout.nanoseconds)
     }
 
@@ -147,7 +150,8 @@ public final class Forwarding: Sendable {
     /// `Upgrade: websocket`: relayed by the WebSocket path, not forwarded. Other upgrades are
     /// forwarded as plain requests (`Upgrade` is hop-by-hop and dropped).
     public static func isWebSocketUpgrade(_ head: HTTPRequestHead) -> Bool {
-        head.headers[canonicalForm: "upgrade"].contains { $0.utf8.elementsEqualIgnoringCase("websocket".utf8) }
+        guard head.headers.contains(name: "upgrade") else { return false }
+        return head.headers[canonicalForm: "upgrade"].contains { $0.utf8.elementsEqualIgnoringCase("websocket".utf8) }
     }
 
     /// A request target's path: everything before the query.

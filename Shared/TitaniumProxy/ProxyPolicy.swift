@@ -38,8 +38,9 @@ public struct ProxyPolicy: Sendable {
     }
 
     /// The end-to-end fields of `incoming` (not hop-by-hop, not listed in its `Connection`, not
-    /// in `except`), then `X-Forwarded-For` (the peer appended), `X-Forwarded-Proto` and
-    /// `X-Forwarded-Host` (the trusted peer's, else `http` and the request's `Host`).
+    /// in `except`), then `X-Forwarded-For` (a trusted peer's with the peer appended, else the
+    /// peer alone), `X-Forwarded-Proto` and `X-Forwarded-Host` (the trusted peer's, else `http`
+    /// and the request's `Host`).
     func forwardedRequestFields(
         _ incoming: HTTPHeaders, peer: String, into headers: inout HTTPHeaders, except: FieldNameSet = ProxyPolicy.requestFieldsNotCopied
     ) {
@@ -49,7 +50,8 @@ public struct ProxyPolicy: Sendable {
             headers.add(name: name, value: value)
         }
         let trusted = self.trusts(peer)
-        headers.add(name: "X-Forwarded-For", value: incoming.first(name: "x-forwarded-for").map { $0 + ", " + peer } ?? peer)
+        // An untrusted client's own X-Forwarded-For is dropped: the chain starts at its address.
+        headers.add(name: "X-Forwarded-For", value: (trusted ? incoming.first(name: "x-forwarded-for") : nil).map { $0 + ", " + peer } ?? peer)
         headers.add(name: "X-Forwarded-Proto", value: trusted ? incoming.first(name: "x-forwarded-proto") ?? "http" : "http")
         if let host = (trusted ? incoming.first(name: "x-forwarded-host") : nil) ?? incoming.first(name: "host") {
             headers.add(name: "X-Forwarded-Host", value: host)
@@ -93,6 +95,8 @@ public struct ProxyPolicy: Sendable {
         case let error as HTTPClientError where [.deadlineExceeded, .readTimeout, .writeTimeout].contains(error):
             return .nextHop(.gatewayTimeout, service: service, error: "http_response_timeout")
         case let error as IOError where error.errnoCode == ECONNREFUSED:
+            return .nextHop(.badGateway, service: service, error: "connection_refused")
+        case let error as NIOConnectionError where error.connectionErrors.contains(where: { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }):
             return .nextHop(.badGateway, service: service, error: "connection_refused")
         default:
             return .nextHop(.badGateway, service: service, error: sent ? "connection_terminated" : "destination_unavailable")

@@ -63,6 +63,8 @@ final class UpstreamConnections: @unchecked Sendable {
     /// Back to the idle list, for the next request on this event loop.
     func release(_ handler: UpstreamHandler) {
         guard let channel = handler.channel, channel.isActive else { return }
+        // A slow client may have paused its reads; the next request needs them.
+        try? channel.syncOptions?.setOption(.autoRead, value: true)
         self.idle[handler.backend, default: []].append((channel, handler, .now()))
     }
 
@@ -83,12 +85,19 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     let backend: BackendKey
     /// The exchange using this connection; its response deadline goes when it does.
     var exchange: Exchange? {
-        didSet { if self.exchange == nil { self.responseDeadline = nil } }
+        didSet {
+            if self.exchange == nil {
+                self.responseDeadline = nil
+                self.readTimeout = nil
+            }
+        }
     }
     var context: ChannelHandlerContext?
     var channel: (any Channel)? { self.context?.channel }
     /// When the head of the answer to the request sent last is due; nil once it came.
     private var responseDeadline: NIODeadline?
+    /// Set once an answer's head arrived: the longest gap between its parts.
+    private var readTimeout: TimeAmount?
     private var deadlineTimer: Scheduled<Void>?
 
     init(connections: UpstreamConnections, backend: BackendKey) {
@@ -112,9 +121,11 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @un
         if self.deadlineTimer == nil { self.armDeadlineTimer(at: deadline) }
     }
 
-    /// The head of the answer arrived: no more timeout for this request.
-    func responseArrived() {
-        self.responseDeadline = nil
+    /// The head of the answer arrived: from now on the answer may not stall for longer than
+    /// `readTimeout` between parts (an upstream that stops mid-answer is cut).
+    func responseArrived(readTimeout: TimeAmount) {
+        self.readTimeout = readTimeout
+        self.responseDeadline = .now() + readTimeout
     }
 
     private func armDeadlineTimer(at deadline: NIODeadline) {
@@ -133,6 +144,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if let readTimeout = self.readTimeout, self.responseDeadline != nil { self.responseDeadline = .now() + readTimeout }
         self.exchange?.responsePart(self.unwrapInboundIn(data))
     }
 
@@ -174,6 +186,10 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, @un
 struct BackendKey: Hashable {
     var upstream: Int
     var backend: Int
+}
+
+struct UpstreamStalled: Error, CustomStringConvertible {
+    var description: String { "the upstream stopped sending its answer" }
 }
 
 struct UpstreamClosed: Error, CustomStringConvertible {
