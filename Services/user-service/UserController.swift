@@ -70,7 +70,9 @@ struct UserController: Sendable {
     @Sendable func updateMe(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
         let claims = try await self.verifier.claims(for: request)
         let body = try await request.decodeJSON(as: UpdateRequest.self, context: context)
-        var problems = UserValidation.problems(username: "valid", email: body.email ?? "a@b.co", password: body.password ?? "long enough")
+        var problems: [String: String] = [:]
+        if let email = body.email { problems["email"] = UserValidation.emailProblem(email) }
+        if let password = body.password { problems["password"] = UserValidation.passwordProblem(password) }
         if body.email == nil && body.password == nil { problems["email"] = "email or password is required" }
         guard problems.isEmpty, let id = claims.userID else { throw APIError.validation(problems) }
         var hash: String?
@@ -130,36 +132,4 @@ struct UserController: Sendable {
 extension HTTPField.Name {
     /// `hit`, `miss` or `error` (Redis unavailable): how a cached read was served.
     static let xCache = HTTPField.Name("X-Cache")!
-}
-
-/// The registration rules: username 3–32 of `[A-Za-z0-9_.-]`, a plausible email, password 8–128 characters.
-enum UserValidation {
-    static func problems(username: String?, email: String?, password: String?) -> [String: String] {
-        var problems: [String: String] = [:]
-        if let username {
-            let allowed = username.unicodeScalars.allSatisfy { scalar in
-                scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "_.-".unicodeScalars.contains(scalar))
-            }
-            if !(3...32).contains(username.count) || !allowed {
-                problems["username"] = "must be 3 to 32 characters of letters, digits, '_', '.' or '-'"
-            }
-        } else {
-            problems["username"] = "is required"
-        }
-        if let email {
-            if email.count > 254 || email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) == nil {
-                problems["email"] = "must be a valid email address"
-            }
-        } else {
-            problems["email"] = "is required"
-        }
-        if let password {
-            if !(8...128).contains(password.count) {
-                problems["password"] = "must be 8 to 128 characters"
-            }
-        } else {
-            problems["password"] = "is required"
-        }
-        return problems
-    }
 }

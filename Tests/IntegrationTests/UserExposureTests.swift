@@ -1,0 +1,111 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import TestSupport
+import Testing
+
+/// user-service and auth-service as processes (with a real redis-server): what a user's data
+/// and password accept, and who sees what.
+@Suite(.serialized) struct UserExposureTests {
+    /// Redis, user-service and auth-service on free ports, torn down by `stop()`.
+    struct Stack {
+        let dataDir: URL
+        let redis: RedisServer
+        let users: ServiceProcess
+        let auth: ServiceProcess
+        let usersURL: String
+        let authURL: String
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+
+        init() async throws {
+            self.dataDir = try temporaryDirectory("titanium-exposure")
+            self.redis = try await RedisServer()
+            let authPort = try RedisServer.freePort()
+            self.authURL = "http://127.0.0.1:\(authPort)"
+            self.users = try ServiceProcess("user-service", environment: [
+                "DATA_DIR": self.dataDir.appendingPathComponent("users").path, "REDIS_URL": self.redis.url, "BCRYPT_COST": "4",
+                "JWKS_URL": "\(self.authURL)/.well-known/jwks.json",
+            ])
+            self.usersURL = "http://127.0.0.1:\(try await self.users.port())"
+            self.auth = try ServiceProcess("auth-service", environment: [
+                "DATA_DIR": self.dataDir.appendingPathComponent("auth").path, "USER_SERVICE_URL": self.usersURL, "HTTP_PORT": String(authPort),
+            ])
+            _ = try await self.auth.port()
+        }
+
+        func stop() async throws {
+            try await self.client.shutdown()
+            await self.redis.stop()
+            _ = try await self.auth.terminate()
+            _ = try await self.users.terminate()
+            try? FileManager.default.removeItem(at: self.dataDir)
+        }
+
+        func send(_ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil) async throws -> Fetched {
+            var request = HTTPClientRequest(url: url)
+            request.method = method
+            if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+            if let body {
+                request.headers.add(name: "Content-Type", value: "application/json")
+                request.body = .bytes(ByteBuffer(string: body))
+            }
+            let response = try await self.client.execute(request, timeout: .seconds(10))
+            let collected = try await response.body.collect(upTo: 1 << 20)
+            return Fetched(status: response.status, headers: response.headers, body: String(buffer: collected))
+        }
+
+        /// Registers a user and returns its id.
+        func register(_ name: String, password: String) async throws -> Int {
+            let created = try await post(self.client, "\(self.usersURL)/api/users", body: #"{"username":"\#(name)","email":"\#(name)@example.com","password":"\#(password)"}"#)
+            #expect(created.status == .created, "\(created.body)")
+            return try #require(try json(created.body)["id"] as? Int)
+        }
+
+        func login(_ name: String, password: String) async throws -> String {
+            let response = try await post(self.client, "\(self.authURL)/api/auth/login", body: #"{"username":"\#(name)","password":"\#(password)"}"#)
+            #expect(response.status == .ok, "\(response.body)")
+            return try #require(try json(response.body)["access_token"] as? String)
+        }
+    }
+
+    static func fields(_ body: String) -> [String: String] {
+        ((try? json(body)["error"] as? [String: Any])?["fields"] as? [String: String]) ?? [:]
+    }
+
+    @Test func passwordsBcryptWouldCutAreRefused() async throws {
+        let stack = try await Stack()
+        do {
+            let users = "\(stack.usersURL)/api/users"
+            func register(_ name: String, _ passwordJSON: String) async throws -> Fetched {
+                try await post(stack.client, users, body: #"{"username":"\#(name)","email":"\#(name)@example.com","password":"\#(passwordJSON)"}"#)
+            }
+            // A NUL byte (bcrypt would stop there), 73 ASCII bytes, 25 three-byte characters (75 bytes).
+            for (name, password) in [("nul", #"abcdefgh\u0000ijkl"#), ("long", String(repeating: "a", count: 73)), ("euros", String(repeating: "€", count: 25))] {
+                let refused = try await register(name, password)
+                #expect(refused.status == .unprocessableEntity, "\(name): \(refused.status)")
+                #expect(Set(Self.fields(refused.body).keys) == ["password"], "\(name): \(refused.body)")
+            }
+            #expect(try await register("short", "seven77").status == .unprocessableEntity)
+            // Exactly 72 bytes is accepted, in ASCII or in multi-byte characters, and logs in.
+            #expect(try await register("ascii72", String(repeating: "a", count: 72)).status == .created)
+            let euros = String(repeating: "€", count: 24)
+            #expect(try await register("euros72", euros).status == .created)
+            let token = try await stack.login("euros72", password: euros)
+
+            // The same rules on a password change, before the current password is looked at.
+            let me = "\(stack.usersURL)/api/users/me"
+            for password in [#"abcdefgh\u0000ijkl"#, String(repeating: "b", count: 73), String(repeating: "€", count: 25)] {
+                let refused = try await stack.send(.PATCH, me, token: token, body: #"{"password":"\#(password)","current_password":"\#(euros)"}"#)
+                #expect(refused.status == .unprocessableEntity, "\(refused.body)")
+                #expect(Set(Self.fields(refused.body).keys) == ["password"], "\(refused.body)")
+            }
+            // Nothing changed: the password still logs in.
+            _ = try await stack.login("euros72", password: euros)
+        } catch {
+            try await stack.stop()
+            throw error
+        }
+        try await stack.stop()
+    }
+}
