@@ -42,23 +42,36 @@ struct UserController: Sendable {
         do {
             let user = try await self.store.create(username: username, email: email, passwordHash: hash)
             self.registrations.increment()
-            return try JSONResponse(user).response(status: .created)
+            return try JSONResponse(PublicUser(user, showingEmail: true)).response(status: .created)
         } catch UserStore.CreateError.taken(let field) {
             throw APIError(.conflict, message: "\(field) is already taken", fields: [field: "is already taken"])
         }
     }
 
+    /// Anyone may read a user; its email only its owner: with a valid bearer token whose subject is
+    /// this user. Any other caller (no token, someone else's, an invalid one) gets the same JSON
+    /// without `email`, not an error.
     @Sendable func show(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
         guard let id = context.parameters.get("id").flatMap(Int64.init), id > 0 else {
             throw APIError(.notFound, message: "no such user")
         }
-        return try await self.cachedUser(id: id)
+        let isOwner = await self.tokenOwner(of: request) == id
+        var response = try await self.cachedUser(id: id, showingEmail: isOwner)
+        // The answer depends on the token: no shared cache may hand the owner's to someone else.
+        response.headers[.vary] = "Authorization"
+        return response
     }
 
     /// The user the bearer token belongs to.
     @Sendable func me(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
         let claims = try await self.verifier.claims(for: request)
-        return try await self.cachedUser(id: claims.userID ?? 0)
+        return try await self.cachedUser(id: claims.userID ?? 0, showingEmail: true)
+    }
+
+    /// The user id of the request's bearer token when the token is valid; nil otherwise.
+    private func tokenOwner(of request: Request) async -> Int64? {
+        guard request.headers[.authorization] != nil else { return nil }
+        return try? await self.verifier.claims(for: request).userID
     }
 
     struct UpdateRequest: Decodable {
@@ -80,7 +93,7 @@ struct UserController: Sendable {
             let cost = UInt8(self.bcryptCost)
             hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
         }
-        let updated: PublicUser?
+        let updated: UserRecord?
         do {
             updated = try await self.store.update(id: id, email: body.email, passwordHash: hash)
         } catch UserStore.CreateError.taken(let field) {
@@ -88,13 +101,13 @@ struct UserController: Sendable {
         }
         await self.cache.invalidate(id: id)
         guard let updated else { throw APIError(.notFound, message: "no such user") }
-        return try JSONResponse(updated).response(status: .ok)
+        return try JSONResponse(PublicUser(updated, showingEmail: true)).response(status: .ok)
     }
 
-    private func cachedUser(id: Int64) async throws -> Response {
+    private func cachedUser(id: Int64, showingEmail: Bool) async throws -> Response {
         let (user, cacheResult) = try await self.cache.user(id: id) { try await self.store.user(id: id) }
         guard let user else { throw APIError(.notFound, message: "no such user") }
-        var response = try JSONResponse(user).response(status: .ok)
+        var response = try JSONResponse(PublicUser(user, showingEmail: showingEmail)).response(status: .ok)
         response.headers[.xCache] = cacheResult
         return response
     }

@@ -3,12 +3,29 @@ import GRDB
 import TitaniumHTTP
 import TitaniumSQLite
 
-/// A user as every response shows it: never the password hash.
-struct PublicUser: Codable, Sendable, Equatable {
+/// A user without its password hash: what the store returns and the cache holds. The email is
+/// its owner's business only, so answers go out as ``PublicUser``.
+struct UserRecord: Codable, Sendable, Equatable {
     var id: Int64
     var username: String
     var email: String
     var created_at: String
+}
+
+/// A user as a response shows it: never the password hash, and the email only to its owner.
+struct PublicUser: Encodable, Sendable, Equatable {
+    var id: Int64
+    var username: String
+    /// Left out of the JSON when nil.
+    var email: String?
+    var created_at: String
+
+    init(_ user: UserRecord, showingEmail: Bool) {
+        self.id = user.id
+        self.username = user.username
+        self.email = showingEmail ? user.email : nil
+        self.created_at = user.created_at
+    }
 }
 
 /// Users in SQLite (GRDB, WAL, busy timeout). Every write is one transaction.
@@ -39,7 +56,7 @@ struct UserStore: Sendable {
         case taken(field: String)
     }
 
-    func create(username: String, email: String, passwordHash: String) async throws -> PublicUser {
+    func create(username: String, email: String, passwordHash: String) async throws -> UserRecord {
         let createdAt = SQLiteDatabase.now()
         do {
             return try await self.pool.write { db in
@@ -47,7 +64,7 @@ struct UserStore: Sendable {
                     sql: "INSERT INTO users (username, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
                     arguments: [username, email, passwordHash, createdAt]
                 )
-                return PublicUser(id: db.lastInsertedRowID, username: username, email: email, created_at: SQLiteDatabase.timestamp(createdAt))
+                return UserRecord(id: db.lastInsertedRowID, username: username, email: email, created_at: SQLiteDatabase.timestamp(createdAt))
             }
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
             throw CreateError.taken(field: (error.message ?? "").contains("email") ? "email" : "username")
@@ -55,7 +72,7 @@ struct UserStore: Sendable {
     }
 
     /// Changes email and/or password hash in one transaction; nil when the user does not exist.
-    func update(id: Int64, email: String?, passwordHash: String?) async throws -> PublicUser? {
+    func update(id: Int64, email: String?, passwordHash: String?) async throws -> UserRecord? {
         do {
             return try await self.pool.write { db in
                 try db.execute(
@@ -64,27 +81,27 @@ struct UserStore: Sendable {
                 )
                 guard db.changesCount > 0 else { return nil }
                 return try Row.fetchOne(db, sql: "SELECT id, username, email, created_at FROM users WHERE id = ?", arguments: [id])
-                    .map(Self.publicUser)
+                    .map(Self.record)
             }
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
             throw CreateError.taken(field: "email")
         }
     }
 
-    func user(id: Int64) async throws -> PublicUser? {
+    func user(id: Int64) async throws -> UserRecord? {
         try await self.pool.read { db in
             try Row.fetchOne(db, sql: "SELECT id, username, email, created_at FROM users WHERE id = ?", arguments: [id])
-                .map(Self.publicUser)
+                .map(Self.record)
         }
     }
 
     /// The user and its password hash, for authentication only.
-    func credentials(username: String) async throws -> (user: PublicUser, passwordHash: String)? {
+    func credentials(username: String) async throws -> (user: UserRecord, passwordHash: String)? {
         try await self.pool.read { db in
             guard let row = try Row.fetchOne(
                 db, sql: "SELECT id, username, email, created_at, password_hash FROM users WHERE username = ?", arguments: [username]
             ) else { return nil }
-            return (Self.publicUser(row), row["password_hash"])
+            return (Self.record(row), row["password_hash"])
         }
     }
 
@@ -92,8 +109,8 @@ struct UserStore: Sendable {
         try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users") ?? 0 }
     }
 
-    private static func publicUser(_ row: Row) -> PublicUser {
-        PublicUser(id: row["id"], username: row["username"], email: row["email"], created_at: SQLiteDatabase.timestamp(row["created_at"]))
+    private static func record(_ row: Row) -> UserRecord {
+        UserRecord(id: row["id"], username: row["username"], email: row["email"], created_at: SQLiteDatabase.timestamp(row["created_at"]))
     }
 
 }

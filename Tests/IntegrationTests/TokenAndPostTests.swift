@@ -79,7 +79,7 @@ import TitaniumAuth
             #expect(try await send(client, .GET, "\(usersURL)/api/users/me", token: nil).status == .unauthorized)
             let changed = try await send(client, .PATCH, "\(usersURL)/api/users/me", token: alice, body: #"{"email":"alice@new.example","password":"new password"}"#)
             #expect(changed.status == .ok, "\(changed.body)")
-            let afterChange = try await get(client, profileURL)
+            let afterChange = try await send(client, .GET, profileURL, token: alice)
             #expect(afterChange.headers["X-Cache"].first == "miss")
             #expect(try json(afterChange.body)["email"] as? String == "alice@new.example")
             #expect(try await login("alice", "password-alice").status == .unauthorized)

@@ -1,9 +1,11 @@
 import AsyncHTTPClient
 import Foundation
+import JWTKit
 import NIOCore
 import NIOHTTP1
 import TestSupport
 import Testing
+import TitaniumAuth
 
 /// user-service and auth-service as processes (with a real redis-server): what a user's data
 /// and password accept, and who sees what.
@@ -102,6 +104,56 @@ import Testing
             }
             // Nothing changed: the password still logs in.
             _ = try await stack.login("euros72", password: euros)
+        } catch {
+            try await stack.stop()
+            throw error
+        }
+        try await stack.stop()
+    }
+
+    @Test func emailIsShownOnlyToItsOwner() async throws {
+        let stack = try await Stack()
+        do {
+            let aliceID = try await stack.register("alice", password: "password-alice")
+            let bobID = try await stack.register("bob", password: "password-bob")
+            let alice = try await stack.login("alice", password: "password-alice")
+            let bob = try await stack.login("bob", password: "password-bob")
+            let profile = "\(stack.usersURL)/api/users/\(aliceID)"
+
+            // Tokens that prove nothing: garbage, bob's token claiming alice's id, an expired one and
+            // one signed by another key, both for alice.
+            let parts = bob.split(separator: ".").map(String.init)
+            let payload = try #require(TokenAndPostTests.decode(parts[1])).replacingOccurrences(of: #""sub":"\#(bobID)""#, with: #""sub":"\#(aliceID)""#)
+            #expect(payload.contains(#""sub":"\#(aliceID)""#))
+            let tampered = [parts[0], TokenAndPostTests.encode(payload), parts[2]].joined(separator: ".")
+            let realKey = try ES256PrivateKey(pem: String(contentsOfFile: stack.dataDir.appendingPathComponent("auth/jwt-es256.pem").path, encoding: .utf8))
+            let expired = try await TokenIssuer(key: realKey, policy: TokenPolicy(), lifetime: .seconds(60))
+                .issue(userID: Int64(aliceID), username: "alice", now: Date().addingTimeInterval(-3600)).token
+            let wrongKey = try await TokenIssuer(key: ES256PrivateKey(), policy: TokenPolicy(), lifetime: .seconds(60))
+                .issue(userID: Int64(aliceID), username: "alice").token
+
+            // Others, first from SQLite (miss) then from the cache (hit): the same JSON without `email`.
+            for (index, (name, token)) in [("no token", nil), ("bob", bob), ("garbage", "a.b.c"), ("tampered", tampered), ("expired", expired), ("wrong key", wrongKey)].enumerated() {
+                let answer = try await stack.send(.GET, profile, token: token)
+                #expect(answer.status == .ok, "\(name): \(answer.body)")
+                #expect(answer.headers["X-Cache"].first == (index == 0 ? "miss" : "hit"), "\(name)")
+                #expect(answer.headers["Vary"].first == "Authorization", "\(name)")
+                let body = try json(answer.body)
+                #expect(Set(body.keys) == ["id", "username", "created_at"], "\(name): \(answer.body)")
+                #expect(body["username"] as? String == "alice")
+                #expect(!answer.body.contains("alice@example.com"), "\(name)")
+            }
+            // The owner, from the same cached copy: with `email`.
+            let own = try await stack.send(.GET, profile, token: alice)
+            #expect(own.headers["X-Cache"].first == "hit")
+            #expect(try json(own.body)["email"] as? String == "alice@example.com")
+            // And after the owner, others still without it.
+            let afterOwner = try await stack.send(.GET, profile, token: bob)
+            #expect(afterOwner.headers["X-Cache"].first == "hit")
+            #expect(try json(afterOwner.body)["email"] == nil)
+            // Bob sees his own email; /me always shows it.
+            #expect(try json(try await stack.send(.GET, "\(stack.usersURL)/api/users/\(bobID)", token: bob).body)["email"] as? String == "bob@example.com")
+            #expect(try json(try await stack.send(.GET, "\(stack.usersURL)/api/users/me", token: alice).body)["email"] as? String == "alice@example.com")
         } catch {
             try await stack.stop()
             throw error
