@@ -49,6 +49,13 @@ struct UserStore: Sendable {
             try db.create(index: "users_username_unique", on: "users", columns: ["username"], options: .unique)
             try db.create(index: "users_email_unique", on: "users", columns: ["email"], options: .unique)
         }
+        // Counts password changes: tokens carry the version they were issued at, and a change
+        // retires every token with an older one (exactly, whatever the clocks say).
+        migrator.registerMigration("v2-password-version") { db in
+            try db.alter(table: "users") { table in
+                table.add(column: "password_version", .integer).notNull().defaults(to: 0)
+            }
+        }
         return migrator
     }
 
@@ -71,20 +78,47 @@ struct UserStore: Sendable {
         }
     }
 
-    /// Changes email and/or password hash in one transaction; nil when the user does not exist.
-    func update(id: Int64, email: String?, passwordHash: String?) async throws -> UserRecord? {
+    enum UpdateResult: Sendable {
+        case updated(UserRecord)
+        /// The password changed since the token was issued (or the user is gone): nothing written.
+        case retired
+    }
+
+    /// Changes email and/or password hash in one transaction, only while the password version is
+    /// still `passwordVersion` (the token's), so a change racing another password change fails
+    /// instead of overwriting it. A new hash bumps the version.
+    func update(id: Int64, passwordVersion: Int, email: String?, passwordHash: String?) async throws -> UpdateResult {
         do {
             return try await self.pool.write { db in
                 try db.execute(
-                    sql: "UPDATE users SET email = COALESCE(?, email), password_hash = COALESCE(?, password_hash) WHERE id = ?",
-                    arguments: [email, passwordHash, id]
+                    sql: """
+                        UPDATE users SET email = COALESCE(?, email), password_hash = COALESCE(?, password_hash),
+                            password_version = password_version + ?
+                        WHERE id = ? AND password_version = ?
+                        """,
+                    arguments: [email, passwordHash, passwordHash == nil ? 0 : 1, id, passwordVersion]
                 )
-                guard db.changesCount > 0 else { return nil }
-                return try Row.fetchOne(db, sql: "SELECT id, username, email, created_at FROM users WHERE id = ?", arguments: [id])
-                    .map(Self.record)
+                guard db.changesCount > 0,
+                    let user = try Row.fetchOne(db, sql: "SELECT id, username, email, created_at FROM users WHERE id = ?", arguments: [id])
+                else { return .retired }
+                return .updated(Self.record(user))
             }
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
             throw CreateError.taken(field: "email")
+        }
+    }
+
+    /// The user's password version (see the `v2-password-version` migration); nil when there is no such user.
+    func passwordVersion(id: Int64) async throws -> Int? {
+        try await self.pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT password_version FROM users WHERE id = ?", arguments: [id])
+        }
+    }
+
+    /// The user's password hash, to check a current password; nil when there is no such user.
+    func passwordHash(id: Int64) async throws -> String? {
+        try await self.pool.read { db in
+            try String.fetchOne(db, sql: "SELECT password_hash FROM users WHERE id = ?", arguments: [id])
         }
     }
 
@@ -95,13 +129,14 @@ struct UserStore: Sendable {
         }
     }
 
-    /// The user and its password hash, for authentication only.
-    func credentials(username: String) async throws -> (user: UserRecord, passwordHash: String)? {
+    /// The user, its password hash and password version, for authentication only.
+    func credentials(username: String) async throws -> (user: UserRecord, passwordHash: String, passwordVersion: Int)? {
         try await self.pool.read { db in
             guard let row = try Row.fetchOne(
-                db, sql: "SELECT id, username, email, created_at, password_hash FROM users WHERE username = ?", arguments: [username]
+                db, sql: "SELECT id, username, email, created_at, password_hash, password_version FROM users WHERE username = ?",
+                arguments: [username]
             ) else { return nil }
-            return (Self.record(row), row["password_hash"])
+            return (Self.record(row), row["password_hash"], row["password_version"])
         }
     }
 

@@ -27,11 +27,12 @@ import TitaniumAuth
             self.authURL = "http://127.0.0.1:\(authPort)"
             self.users = try ServiceProcess("user-service", environment: [
                 "DATA_DIR": self.dataDir.appendingPathComponent("users").path, "REDIS_URL": self.redis.url, "BCRYPT_COST": "4",
-                "JWKS_URL": "\(self.authURL)/.well-known/jwks.json",
+                "JWKS_URL": "\(self.authURL)/.well-known/jwks.json", "SHUTDOWN_DELAY_SECONDS": "0",
             ])
             self.usersURL = "http://127.0.0.1:\(try await self.users.port())"
             self.auth = try ServiceProcess("auth-service", environment: [
                 "DATA_DIR": self.dataDir.appendingPathComponent("auth").path, "USER_SERVICE_URL": self.usersURL, "HTTP_PORT": String(authPort),
+                "SHUTDOWN_DELAY_SECONDS": "0",
             ])
             _ = try await self.auth.port()
         }
@@ -154,6 +155,71 @@ import TitaniumAuth
             // Bob sees his own email; /me always shows it.
             #expect(try json(try await stack.send(.GET, "\(stack.usersURL)/api/users/\(bobID)", token: bob).body)["email"] as? String == "bob@example.com")
             #expect(try json(try await stack.send(.GET, "\(stack.usersURL)/api/users/me", token: alice).body)["email"] as? String == "alice@example.com")
+        } catch {
+            try await stack.stop()
+            throw error
+        }
+        try await stack.stop()
+    }
+
+    @Test func passwordChangeNeedsTheCurrentPasswordAndRetiresEarlierTokens() async throws {
+        let stack = try await Stack()
+        do {
+            let id = try await stack.register("carol", password: "password-carol")
+            let me = "\(stack.usersURL)/api/users/me"
+            let profile = "\(stack.usersURL)/api/users/\(id)"
+            let verify = "\(stack.authURL)/api/auth/verify"
+            let laptop = try await stack.login("carol", password: "password-carol")
+            let phone = try await stack.login("carol", password: "password-carol")
+
+            // Without the current password: 422 naming it; with a wrong one: 403, and nothing changes.
+            for body in [#"{"password":"new password 1"}"#, #"{"password":"new password 1","current_password":""}"#] {
+                let missing = try await stack.send(.PATCH, me, token: laptop, body: body)
+                #expect(missing.status == .unprocessableEntity, "\(missing.body)")
+                #expect(Self.fields(missing.body)["current_password"] != nil, "\(missing.body)")
+            }
+            let wrong = try await stack.send(.PATCH, me, token: laptop, body: #"{"password":"new password 1","current_password":"not my password"}"#)
+            #expect(wrong.status == .forbidden, "\(wrong.body)")
+            #expect((try json(wrong.body)["error"] as? [String: Any])?["code"] as? String == "forbidden")
+            #expect(try await stack.send(.GET, me, token: laptop).status == .ok)
+            _ = try await stack.login("carol", password: "password-carol")
+            // An email change needs no password and retires nothing.
+            let email = try await stack.send(.PATCH, me, token: phone, body: #"{"email":"carol@new.example"}"#)
+            #expect(email.status == .ok, "\(email.body)")
+            #expect(try await stack.send(.GET, verify, token: phone).status == .ok)
+
+            // Changed at the start of a second, so that the tokens before and after it most likely
+            // carry the same `iat`: the tokens are told apart by their password version, not by time.
+            let now = Date().timeIntervalSince1970
+            try await Task.sleep(for: .milliseconds(Int((now.rounded(.up) - now) * 1000) + 5))
+            let sameSecond = try await stack.login("carol", password: "password-carol")
+            let changed = try await stack.send(.PATCH, me, token: laptop, body: #"{"password":"new password 1","current_password":"password-carol"}"#)
+            #expect(changed.status == .ok, "\(changed.body)")
+            #expect(try json(changed.body)["email"] as? String == "carol@new.example")
+            let fresh = try await stack.login("carol", password: "new password 1")
+
+            // Every token from before the change, the one that made it included: 401 on the user
+            // routes and at auth-service, and no email on the profile.
+            for (name, token) in [("laptop", laptop), ("phone", phone), ("same second", sameSecond)] {
+                for (method, url, body) in [(HTTPMethod.GET, me, nil), (.PATCH, me, #"{"email":"carol@stolen.example"}"#), (.GET, verify, nil)] {
+                    let refused = try await stack.send(method, url, token: token, body: body)
+                    #expect(refused.status == .unauthorized, "\(name) \(method) \(url): \(refused.body)")
+                    #expect(refused.headers["WWW-Authenticate"].first == #"Bearer error="invalid_token""#, "\(name) \(method) \(url)")
+                }
+                #expect(try json(try await stack.send(.GET, profile, token: token).body)["email"] == nil, "\(name)")
+            }
+            // The token issued after it works everywhere.
+            #expect(try await stack.send(.GET, me, token: fresh).status == .ok)
+            #expect(try await stack.send(.GET, verify, token: fresh).status == .ok)
+            #expect(try json(try await stack.send(.GET, profile, token: fresh).body)["email"] as? String == "carol@new.example")
+            let after = try await stack.send(.PATCH, me, token: fresh, body: #"{"email":"carol@newer.example"}"#)
+            #expect(after.status == .ok, "\(after.body)")
+            #expect(try await post(stack.client, "\(stack.authURL)/api/auth/login", body: #"{"username":"carol","password":"password-carol"}"#).status == .unauthorized)
+
+            // auth-service cannot vouch for a token without user-service: 502, not 200.
+            #expect(try await stack.users.terminate() == 0)
+            let unknown = try await stack.send(.GET, verify, token: fresh)
+            #expect(unknown.status == .badGateway, "\(unknown.body)")
         } catch {
             try await stack.stop()
             throw error
