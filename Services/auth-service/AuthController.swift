@@ -36,6 +36,8 @@ struct AuthController: Sendable {
     struct AuthenticatedUser: Decodable {
         var id: Int64
         var username: String
+        /// Absent from a user-service older than the claim: version 0.
+        var password_version: Int?
     }
 
     @Sendable func login(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
@@ -60,7 +62,7 @@ struct AuthController: Sendable {
         switch response.status.code {
         case 200:
             let user = try JSONDecoder().decode(AuthenticatedUser.self, from: Data(payload.readableBytesView))
-            let (token, _) = try await self.issuer.issue(userID: user.id, username: user.username)
+            let (token, _) = try await self.issuer.issue(userID: user.id, username: user.username, passwordVersion: user.password_version ?? 0)
             self.logins.success.increment()
             return try JSONResponse(
                 TokenResponse(access_token: token, expires_in: Int(self.issuer.lifetime.components.seconds))
@@ -79,15 +81,53 @@ struct AuthController: Sendable {
         var expires_at: String
     }
 
+    /// 200 for a token that is valid and not retired by a password change since it was issued,
+    /// which only user-service knows: it is asked every time (1 s at most; 502 or 504 when it
+    /// cannot say, rather than vouching for a token that may be retired).
     @Sendable func verify(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
         let claims = try await self.verifier.claims(for: request)
+        guard let userID = claims.userID, try await self.passwordVersion(of: userID) == claims.passwordVersion else {
+            throw APIError(
+                .unauthorized, message: "token is no longer valid (the password changed since it was issued); log in again",
+                headers: [.wwwAuthenticate: #"Bearer error="invalid_token""#]
+            )
+        }
         return try JSONResponse(
             VerifyResponse(
-                user_id: claims.userID ?? 0,
+                user_id: userID,
                 username: claims.username,
                 expires_at: ISO8601DateFormatter().string(from: claims.exp.value)
             )
         ).response(status: .ok)
+    }
+
+    struct PasswordVersion: Decodable {
+        var password_version: Int
+    }
+
+    /// The user's current password version from user-service; nil when there is no such user.
+    private func passwordVersion(of userID: Int64) async throws -> Int? {
+        let response: HTTPClientResponse
+        let payload: ByteBuffer
+        do {
+            response = try await self.client.execute(
+                HTTPClientRequest(url: self.userServiceURL + "/internal/users/\(userID)/password-version"), timeout: .seconds(1)
+            )
+            payload = try await response.body.collect(upTo: 1 << 16)
+        } catch {
+            throw APIError.upstream(error, service: "user-service")
+        }
+        switch response.status.code {
+        case 200:
+            guard let answer = try? JSONDecoder().decode(PasswordVersion.self, from: Data(payload.readableBytesView)) else {
+                throw APIError(.badGateway, message: "user-service answered an unreadable password version")
+            }
+            return answer.password_version
+        case 404:
+            return nil
+        default:
+            throw APIError(.badGateway, message: "user-service answered \(response.status.code)")
+        }
     }
 
     @Sendable func jwks(_ request: Request, context: TitaniumRequestContext) async throws -> Response {

@@ -9,7 +9,7 @@ import TitaniumHTTP
 /// | `JWT_ISSUER` | `titanium-auth` | `iss` of issued tokens |
 /// | `JWT_AUDIENCE` | `titanium` | `aud` of issued tokens |
 /// | `JWT_TTL_SECONDS` | 900 | token lifetime |
-/// | `USER_SERVICE_URL` | `http://127.0.0.1:7302` | where credentials are checked |
+/// | `USER_SERVICE_URL` | `http://127.0.0.1:7302` | where credentials are checked, and whether a token was retired by a password change |
 struct AuthServiceConfiguration {
     var privateKeyPath: String
     var policy: TokenPolicy

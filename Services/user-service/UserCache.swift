@@ -6,6 +6,8 @@ import TitaniumRedis
 
 /// Cache-aside for users by id in Redis, fail-open: when Redis is down, reads and writes go to
 /// SQLite and the failure is counted (`cache_requests_total{result="error"}`), never returned.
+/// The cached record holds the email: it is the same for every caller, so the controller decides
+/// per request what of it to show (``PublicUser``).
 final class UserCache: Sendable {
     let redis: RedisClient
     let ttlSeconds: Int
@@ -28,10 +30,10 @@ final class UserCache: Sendable {
     static func key(_ id: Int64) -> String { "user:\(id)" }
 
     /// The user from the cache, or from `load` (then cached). Redis errors fall through to `load`.
-    func user(id: Int64, load: () async throws -> PublicUser?) async throws -> (user: PublicUser?, cache: String) {
+    func user(id: Int64, load: () async throws -> UserRecord?) async throws -> (user: UserRecord?, cache: String) {
         do {
             if let cached = try await self.redis.get(Self.key(id)),
-                let user = try? JSONDecoder().decode(PublicUser.self, from: Data(cached.utf8))
+                let user = try? JSONDecoder().decode(UserRecord.self, from: Data(cached.utf8))
             {
                 self.hits.increment()
                 self.counts.withLock { $0.hits += 1 }
@@ -49,7 +51,7 @@ final class UserCache: Sendable {
         return (user, "miss")
     }
 
-    func store(_ user: PublicUser) async {
+    func store(_ user: UserRecord) async {
         guard let data = try? JSONEncoder().encode(user) else { return }
         do {
             try await self.redis.set(Self.key(user.id), String(decoding: data, as: UTF8.self), ttlSeconds: self.ttlSeconds)

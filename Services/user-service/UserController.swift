@@ -7,7 +7,8 @@ import Prometheus
 import TitaniumAuth
 import TitaniumHTTP
 
-/// The user routes: register, fetch by id, and the internal credential check auth-service uses.
+/// The user routes: register, fetch by id, the token owner's own record, and the internal
+/// credential and token checks auth-service uses.
 struct UserController: Sendable {
     let store: UserStore
     let cache: UserCache
@@ -23,6 +24,7 @@ struct UserController: Sendable {
         router.patch("/api/users/me", use: self.updateMe)
         router.get("/api/users/{id}", use: self.show)
         router.post("/internal/users/authenticate", use: self.authenticate)
+        router.get("/internal/users/{id}/password-version", use: self.passwordVersion)
     }
 
     struct RegisterRequest: Decodable {
@@ -42,57 +44,100 @@ struct UserController: Sendable {
         do {
             let user = try await self.store.create(username: username, email: email, passwordHash: hash)
             self.registrations.increment()
-            return try JSONResponse(user).response(status: .created)
+            return try JSONResponse(PublicUser(user, showingEmail: true)).response(status: .created)
         } catch UserStore.CreateError.taken(let field) {
             throw APIError(.conflict, message: "\(field) is already taken", fields: [field: "is already taken"])
         }
     }
 
+    /// Anyone may read a user; its email only its owner: with a valid bearer token whose subject is
+    /// this user. Any other caller (no token, someone else's, an invalid one) gets the same JSON
+    /// without `email`, not an error.
     @Sendable func show(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
         guard let id = context.parameters.get("id").flatMap(Int64.init), id > 0 else {
             throw APIError(.notFound, message: "no such user")
         }
-        return try await self.cachedUser(id: id)
+        let isOwner = await self.isOwner(request, of: id)
+        var response = try await self.cachedUser(id: id, showingEmail: isOwner)
+        // The answer depends on the token: no shared cache may hand the owner's to someone else.
+        response.headers[.vary] = "Authorization"
+        return response
     }
 
     /// The user the bearer token belongs to.
     @Sendable func me(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        let (id, _) = try await self.currentToken(of: request)
+        return try await self.cachedUser(id: id, showingEmail: true)
+    }
+
+    /// The user id and password version of the request's bearer token when it is valid and not
+    /// retired by a password change since it was issued; 401 otherwise.
+    private func currentToken(of request: Request) async throws -> (userID: Int64, passwordVersion: Int) {
         let claims = try await self.verifier.claims(for: request)
-        return try await self.cachedUser(id: claims.userID ?? 0)
+        guard let id = claims.userID, try await self.store.passwordVersion(id: id) == claims.passwordVersion else {
+            throw Self.retiredToken
+        }
+        return (id, claims.passwordVersion)
+    }
+
+    static let retiredToken = APIError(
+        .unauthorized, message: "token is no longer valid (the password changed since it was issued); log in again",
+        headers: [.wwwAuthenticate: #"Bearer error="invalid_token""#]
+    )
+
+    /// Whether the request carries a current token of user `id`.
+    private func isOwner(_ request: Request, of id: Int64) async -> Bool {
+        guard request.headers[.authorization] != nil,
+            let claims = try? await self.verifier.claims(for: request), claims.userID == id
+        else { return false }
+        return (try? await self.store.passwordVersion(id: id)) == claims.passwordVersion
     }
 
     struct UpdateRequest: Decodable {
         var email: String?
         var password: String?
+        var current_password: String?
     }
 
-    /// Changes the token owner's email and/or password; the cached copy is dropped.
+    /// Changes the token owner's email and/or password; the cached copy is dropped. A new password
+    /// needs the current one (403 when wrong: the token is fine, the proof is not, and a client
+    /// treating 401 as "log in again" must not) and retires every token issued before it, the one
+    /// of this request included.
     @Sendable func updateMe(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
-        let claims = try await self.verifier.claims(for: request)
+        let (id, passwordVersion) = try await self.currentToken(of: request)
         let body = try await request.decodeJSON(as: UpdateRequest.self, context: context)
-        var problems = UserValidation.problems(username: "valid", email: body.email ?? "a@b.co", password: body.password ?? "long enough")
-        if body.email == nil && body.password == nil { problems["email"] = "email or password is required" }
-        guard problems.isEmpty, let id = claims.userID else { throw APIError.validation(problems) }
-        var hash: String?
+        var problems: [String: String] = [:]
+        if let email = body.email { problems["email"] = UserValidation.emailProblem(email) }
         if let password = body.password {
-            let cost = UInt8(self.bcryptCost)
-            hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+            problems["password"] = UserValidation.passwordProblem(password)
+            if body.current_password?.isEmpty ?? true { problems["current_password"] = "is required to change the password" }
         }
-        let updated: PublicUser?
+        if body.email == nil && body.password == nil { problems["email"] = "email or password is required" }
+        guard problems.isEmpty else { throw APIError.validation(problems) }
+        var hash: String?
+        if let password = body.password, let current = body.current_password {
+            guard let stored = try await self.store.passwordHash(id: id) else { throw Self.retiredToken }
+            let cost = UInt8(self.bcryptCost)
+            hash = try await NIOThreadPool.singleton.runIfActive { () -> String? in
+                Bcrypt.verify(current, hash: stored) ? Bcrypt.hash(password, cost: cost) : nil
+            }
+            guard hash != nil else { throw APIError(.forbidden, message: "current password is wrong") }
+        }
+        let result: UserStore.UpdateResult
         do {
-            updated = try await self.store.update(id: id, email: body.email, passwordHash: hash)
+            result = try await self.store.update(id: id, passwordVersion: passwordVersion, email: body.email, passwordHash: hash)
         } catch UserStore.CreateError.taken(let field) {
             throw APIError(.conflict, message: "\(field) is already taken", fields: [field: "is already taken"])
         }
         await self.cache.invalidate(id: id)
-        guard let updated else { throw APIError(.notFound, message: "no such user") }
-        return try JSONResponse(updated).response(status: .ok)
+        guard case .updated(let updated) = result else { throw Self.retiredToken }
+        return try JSONResponse(PublicUser(updated, showingEmail: true)).response(status: .ok)
     }
 
-    private func cachedUser(id: Int64) async throws -> Response {
+    private func cachedUser(id: Int64, showingEmail: Bool) async throws -> Response {
         let (user, cacheResult) = try await self.cache.user(id: id) { try await self.store.user(id: id) }
         guard let user else { throw APIError(.notFound, message: "no such user") }
-        var response = try JSONResponse(user).response(status: .ok)
+        var response = try JSONResponse(PublicUser(user, showingEmail: showingEmail)).response(status: .ok)
         response.headers[.xCache] = cacheResult
         return response
     }
@@ -105,10 +150,12 @@ struct UserController: Sendable {
     struct AuthenticatedUser: Encodable, Sendable {
         var id: Int64
         var username: String
+        /// Goes into the token, which a later password change retires.
+        var password_version: Int
     }
 
-    /// 200 `{id, username}` or 401 with one message whether or not the user exists; an unknown
-    /// user still costs one bcrypt verification, so timing does not tell them apart.
+    /// 200 `{id, username, password_version}` or 401 with one message whether or not the user
+    /// exists; an unknown user still costs one bcrypt verification, so timing does not tell them apart.
     @Sendable func authenticate(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
         let body = try await request.decodeJSON(as: Credentials.self, context: context)
         guard let username = body.username, let password = body.password, !username.isEmpty, !password.isEmpty else {
@@ -120,46 +167,30 @@ struct UserController: Sendable {
         let found = try await self.store.credentials(username: username)
         let hash = found?.passwordHash ?? self.decoyHash
         let matches = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
-        guard matches, let user = found?.user else {
+        guard matches, let found else {
             throw APIError(.unauthorized, message: "invalid username or password")
         }
-        return try JSONResponse(AuthenticatedUser(id: user.id, username: user.username)).response(status: .ok)
+        return try JSONResponse(
+            AuthenticatedUser(id: found.user.id, username: found.user.username, password_version: found.passwordVersion)
+        ).response(status: .ok)
+    }
+
+    struct PasswordVersion: Encodable, Sendable {
+        var id: Int64
+        var password_version: Int
+    }
+
+    /// 200 `{id, password_version}` or 404: auth-service's `/api/auth/verify` asks whether a token
+    /// was retired by a password change.
+    @Sendable func passwordVersion(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        guard let id = context.parameters.get("id").flatMap(Int64.init), let version = try await self.store.passwordVersion(id: id) else {
+            throw APIError(.notFound, message: "no such user")
+        }
+        return try JSONResponse(PasswordVersion(id: id, password_version: version)).response(status: .ok)
     }
 }
 
 extension HTTPField.Name {
     /// `hit`, `miss` or `error` (Redis unavailable): how a cached read was served.
     static let xCache = HTTPField.Name("X-Cache")!
-}
-
-/// The registration rules: username 3–32 of `[A-Za-z0-9_.-]`, a plausible email, password 8–128 characters.
-enum UserValidation {
-    static func problems(username: String?, email: String?, password: String?) -> [String: String] {
-        var problems: [String: String] = [:]
-        if let username {
-            let allowed = username.unicodeScalars.allSatisfy { scalar in
-                scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "_.-".unicodeScalars.contains(scalar))
-            }
-            if !(3...32).contains(username.count) || !allowed {
-                problems["username"] = "must be 3 to 32 characters of letters, digits, '_', '.' or '-'"
-            }
-        } else {
-            problems["username"] = "is required"
-        }
-        if let email {
-            if email.count > 254 || email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) == nil {
-                problems["email"] = "must be a valid email address"
-            }
-        } else {
-            problems["email"] = "is required"
-        }
-        if let password {
-            if !(8...128).contains(password.count) {
-                problems["password"] = "must be 8 to 128 characters"
-            }
-        } else {
-            problems["password"] = "is required"
-        }
-        return problems
-    }
 }

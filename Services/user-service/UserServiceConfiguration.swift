@@ -10,7 +10,7 @@ import TitaniumRedis
 /// | `REDIS_URL` | `redis://127.0.0.1:6379` | the cache |
 /// | `USER_CACHE_TTL` | 300 | seconds a cached user lives |
 /// | `BCRYPT_COST` | 10 | bcrypt work factor (10–15; lower only for tests) |
-/// | `JWKS_URL` | `http://127.0.0.1:7301/.well-known/jwks.json` | auth-service's public keys (for `/api/users/me`) |
+/// | `JWKS_URL` | `http://127.0.0.1:7301/.well-known/jwks.json` | auth-service's public keys (for `/api/users/me` and the owner's email on `/api/users/{id}`) |
 /// | `JWT_ISSUER` / `JWT_AUDIENCE` | `titanium-auth` / `titanium` | expected token claims |
 struct UserServiceConfiguration {
     var jwksURL: String

@@ -11,10 +11,17 @@ public struct AccessClaims: JWTPayload, Equatable {
     public var iat: IssuedAtClaim
     public var nbf: NotBeforeClaim
     public var exp: ExpirationClaim
+    /// The user's password version when the token was issued (user-service counts password
+    /// changes): a change retires every token carrying an older one. Absent in tokens issued
+    /// before the claim existed, which count as version 0.
+    public var password_version: Int?
 
-    public init(userID: Int64, username: String, issuer: String, audience: String, issuedAt: Date, lifetime: Duration) {
+    public init(
+        userID: Int64, username: String, passwordVersion: Int = 0, issuer: String, audience: String, issuedAt: Date, lifetime: Duration
+    ) {
         self.sub = SubjectClaim(value: String(userID))
         self.username = username
+        self.password_version = passwordVersion
         self.iss = IssuerClaim(value: issuer)
         self.aud = AudienceClaim(value: audience)
         self.iat = IssuedAtClaim(value: issuedAt)
@@ -26,6 +33,8 @@ public struct AccessClaims: JWTPayload, Equatable {
     public var userID: Int64? { Int64(self.sub.value) }
     /// The subject (the user id) as text.
     public var subject: String { self.sub.value }
+    /// See `password_version`.
+    public var passwordVersion: Int { self.password_version ?? 0 }
 
     /// Signature checks happen before this; here: time window only. Issuer and audience are
     /// checked by ``TokenVerifier``, which knows the expected values.

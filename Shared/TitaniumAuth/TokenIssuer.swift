@@ -44,9 +44,9 @@ public struct TokenIssuer: Sendable {
         await self.keys.add(ecdsa: key, kid: JWKIdentifier(string: self.kid), serializer: DefaultJWTSerializer(jsonEncoder: encoder))
     }
 
-    public func issue(userID: Int64, username: String, now: Date = Date()) async throws -> (token: String, claims: AccessClaims) {
+    public func issue(userID: Int64, username: String, passwordVersion: Int = 0, now: Date = Date()) async throws -> (token: String, claims: AccessClaims) {
         let claims = AccessClaims(
-            userID: userID, username: username, issuer: self.policy.issuer, audience: self.policy.audience,
+            userID: userID, username: username, passwordVersion: passwordVersion, issuer: self.policy.issuer, audience: self.policy.audience,
             issuedAt: now, lifetime: self.lifetime
         )
         return (try await self.keys.sign(claims, kid: JWKIdentifier(string: self.kid)), claims)

@@ -56,7 +56,7 @@ import TitaniumAuth
             let aliceLogin = try await login("alice", "password-alice")
             #expect(aliceLogin.status == .ok, "\(aliceLogin.body)")
             #expect(try json(aliceLogin.body)["token_type"] as? String == "Bearer")
-            let alice = try #require(try json(aliceLogin.body)["access_token"] as? String)
+            var alice = try #require(try json(aliceLogin.body)["access_token"] as? String)
             let bob = try #require(try json(try await login("bob", "password-bob").body)["access_token"] as? String)
             let wrongPassword = try await login("alice", "nope nope")
             let unknownUser = try await login("mallory", "nope nope")
@@ -77,13 +77,19 @@ import TitaniumAuth
             #expect(me.status == .ok)
             #expect(try json(me.body)["username"] as? String == "alice")
             #expect(try await send(client, .GET, "\(usersURL)/api/users/me", token: nil).status == .unauthorized)
-            let changed = try await send(client, .PATCH, "\(usersURL)/api/users/me", token: alice, body: #"{"email":"alice@new.example","password":"new password"}"#)
+            let changed = try await send(
+                client, .PATCH, "\(usersURL)/api/users/me", token: alice,
+                body: #"{"email":"alice@new.example","password":"new password","current_password":"password-alice"}"#
+            )
             #expect(changed.status == .ok, "\(changed.body)")
-            let afterChange = try await get(client, profileURL)
+            #expect(try await login("alice", "password-alice").status == .unauthorized)
+            // The change retired alice's token (UserExposureTests): she logs in again.
+            let aliceAgain = try await login("alice", "new password")
+            #expect(aliceAgain.status == .ok)
+            alice = try #require(try json(aliceAgain.body)["access_token"] as? String)
+            let afterChange = try await send(client, .GET, profileURL, token: alice)
             #expect(afterChange.headers["X-Cache"].first == "miss")
             #expect(try json(afterChange.body)["email"] as? String == "alice@new.example")
-            #expect(try await login("alice", "password-alice").status == .unauthorized)
-            #expect(try await login("alice", "new password").status == .ok)
             #expect(try await send(client, .PATCH, "\(usersURL)/api/users/me", token: bob, body: #"{"email":"alice@new.example"}"#).status == .conflict)
             // Logins so far: alice, bob, alice with the new password succeeded; wrong password,
             // unknown user and alice's old password failed.
