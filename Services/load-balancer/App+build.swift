@@ -49,7 +49,9 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         kit.logger.notice("no dashboard to serve", metadata: ["dashboard.dir": .string(dashboard)])
     }
     // Traces: this store's own query routes, and the merged trace and recent list over every service.
-    let adminToken = try TraceConfiguration(settings: settings, dataDirectory: kit.configuration.dataDirectory).adminToken
+    let adminToken = try TraceConfiguration(
+        settings: settings, dataDirectory: kit.configuration.dataDirectory, listenHost: kit.configuration.host
+    ).adminToken
     if let traces = kit.traces {
         TraceRoutes(recorder: traces).register(on: router, except: ["/traces/recent", "/traces/{trace_id}"])
     }

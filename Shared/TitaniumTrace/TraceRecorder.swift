@@ -109,7 +109,9 @@ extension HTTPField.Name {
 extension ServiceKit {
     /// This kit with the trace store (`TRACE_*`) recording its requests, unless `TRACE_ENABLED=false`.
     public func recordingTraces(settings: Settings, options: TraceRecorder.Options = .init()) throws -> ServiceKit {
-        let configuration = try TraceConfiguration(settings: settings, dataDirectory: self.configuration.dataDirectory)
+        let configuration = try TraceConfiguration(
+            settings: settings, dataDirectory: self.configuration.dataDirectory, listenHost: self.configuration.host
+        )
         guard configuration.enabled else { return self }
         var kit = self
         kit.recorder = try TraceRecorder(

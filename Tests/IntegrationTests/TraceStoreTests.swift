@@ -193,4 +193,44 @@ import Testing
         try await client.shutdown()
         #expect(try await blog.terminate() == 0)
     }
+
+    @Test func theTraceRoutesAreOpenOnlyOnLoopback() async throws {
+        let root = try temporaryDirectory("titanium-traces")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            // Off loopback without ADMIN_TOKEN: no start, one line naming the variable; the load
+            // balancer too, whose fan-out serves /traces even with its own store off. (Not a
+            // service that makes its HTTP client before reading the trace settings: in a debug
+            // build AsyncHTTPClient traps on the client dropped without shutdown first.)
+            for (name, extra) in [("api-gateway", [:]), ("load-balancer", ["TRACE_ENABLED": "false", "GATEWAY_URLS": "http://127.0.0.1:1"])] {
+                let refused = try ServiceProcess(name, environment: extra.merging([
+                    "DATA_DIR": root.appendingPathComponent("\(name)-open").path, "HTTP_HOST": "0.0.0.0", "ADMIN_TOKEN": "",
+                ]) { $1 })
+                #expect(try await refused.waitForExit() == 1, "\(name): \(refused.text)")
+                let lines = refused.text.split(separator: "\n")
+                #expect(lines.count == 1, "\(name): \(refused.text)")
+                #expect(refused.text.hasPrefix(#"\#(name): invalid configuration: ADMIN_TOKEN="": expected a token, because HTTP_HOST="0.0.0.0" is not a loopback address"#), "\(refused.text)")
+            }
+
+            // Off loopback with the token: the routes ask for it.
+            let guarded = try ServiceProcess("api-gateway", environment: [
+                "DATA_DIR": root.appendingPathComponent("guarded").path, "HTTP_HOST": "0.0.0.0", "ADMIN_TOKEN": "s3cret", "SHUTDOWN_DELAY_SECONDS": "0",
+            ])
+            let guardedURL = "http://127.0.0.1:\(try await guarded.port())/traces/recent"
+            #expect(try await get(client, guardedURL).status == .unauthorized)
+            #expect(try await get(client, guardedURL, headers: ["Authorization": "Bearer s3cret"]).status == .ok)
+            // On loopback without one: open, as before.
+            let local = try ServiceProcess("api-gateway", environment: [
+                "DATA_DIR": root.appendingPathComponent("local").path, "ADMIN_TOKEN": "", "SHUTDOWN_DELAY_SECONDS": "0",
+            ])
+            #expect(try await get(client, "http://127.0.0.1:\(try await local.port())/traces/recent").status == .ok)
+            #expect(try await guarded.terminate() == 0)
+            #expect(try await local.terminate() == 0)
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+    }
 }
