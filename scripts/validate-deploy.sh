@@ -162,6 +162,8 @@ fi
 # --- docker-compose ---------------------------------------------------------------------------
 
 step "docker-compose config (1.29.2)"
+# compose refuses to render without the ADMIN_TOKEN a deployment must bring.
+export ADMIN_TOKEN=validate-only
 for profile in "" observability; do
   args=(-f docker-compose.yml)
   [ -n "$profile" ] && args+=(--profile "$profile")

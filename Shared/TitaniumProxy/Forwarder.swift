@@ -46,6 +46,8 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     private var waiting: CircularBuffer<HTTPServerRequestPart> = []
     /// The server is shutting down: close once the request being forwarded is answered.
     private var quiescing = false
+    /// The client has sent all it will: close once what it sent is answered.
+    private var inputClosed = false
     private var context: ChannelHandlerContext?
     /// This event loop's upstream connections, looked up once per client connection.
     private(set) var upstreams: UpstreamConnections?
@@ -127,11 +129,18 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     }
 
     /// Hummingbird's connection handler closes a connection with no request of its own in
-    /// progress at once: one whose request is being forwarded closes after its answer instead.
+    /// progress at once, on shutdown and when the client half-closes after sending: one whose
+    /// request is being forwarded closes after its answer instead.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent, case .forwarding = self.state {
-            self.quiescing = true
-            return
+        if case .forwarding = self.state {
+            if event is ChannelShouldQuiesceEvent {
+                self.quiescing = true
+                return
+            }
+            if let event = event as? ChannelEvent, event == .inputClosed {
+                self.inputClosed = true
+                return
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -154,7 +163,7 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
     func exchangeFinished(_ exchange: Exchange, closeConnection: Bool, after written: EventLoopFuture<Void>?, context: ChannelHandlerContext) {
         guard case .forwarding(let current) = self.state, current === exchange else { return }
         self.state = .idle
-        if closeConnection || self.quiescing {
+        if closeConnection || self.quiescing || (self.inputClosed && self.waiting.isEmpty) {
             // Once the answer is out: a close drops the writes not yet sent.
             if let written {
                 written.whenComplete { _ in context.close(promise: nil) }

@@ -8,7 +8,8 @@ hardening pass (each of them crashed, bloated or held a process before its fix):
   after such a request), and bytes streamed after it are bounded: the process does not grow;
 * a body dripped after the request was already answered is not read for long: the connection
   is closed a few seconds after the answer, not after the body idle timeout between drips;
-* the gateway's per-username login limit reads a repeated ``username`` key as the services do.
+* the gateway's per-username login limit reads a repeated ``username`` key as the services do;
+* a client that half-closes after sending a forwarded request still gets its answer.
 """
 
 import socket
@@ -128,3 +129,15 @@ def test_a_repeated_username_key_counts_against_the_username_the_services_read(f
                                      headers={"Content-Type": "application/json"}).status)
     # JSONDecoder, like the services, reads the first key: every attempt is against "victim".
     assert statuses[:2] == [200, 200] and statuses[2:] == [429, 429], statuses
+
+
+@pytest.mark.parametrize("target", ["lb", "gateway"])
+def test_a_client_that_half_closes_after_its_request_gets_the_answer(chain, target):
+    service = chain[target]
+    with RawConnection(service.port) as conn:
+        conn.send(b"GET /api/posts/half HTTP/1.1\r\nHost: x\r\n\r\n")
+        conn.sock.shutdown(socket.SHUT_WR)
+        answer = conn.read_response(5.0)
+        assert answer is not None and answer.status == 200, answer
+        assert conn.wait_closed(3.0), "the connection stayed open after the answer to a half-closed client"
+    assert_alive(*chain.values())

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Creates the auth-jwt-key Secret (the ES256 key every auth-service replica signs with) in the
-# namespace given as $1 (default titanium-local) when it does not exist yet. Run by skaffold
+# Creates the auth-jwt-key Secret (the ES256 key every auth-service replica signs with) and the
+# titanium-admin-token Secret (ADMIN_TOKEN, guarding /traces*) in the namespace given as $1
+# (default titanium-local) when they do not exist yet. Run by skaffold
 # before each deploy; idempotent. Needs kubectl and openssl on the machine running skaffold.
 # The key never touches the repository: it goes from openssl to a private temporary folder
 # to the cluster.
@@ -15,6 +16,13 @@ fi
 
 if ! kubectl "$@" get namespace "$namespace" >/dev/null 2>&1; then
   kubectl "$@" create namespace "$namespace"
+fi
+# ADMIN_TOKEN for every service (it guards /traces*): a random one, made once per namespace.
+if ! kubectl "$@" -n "$namespace" get secret titanium-admin-token >/dev/null 2>&1; then
+  kubectl "$@" -n "$namespace" create secret generic titanium-admin-token \
+    --from-literal=ADMIN_TOKEN="$(openssl rand -hex 16)" >/dev/null
+  kubectl "$@" -n "$namespace" label secret titanium-admin-token app.kubernetes.io/part-of=titanium >/dev/null
+  echo "created secret $namespace/titanium-admin-token (a new ADMIN_TOKEN)"
 fi
 if kubectl "$@" -n "$namespace" get secret auth-jwt-key >/dev/null 2>&1; then
   exit 0
