@@ -325,14 +325,9 @@ class ParseError(Exception):
     pass
 
 
-@dataclass
-class Response:
-    status: int
-    reason: str
-    version: str
+class HeaderLookup:
+    """Case-insensitive look-ups in a ``headers`` list of (name, value) pairs."""
     headers: list[tuple[str, str]]
-    body: bytes
-    head: bytes = b""
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -344,6 +339,17 @@ class Response:
     def header_all(self, name: str) -> list[str]:
         name = name.lower()
         return [value for key, value in self.headers if key.lower() == name]
+
+
+@dataclass
+class Response(HeaderLookup):
+    status: int
+    reason: str
+    version: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    head: bytes = b""
+
 
     def json(self):
         return json.loads(self.body.decode("utf-8"))
@@ -608,7 +614,7 @@ NOT_COUNTED = ("/health/", "/stats", "/metrics")
 
 
 @dataclass
-class UpstreamRequest:
+class UpstreamRequest(HeaderLookup):
     method: str
     target: str
     version: str
@@ -624,16 +630,6 @@ class UpstreamRequest:
     def path(self) -> str:
         return self.target.split("?", 1)[0]
 
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
-
-    def header_all(self, name: str) -> list[str]:
-        name = name.lower()
-        return [value for key, value in self.headers if key.lower() == name]
 
     @property
     def counted(self) -> bool:

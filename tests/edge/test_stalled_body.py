@@ -30,7 +30,7 @@ import time
 
 import pytest
 
-from conftest import (RawConnection, Exchange, ParseError, assert_alive, dashboard_dir, free_port, http_request,
+from conftest import (RawConnection, Exchange, ParseError, exchange, assert_alive, dashboard_dir, free_port, http_request,
                       try_request)
 
 BODY = 2.0
@@ -102,27 +102,7 @@ def stalled(port: int, method: str, path: str, token: str | None) -> Exchange:
     if token:
         head += f"Authorization: Bearer {token}\r\n"
     data = head.encode() + b"\r\n{"
-    result = Exchange()
-    start = time.monotonic()
-    deadline = start + BOUND + 1
-    with RawConnection(port) as conn:
-        result.send_ok = conn.send(data)
-        try:
-            while len(result.responses) < 3:
-                resp = conn.read_response(max(0.0, deadline - time.monotonic()))
-                if resp is None:
-                    break
-                if result.first_response_after is None:
-                    result.first_response_after = time.monotonic() - start
-                result.responses.append(resp)
-        except ParseError as error:
-            result.parse_error = str(error)
-        if not conn.eof:
-            conn.wait_closed(max(0.0, deadline - time.monotonic()))
-        result.closed = conn.eof
-        result.closed_after = (conn.eof_at - start) if conn.eof_at else None
-        result.leftover = conn.buf
-    return result
+    return exchange(port, data, timeout=BOUND + 1, max_responses=3)
 
 
 def _cases():
