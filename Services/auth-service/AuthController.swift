@@ -86,12 +86,8 @@ struct AuthController: Sendable {
     /// cannot say, rather than vouching for a token that may be retired).
     @Sendable func verify(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
         let claims = try await self.verifier.claims(for: request)
-        guard let userID = claims.userID, try await self.passwordVersion(of: userID) == claims.passwordVersion else {
-            throw APIError(
-                .unauthorized, message: "token is no longer valid (the password changed since it was issued); log in again",
-                headers: [.wwwAuthenticate: #"Bearer error="invalid_token""#]
-            )
-        }
+        try await PasswordVersions(client: self.client, userServiceURL: self.userServiceURL).requireCurrent(claims)
+        guard let userID = claims.userID else { throw APIError(.unauthorized, message: "token names no user") }
         return try JSONResponse(
             VerifyResponse(
                 user_id: userID,
@@ -99,35 +95,6 @@ struct AuthController: Sendable {
                 expires_at: ISO8601DateFormatter().string(from: claims.exp.value)
             )
         ).response(status: .ok)
-    }
-
-    struct PasswordVersion: Decodable {
-        var password_version: Int
-    }
-
-    /// The user's current password version from user-service; nil when there is no such user.
-    private func passwordVersion(of userID: Int64) async throws -> Int? {
-        let response: HTTPClientResponse
-        let payload: ByteBuffer
-        do {
-            response = try await self.client.execute(
-                HTTPClientRequest(url: self.userServiceURL + "/internal/users/\(userID)/password-version"), timeout: .seconds(1)
-            )
-            payload = try await response.body.collect(upTo: 1 << 16)
-        } catch {
-            throw APIError.upstream(error, service: "user-service")
-        }
-        switch response.status.code {
-        case 200:
-            guard let answer = try? JSONDecoder().decode(PasswordVersion.self, from: Data(payload.readableBytesView)) else {
-                throw APIError(.badGateway, message: "user-service answered an unreadable password version")
-            }
-            return answer.password_version
-        case 404:
-            return nil
-        default:
-            throw APIError(.badGateway, message: "user-service answered \(response.status.code)")
-        }
     }
 
     @Sendable func jwks(_ request: Request, context: TitaniumRequestContext) async throws -> Response {

@@ -20,6 +20,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         store: store,
         pages: pages,
         verifier: verifier,
+        passwords: PasswordVersions(client: client, userServiceURL: configuration.userServiceURL),
         created: kit.registry.makeCounter(name: "posts_created_total", help: "Posts created."),
         updated: kit.registry.makeCounter(name: "posts_updated_total", help: "Posts updated."),
         deleted: kit.registry.makeCounter(name: "posts_deleted_total", help: "Posts deleted.")

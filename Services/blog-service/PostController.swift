@@ -11,6 +11,8 @@ struct PostController: Sendable {
     let store: PostStore
     let pages: PageCache
     let verifier: TokenVerifier
+    /// Writes refuse a token retired by a password change (user-service is asked).
+    let passwords: PasswordVersions
     let created: Counter
     let updated: Counter
     let deleted: Counter
@@ -57,8 +59,15 @@ struct PostController: Sendable {
         var body: String?
     }
 
-    @Sendable func create(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+    /// The verified claims of a write's token, not retired by a password change.
+    private func writer(_ request: Request) async throws -> AccessClaims {
         let claims = try await self.verifier.claims(for: request)
+        try await self.passwords.requireCurrent(claims)
+        return claims
+    }
+
+    @Sendable func create(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
+        let claims = try await self.writer(request)
         let input = try await request.decodeJSON(as: PostInput.self, context: context)
         let problems = Self.problems(input, partial: false)
         guard problems.isEmpty, let title = input.title, let body = input.body, let authorID = claims.userID else {
@@ -72,7 +81,7 @@ struct PostController: Sendable {
     }
 
     @Sendable func update(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
-        let claims = try await self.verifier.claims(for: request)
+        let claims = try await self.writer(request)
         let id = try Self.id(context)
         let input = try await request.decodeJSON(as: PostInput.self, context: context)
         var problems = Self.problems(input, partial: true)
@@ -90,7 +99,7 @@ struct PostController: Sendable {
     }
 
     @Sendable func delete(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
-        let claims = try await self.verifier.claims(for: request)
+        let claims = try await self.writer(request)
         switch try await self.store.delete(id: try Self.id(context), authorID: claims.userID ?? -1) {
         case .done:
             self.deleted.increment()

@@ -22,7 +22,9 @@ import Testing
             "DATA_DIR": dataDir.appendingPathComponent("auth").path, "USER_SERVICE_URL": usersURL, "HTTP_PORT": String(authPort),
         ])
         _ = try await auth.port()
-        let blog = try ServiceProcess("blog-service", environment: ["DATA_DIR": dataDir.appendingPathComponent("blog").path, "JWKS_URL": jwks])
+        let blog = try ServiceProcess("blog-service", environment: [
+            "DATA_DIR": dataDir.appendingPathComponent("blog").path, "JWKS_URL": jwks, "USER_SERVICE_URL": usersURL,
+        ])
         let blogURL = "http://127.0.0.1:\(try await blog.port())"
         let gateway = try ServiceProcess("api-gateway", environment: [
             "AUTH_SERVICE_URL": "http://127.0.0.1:\(authPort)", "USER_SERVICE_URL": usersURL, "BLOG_SERVICE_URL": blogURL,

@@ -42,6 +42,7 @@ import TitaniumAuth
         _ = try await auth.port()
         let blog = try ServiceProcess("blog-service", environment: [
             "DATA_DIR": dataDir.appendingPathComponent("blog").path, "JWKS_URL": "\(authURL)/.well-known/jwks.json",
+            "USER_SERVICE_URL": usersURL,
         ])
         let blogURL = "http://127.0.0.1:\(try await blog.port())"
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
@@ -86,7 +87,13 @@ import TitaniumAuth
             // The change retired alice's token (UserExposureTests): she logs in again.
             let aliceAgain = try await login("alice", "new password")
             #expect(aliceAgain.status == .ok)
+            let retired = alice
             alice = try #require(try json(aliceAgain.body)["access_token"] as? String)
+            // blog-service refuses the retired token on a write too; the new one gets as far as
+            // checking the (empty, so refused) post.
+            let empty = #"{"title":"","body":""}"#
+            #expect(try await send(client, .POST, "\(blogURL)/api/posts", token: retired, body: empty).status == .unauthorized)
+            #expect(try await send(client, .POST, "\(blogURL)/api/posts", token: alice, body: empty).status.code == 422)
             let afterChange = try await send(client, .GET, profileURL, token: alice)
             #expect(afterChange.headers["X-Cache"].first == "miss")
             #expect(try json(afterChange.body)["email"] as? String == "alice@new.example")

@@ -31,8 +31,8 @@ def chain(procs):
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}", "BCRYPT_COST": "4", "JWKS_URL": jwks,
     }, label="users")
     auth = procs.start("auth-service", {"USER_SERVICE_URL": users.url}, port=auth_port, label="auth")
-    blog = procs.start("blog-service", {"JWKS_URL": jwks, "REDIS_URL": f"redis://127.0.0.1:{redis_port}"},
-                       label="blog")
+    blog = procs.start("blog-service", {"JWKS_URL": jwks, "REDIS_URL": f"redis://127.0.0.1:{redis_port}",
+                                        "USER_SERVICE_URL": users.url}, label="blog")
     created = json_request(users.port, "POST", "/api/users",
                            {"username": "limits", "email": "limits@example.com", "password": "limits password"})
     assert created.status == 201, f"register: {created}"
@@ -94,7 +94,8 @@ def test_body_of_19000_combined_characters_is_too_many_bytes(chain):
 
 def test_page_cache_stays_within_its_byte_budget(procs, chain):
     blog = procs.start("blog-service", {"JWKS_URL": chain["jwks"], "REDIS_URL": chain["redis"],
-                                        "POST_PAGE_CACHE_BYTES": str(CACHE_BUDGET)}, label="blog-cache")
+                                        "USER_SERVICE_URL": chain["users"].url, "POST_PAGE_CACHE_BYTES": str(CACHE_BUDGET)},
+                       label="blog-cache")
     for i in range(30):
         resp = write(blog.port, chain["token"], f"post {i:02d}", f"{i:02d} " + "x" * 1000)
         assert resp.status == 201, f"seeding post {i}: {resp}"

@@ -68,7 +68,8 @@ def chain(procs):
     s["user"] = procs.start("user-service", {**COMMON, "BCRYPT_COST": "4", "JWKS_URL": jwks, "REDIS_URL": redis},
                             port=ports["user"], label="user")
     s["auth"] = procs.start("auth-service", {**COMMON, "USER_SERVICE_URL": url["user"]}, port=ports["auth"], label="auth")
-    s["blog"] = procs.start("blog-service", {**COMMON, "JWKS_URL": jwks}, port=ports["blog"], label="blog")
+    s["blog"] = procs.start("blog-service", {**COMMON, "JWKS_URL": jwks, "USER_SERVICE_URL": url["user"]},
+                            port=ports["blog"], label="blog")
     s["gateway"] = procs.start("api-gateway", {
         **COMMON, "AUTH_SERVICE_URL": url["auth"], "USER_SERVICE_URL": url["user"], "BLOG_SERVICE_URL": url["blog"],
         "REDIS_URL": redis, "RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_LOGIN": "1000/60",
