@@ -21,6 +21,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         verifier: verifier,
         client: client,
         userServiceURL: configuration.userServiceURL,
+        passwords: PasswordVersions(client: client, userServiceURL: configuration.userServiceURL),
         logins: (
             kit.registry.makeCounter(name: "auth_logins_total", labels: [("result", "success")], help: help),
             kit.registry.makeCounter(name: "auth_logins_total", labels: [("result", "failure")], help: help)

@@ -14,6 +14,7 @@ struct AuthController: Sendable {
     let verifier: TokenVerifier
     let client: OutboundHTTPClient
     let userServiceURL: String
+    let passwords: PasswordVersions
     let logins: (success: Counter, failure: Counter)
 
     func register(on router: Router<TitaniumRequestContext>) {
@@ -86,7 +87,7 @@ struct AuthController: Sendable {
     /// cannot say, rather than vouching for a token that may be retired).
     @Sendable func verify(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
         let claims = try await self.verifier.claims(for: request)
-        try await PasswordVersions(client: self.client, userServiceURL: self.userServiceURL).requireCurrent(claims)
+        try await self.passwords.requireCurrent(claims)
         guard let userID = claims.userID else { throw APIError(.unauthorized, message: "token names no user") }
         return try JSONResponse(
             VerifyResponse(

@@ -88,7 +88,8 @@ final class ConnectionGuard: @unchecked Sendable {
     private var answeredWhileReading: NIODeadline?
     /// Bytes arrived since the last head while no request was open (or while an upgrade is decided).
     private var bytesBetweenRequests = 0
-    /// An upgrade is being decided: what arrives is not parsed, only counted.
+    /// The WebSocket upgrade of the first request is being decided: NIO hands on the bytes after
+    /// its head unparsed; they pass as they are, only counted.
     var upgrading = false {
         didSet { self.bytesBetweenRequests = 0 }
     }
@@ -337,9 +338,6 @@ extension ConnectionGuard {
         let upgradable: Bool
         private var readHeld = false
         private var firstRequest = true
-        /// The WebSocket upgrade of the first request is being decided: NIO hands on the bytes
-        /// after its head unparsed, and they pass as they are.
-        private var upgrading = false
         /// NIO's decoder parses nothing after a request that asked for an upgrade: close after its answer.
         private var closeAfterAnswer = false
 
@@ -350,7 +348,7 @@ extension ConnectionGuard {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guard self.guarded.isActive else { return }
-            if self.upgrading {
+            if self.guarded.upgrading {
                 context.fireChannelRead(data)
                 return
             }
@@ -364,7 +362,6 @@ extension ConnectionGuard {
                 if head.headers.contains(name: "upgrade") {
                     self.closeAfterAnswer = true
                     if self.upgradable, self.firstRequest, Self.isWebSocketUpgrade(head) {
-                        self.upgrading = true
                         self.guarded.upgrading = true
                     } else {
                         // Answered as a plain request: an upgrade handler that finds no upgrader
@@ -398,7 +395,7 @@ extension ConnectionGuard {
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             switch self.unwrapOutboundIn(data) {
-            case .head(let head) where head.status == .switchingProtocols && self.upgrading:
+            case .head(let head) where head.status == .switchingProtocols && self.guarded.upgrading:
                 self.guarded.upgraded()
                 // Flushed here: a flush that follows this write would find this handler gone.
                 context.writeAndFlush(data, promise: promise)
@@ -411,9 +408,8 @@ extension ConnectionGuard {
             case .head(var head):
                 guard head.status.code >= 200 else { break }
                 self.guarded.responseStarted()
-                if self.upgrading {
+                if self.guarded.upgrading {
                     // Not upgraded: the request was answered as a plain one.
-                    self.upgrading = false
                     self.guarded.upgrading = false
                     self.guarded.requestEnded()
                 }

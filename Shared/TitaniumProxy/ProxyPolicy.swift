@@ -90,10 +90,8 @@ public struct ProxyPolicy: Sendable {
         case let error as ChannelError:
             if case .connectTimeout = error { return .nextHop(.gatewayTimeout, service: service, error: "connection_timeout") }
             return .nextHop(.badGateway, service: service, error: sent ? "connection_terminated" : "destination_unavailable")
-        case let error as HTTPClientError where error == .connectTimeout:
-            return .nextHop(.gatewayTimeout, service: service, error: "connection_timeout")
-        case let error as HTTPClientError where [.deadlineExceeded, .readTimeout, .writeTimeout].contains(error):
-            return .nextHop(.gatewayTimeout, service: service, error: "http_response_timeout")
+        case is HTTPClientError:
+            return .upstream(error, service: service)
         case let error as IOError where error.errnoCode == ECONNREFUSED:
             return .nextHop(.badGateway, service: service, error: "connection_refused")
         case let error as NIOConnectionError where error.connectionErrors.contains(where: { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }):

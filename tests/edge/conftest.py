@@ -271,24 +271,24 @@ class ProcessGroup:
                 _ALL_PROCESSES.discard(proc)
 
 
-@pytest.fixture(scope="module")
-def procs(tmp_path_factory) -> Iterable[ProcessGroup]:
-    """A module's processes: killed at the end of the module whatever happened."""
-    group = ProcessGroup(tmp_path_factory.mktemp("edge"))
+def _process_group(tmp_path_factory, name: str) -> Iterable[ProcessGroup]:
+    group = ProcessGroup(tmp_path_factory.mktemp(name))
     try:
         yield group
     finally:
         group.close()
+
+
+@pytest.fixture(scope="module")
+def procs(tmp_path_factory) -> Iterable[ProcessGroup]:
+    """A module's processes: killed at the end of the module whatever happened."""
+    yield from _process_group(tmp_path_factory, "edge")
 
 
 @pytest.fixture
 def fn_procs(tmp_path_factory) -> Iterable[ProcessGroup]:
     """A single test's processes: killed at the end of the test whatever happened."""
-    group = ProcessGroup(tmp_path_factory.mktemp("edge-fn"))
-    try:
-        yield group
-    finally:
-        group.close()
+    yield from _process_group(tmp_path_factory, "edge-fn")
 
 
 @pytest.fixture(scope="session", autouse=True)
