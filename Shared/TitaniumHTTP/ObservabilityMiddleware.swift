@@ -185,12 +185,12 @@ public struct RequestAccounting: Sendable {
     public func finished(
         method: String, route: String, path: String, status: Int, startNanos: UInt64, countsInWindow: Bool, bytes: Int,
         requestID: String, span: W3CSpanContext, remoteAddress: SocketAddress?, userAgent: String?,
-        recorder: (any RequestRecorder)?, userID: String?
+        recorder: (any RequestRecorder)?, userID: String?, endNanos: UInt64? = nil
     ) {
         // What a client sends is stored bounded: a 64 KB User-Agent must not fill the trace store.
         let path = path.cut(toBytes: Self.maxPathBytes)
         let userAgent = userAgent?.cut(toBytes: Self.maxUserAgentBytes)
-        let now = TrafficWindow.monotonicNanos()
+        let now = endNanos ?? TrafficWindow.monotonicNanos()
         let elapsed = now &- startNanos
         self.metrics.requestFinished(method: method, route: route, status: status, duration: .nanoseconds(Int64(elapsed)))
         if countsInWindow {

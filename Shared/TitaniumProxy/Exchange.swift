@@ -286,9 +286,10 @@ final class Exchange: @unchecked Sendable {
             self.bytes += buffer.readableBytes
             self.context.write(self.handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         case .end(let trailers):
+            let ended = TrafficWindow.monotonicNanos()
             self.lastWrite = self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(trailers)))
             if let backend = self.backend { self.balancer.release(backend, failed: self.upstreamFailing) }
-            self.record(status: self.status)
+            self.record(status: self.status, endNanos: ended)
             if let upstream = self.upstream {
                 upstream.exchange = nil
                 if self.upstreamKeepAlive && (self.requestEnded || !self.declaresBody) {
@@ -407,14 +408,17 @@ final class Exchange: @unchecked Sendable {
         self.handler.exchangeFinished(self, closeConnection: self.closeAfter, after: self.lastWrite, context: self.context)
     }
 
-    private func record(status: Int) {
+    /// - Parameter endNanos: when the answer ended, taken before its last bytes were written: the
+    ///   hop in front may read them and record its own end before this thread gets on (a proxy's
+    ///   span must not look shorter than the span of the hop behind it).
+    private func record(status: Int, endNanos: UInt64? = nil) {
         let path = Forwarding.path(of: self.request.uri)
         let traces = self.shared.traces.flatMap { $0.configuration.records(path: path) ? $0 : nil }
         self.shared.kit.accounting.finished(
             method: self.request.method.rawValue, route: self.route.label, path: path, status: status, startNanos: self.startNanos,
             countsInWindow: self.countsInWindow, bytes: self.bytes, requestID: self.requestID, span: self.span,
             remoteAddress: self.context.channel.remoteAddress, userAgent: self.request.headers.first(name: "user-agent"),
-            recorder: traces, userID: self.userID
+            recorder: traces, userID: self.userID, endNanos: endNanos
         )
     }
 }
