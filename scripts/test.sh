@@ -6,7 +6,8 @@
 #      built executables (and redis-server) as real processes;
 #   3. the edge suite (tests/edge, pytest): hostile clients on raw sockets against the real
 #      processes: framing and smuggling, slow clients, stalled bodies, drain on SIGTERM, rate-limit
-#      spellings, bounded records;
+#      spellings, bounded records; and the Kubernetes users.db backup and restore scripts against
+#      a live user-service through a read-only bind mount (needs root);
 #   4. the dashboard in headless Chromium against a real stack;
 #   5. the two documented load mixes (mixed_load.sh, mixed_load_plus.sh) for 60 s each against a
 #      real stack, under 2 % failures.
@@ -24,7 +25,7 @@ export TITANIUM_BIN_DIR="$(swift build --show-bin-path)"
 timeout 1500 swift test --skip-build
 
 echo "== edge suite: hostile clients against the real processes"
-python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check pytest
+python3 -c 'import pytest, yaml' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check pytest PyYAML
 python3 -m pytest -q -p no:cacheprovider tests/edge
 
 echo "== dashboard in headless Chromium"

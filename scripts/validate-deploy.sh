@@ -110,15 +110,17 @@ for script in "${scripts[@]}"; do
   done < <(shellcheck -f gcc "$script" 2>&1)
 done
 echo "${#scripts[@]} scripts: ${scripts[*]}"
-# The backup CronJob's script is shell too.
-"$PY" - "$WORK/backup.sh" <<'EOF' || fail "extract the backup CronJob script"
-import subprocess, sys, yaml
-docs = yaml.safe_load_all(open("k8s-manifests/base/users-db-backup.yaml"))
-cron = next(d for d in docs if d and d["kind"] == "CronJob")
-container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-open(sys.argv[1], "w").write("#!/bin/sh\n" + "\n".join(container["args"]))
+# The scripts of the users.db backup CronJob and restore Job are shell too.
+for manifest in k8s-manifests/base/user-service-backup-cronjob.yaml k8s-manifests/base/user-service-restore-job.yaml; do
+  "$PY" - "$manifest" "$WORK/job.sh" <<'EOF' || fail "extract the script of $manifest"
+import sys, yaml
+job = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] in ("CronJob", "Job"))
+spec = job["spec"]["jobTemplate"]["spec"] if job["kind"] == "CronJob" else job["spec"]
+container = spec["template"]["spec"]["containers"][0]
+open(sys.argv[2], "w").write("#!/bin/sh\n" + "\n".join(container["args"]))
 EOF
-if ! { sh -n "$WORK/backup.sh" && shellcheck -s sh "$WORK/backup.sh"; }; then fail "shellcheck of the users-db-backup CronJob script"; fi
+  if ! { sh -n "$WORK/job.sh" && shellcheck -s sh "$WORK/job.sh"; }; then fail "shellcheck of the script in $manifest"; fi
+done
 
 # --- Dockerfile -------------------------------------------------------------------------------
 
@@ -153,10 +155,11 @@ for dir in k8s-manifests/base k8s-manifests/overlays/*/; do
     fi
   done
 done
-if "$VENV_DIR/tools/bin/kubernetes-validate" -k "${K8S_VERSIONS%% *}" --strict --quiet k8s-manifests/base/*.template.yaml; then
-  echo "secret template valid"
+# The files kept out of the kustomization: the Secret templates and the on-demand restore Job.
+if "$VENV_DIR/tools/bin/kubernetes-validate" -k "${K8S_VERSIONS%% *}" --strict --quiet k8s-manifests/base/*.template.yaml k8s-manifests/base/user-service-restore-job.yaml; then
+  echo "secret templates and restore Job valid"
 else
-  fail "kubernetes-validate k8s-manifests/base/*.template.yaml"
+  fail "kubernetes-validate k8s-manifests/base/*.template.yaml k8s-manifests/base/user-service-restore-job.yaml"
 fi
 
 # --- docker-compose ---------------------------------------------------------------------------

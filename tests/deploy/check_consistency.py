@@ -18,7 +18,9 @@ and the metric names the code exports. Then:
   relabelling is simulated on the rendered pods), and every metric name used by the alert rules
   and the Grafana dashboards is one the services export; dashboard queries parse (promtool).
 - the users.db backup script of the CronJob runs against a live WAL database and keeps the
-  newest BACKUP_KEEP copies; the dashboard-ui image's nginx.conf serves dashboard-ui/ (with
+  newest BACKUP_KEEP copies; the CronJob mounts user-service's users.db volume read-only, and the
+  on-demand restore Job (k8s-manifests/base/user-service-restore-job.yaml) writes that volume
+  and reads the backup volume read-only (tests/edge/test_backup_restore.py runs both scripts); the dashboard-ui image's nginx.conf serves dashboard-ui/ (with
   Debian's nginx).
 
 Usage: check_consistency.py [--rendered OVERLAY=FILE ...] [--promtool PATH]
@@ -944,6 +946,76 @@ def check_backup_script(resources: list[dict]) -> None:
             R.check(count == 504, f"the newest backup holds {count} users, the live database had 504")
 
 
+RESTORE_JOB = "k8s-manifests/base/user-service-restore-job.yaml"
+
+
+def check_backup_mounts(overlay: str, resources: list[dict]) -> None:
+    """The backup CronJob reads users.db through a read-only mount of user-service's volume; the
+    restore Job (kept out of the kustomization, named for the production overlay) writes that
+    volume, reads the backups read-only, and runs as user-service's user."""
+    where = f"overlay {overlay}"
+    users = [r for r in resources if r["kind"] == "Deployment" and app_of(r) == "user-service"]
+    cron = [r for r in resources if r["kind"] == "CronJob"]
+    if not users or len(cron) != 1:
+        return  # reported by the other checks
+    prefix = users[0]["metadata"]["name"][:-len("user-service")]
+    configmaps = {r["metadata"]["name"]: r.get("data", {}) for r in resources if r["kind"] == "ConfigMap"}
+
+    def mount_of(spec: dict, container: dict, path: str) -> tuple[dict, str | None]:
+        """The mount holding `path`, and the PVC behind it."""
+        mounts = [m for m in container.get("volumeMounts", []) if under(path, [m["mountPath"]])]
+        if not mounts:
+            return {}, None
+        mount = max(mounts, key=lambda m: len(m["mountPath"]))
+        volume = next((v for v in spec.get("volumes", []) if v["name"] == mount["name"]), {})
+        return mount, volume.get("persistentVolumeClaim", {}).get("claimName")
+
+    user_spec = users[0]["spec"]["template"]["spec"]
+    user_container = user_spec["containers"][0]
+    user_env: dict = {}
+    for source in user_container.get("envFrom", []):
+        user_env.update(configmaps.get(source.get("configMapRef", {}).get("name"), {}))
+    db_path = user_env.get("USER_DB_PATH")
+    if not R.check(bool(db_path), f"{where}: user-service has no USER_DB_PATH"):
+        return
+    user_mount, users_claim = mount_of(user_spec, user_container, db_path)
+    R.check(users_claim is not None and not user_mount.get("readOnly"), f"{where}: user-service's {db_path} is not on a writable PVC")
+
+    cron_spec = cron[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    cron_container = cron_spec["containers"][0]
+    cron_env = {e["name"]: e.get("value") for e in cron_container.get("env", [])}
+    cron_db = cron_env.get("DB_PATH", "")
+    cron_mount, cron_claim = mount_of(cron_spec, cron_container, cron_db)
+    R.check(cron_claim == users_claim, f"{where}: the backup CronJob reads {cron_db} from PVC {cron_claim}, user-service's users.db is on {users_claim}")
+    R.check(cron_mount.get("readOnly") is True, f"{where}: the backup CronJob should mount {cron_mount.get('mountPath')} read-only")
+    R.check(os.path.relpath(cron_db, cron_mount.get("mountPath", "/")) == os.path.relpath(db_path, user_mount.get("mountPath", "/")),
+            f"{where}: the backup CronJob reads {cron_db}, user-service writes {db_path}")
+    backup_mount, backup_claim = mount_of(cron_spec, cron_container, cron_env.get("BACKUP_DIR", "") + "/x")
+    R.check(backup_claim is not None and not backup_mount.get("readOnly"), f"{where}: the backup CronJob's BACKUP_DIR is not on a writable PVC")
+
+    job = yaml.safe_load(read(RESTORE_JOB))
+    spec = job["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    R.check(container["image"] == cron_container["image"], f"{RESTORE_JOB}: image {container['image']} is not the backup CronJob's {cron_container['image']}")
+    R.check(env.get("DB_PATH") == cron_db and env.get("BACKUP_DIR") == cron_env.get("BACKUP_DIR"),
+            f"{RESTORE_JOB}: DB_PATH/BACKUP_DIR differ from the backup CronJob's")
+    mount, claim = mount_of(spec, container, env.get("DB_PATH", ""))
+    R.check(prefix + str(claim) == users_claim and not mount.get("readOnly"),
+            f"{RESTORE_JOB}: should mount PVC {users_claim} (without the prefix {prefix!r}) writable at {cron_mount.get('mountPath')}")
+    mount, claim = mount_of(spec, container, env.get("BACKUP_DIR", "") + "/x")
+    R.check(prefix + str(claim) == backup_claim and mount.get("readOnly") is True,
+            f"{RESTORE_JOB}: should mount PVC {backup_claim} (without the prefix {prefix!r}) read-only at {env.get('BACKUP_DIR')}")
+    security = spec.get("securityContext", {})
+    R.check(security.get("runAsUser") == user_spec.get("securityContext", {}).get("runAsUser"),
+            f"{RESTORE_JOB}: runs as {security.get('runAsUser')}, user-service as {user_spec.get('securityContext', {}).get('runAsUser')}")
+    csec = container.get("securityContext", {})
+    R.check(security.get("runAsNonRoot") is True and csec.get("readOnlyRootFilesystem") is True and csec.get("allowPrivilegeEscalation") is False
+            and "ALL" in csec.get("capabilities", {}).get("drop", []), f"{RESTORE_JOB}: not hardened like the other pods")
+    R.check(all(k in container.get("resources", {}).get(s, {}) for s in ("requests", "limits") for k in ("cpu", "memory")),
+            f"{RESTORE_JOB}: lacks cpu/memory requests and limits")
+
+
 def check_nginx(df: Dockerfile) -> None:
     """Serve dashboard-ui/ with the dashboard-ui image's nginx.conf (Debian's nginx)."""
     conf = df.stages.get("dashboard-ui", {}).get("heredocs", {}).get("/etc/nginx/nginx.conf")
@@ -1050,6 +1122,8 @@ def main() -> int:
     check_skaffold(df, images, rendered)
     check_monitoring(pkg.exported_metrics(), args.promtool)
     check_backup_script(rendered["local"])
+    for overlay, resources in rendered.items():
+        check_backup_mounts(overlay, resources)
     check_nginx(df)
 
     if R.warnings:
