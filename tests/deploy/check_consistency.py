@@ -670,7 +670,10 @@ def check_overlay(overlay: str, resources: list[dict], df: Dockerfile, read_vars
     # HPAs and PDBs point at real workloads.
     deployments = by_kind.get("Deployment", {})
     for hpa in by_kind.get("HorizontalPodAutoscaler", {}).values():
-        R.check(hpa["spec"]["scaleTargetRef"]["name"] in deployments, f"{where}: HPA {hpa['metadata']['name']} scales a missing Deployment")
+        target = deployments.get(hpa["spec"]["scaleTargetRef"]["name"])
+        if R.check(target is not None, f"{where}: HPA {hpa['metadata']['name']} scales a missing Deployment"):
+            # Every apply would set the count back to it, undoing the HPA's scale-up.
+            R.check("replicas" not in target["spec"], f"{where}: Deployment {target['metadata']['name']} is scaled by an HPA but sets spec.replicas")
     for pdb in by_kind.get("PodDisruptionBudget", {}).values():
         labels = pdb["spec"]["selector"]["matchLabels"]
         R.check(any(all(meta.get("labels", {}).get(k) == v for k, v in labels.items()) for _, _, meta, _ in pod_service),
@@ -686,10 +689,13 @@ def check_local_overlay_shape(resources: list[dict]) -> None:
     where = "overlay local"
     expected = {"load-balancer": 2, "api-gateway": 2, "auth-service": 2, "user-service": 2, "dashboard-ui": 2, "redis": 1, "blog-service": 1}
     deployments = {app_of(r): r for r in resources if r["kind"] == "Deployment"}
+    hpa_min = {r["spec"]["scaleTargetRef"]["name"]: r["spec"].get("minReplicas", 1) for r in resources if r["kind"] == "HorizontalPodAutoscaler"}
     for app, replicas in expected.items():
         d = deployments.get(app)
         if R.check(d is not None, f"{where}: no Deployment for {app}"):
-            R.check(d["spec"].get("replicas") == replicas, f"{where}: {app} has {d['spec'].get('replicas')} replicas, the spec says {replicas}")
+            # A Deployment an HPA scales gets its count from the HPA's minReplicas (check_overlay).
+            count = hpa_min.get(d["metadata"]["name"], d["spec"].get("replicas"))
+            R.check(count == replicas, f"{where}: {app} runs {count} replicas, the spec says {replicas}")
     for r in resources:
         if r["kind"] not in ("Namespace",):
             R.check(r["metadata"].get("namespace") == "titanium-local", f"{where}: {r['kind']} {r['metadata']['name']} is not in titanium-local")
