@@ -674,6 +674,30 @@ def check_overlay(overlay: str, resources: list[dict], df: Dockerfile, read_vars
         if R.check(target is not None, f"{where}: HPA {hpa['metadata']['name']} scales a missing Deployment"):
             # Every apply would set the count back to it, undoing the HPA's scale-up.
             R.check("replicas" not in target["spec"], f"{where}: Deployment {target['metadata']['name']} is scaled by an HPA but sets spec.replicas")
+    # Replicas spread over nodes where they can (a soft constraint counting the Deployment's own
+    # pods), except those pinned to one node by a required pod affinity to each other
+    # (user-service, for its shared SQLite volume): spreading them would contradict the pin.
+    hpa_min = {h["spec"]["scaleTargetRef"]["name"]: h["spec"].get("minReplicas", 1) for h in by_kind.get("HorizontalPodAutoscaler", {}).values()}
+    for dname, d in deployments.items():
+        labels = d["spec"]["template"]["metadata"].get("labels", {})
+        spec = d["spec"]["template"]["spec"]
+        replicas = hpa_min.get(dname, d["spec"].get("replicas", 1))
+        pinned = any(t.get("topologyKey") == "kubernetes.io/hostname" and not t.get("labelSelector", {}).get("matchExpressions")
+                     and all(labels.get(k) == v for k, v in t.get("labelSelector", {}).get("matchLabels", {}).items())
+                     for t in spec.get("affinity", {}).get("podAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", []))
+        spreads = spec.get("topologySpreadConstraints", [])
+        for c in spreads:
+            selector = c.get("labelSelector", {})
+            R.check(c.get("whenUnsatisfiable") == "ScheduleAnyway", f"{where}: {dname} spreads over {c.get('topologyKey')} with {c.get('whenUnsatisfiable')}, not ScheduleAnyway")
+            R.check(bool(selector.get("matchLabels")) and not selector.get("matchExpressions")
+                    and all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+                    and all(k in labels or k == "pod-template-hash" for k in c.get("matchLabelKeys", [])),
+                    f"{where}: {dname}'s spread constraint on {c.get('topologyKey')} does not count its own pods")
+        if pinned:
+            R.check(not spreads, f"{where}: {dname} is pinned to one node by pod affinity and also spread over nodes")
+        elif replicas > 1:
+            R.check(any(c.get("topologyKey") == "kubernetes.io/hostname" for c in spreads),
+                    f"{where}: {dname} runs {replicas} replicas but does not spread them over nodes")
     for pdb in by_kind.get("PodDisruptionBudget", {}).values():
         labels = pdb["spec"]["selector"]["matchLabels"]
         R.check(any(all(meta.get("labels", {}).get(k) == v for k, v in labels.items()) for _, _, meta, _ in pod_service),
