@@ -705,6 +705,124 @@ def check_overlay(overlay: str, resources: list[dict], df: Dockerfile, read_vars
     return images_used
 
 
+class Peer:
+    """A pod that may open a connection: its labels and namespace (and that namespace's labels)."""
+
+    def __init__(self, name: str, labels: dict, namespace: str, namespace_labels: dict | None = None):
+        self.name, self.labels, self.namespace = name, labels, namespace
+        self.namespace_labels = namespace_labels if namespace_labels is not None else {"kubernetes.io/metadata.name": namespace}
+
+
+def selects(selector: dict | None, labels: dict) -> bool:
+    """A LabelSelector (matchLabels, matchExpressions with In/NotIn/Exists/DoesNotExist)."""
+    selector = selector or {}
+    if not all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        if not {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}[op]:
+            return False
+    return True
+
+
+def ingress_allowed(policies: list[dict], source: Peer, labels: dict, namespace: str, port: int, port_name: str | None) -> bool:
+    """Whether the NetworkPolicies let `source` connect to a pod (labels, namespace) on a TCP port."""
+    applying = [p for p in policies if p["metadata"].get("namespace", "") == namespace and selects(p["spec"].get("podSelector"), labels)
+                and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
+    if not applying:
+        return True  # a pod no policy selects is not isolated
+    for policy in applying:
+        for rule in policy["spec"].get("ingress") or []:
+            ports = rule.get("ports")
+            if ports and not any(p.get("protocol", "TCP") == "TCP" and p.get("port") in (port, port_name, None) for p in ports):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for peer in peers:
+                if "ipBlock" in peer:
+                    R.check(False, f"NetworkPolicy {policy['metadata']['name']}: ipBlock peers are not simulated; teach tests/deploy/check_consistency.py")
+                    continue
+                if "namespaceSelector" in peer:
+                    in_namespace = selects(peer["namespaceSelector"], source.namespace_labels)
+                else:
+                    in_namespace = source.namespace == namespace
+                if in_namespace and selects(peer.get("podSelector"), source.labels):
+                    return True
+    return False
+
+
+def check_network_policies(where: str, resources: list[dict], extra_required: set[tuple[str, str, int]] = frozenset()) -> None:
+    """The NetworkPolicies allow exactly the connections the settings make, no more: every URL a
+    pod's settings name (Service → pods → port), the NodePort/LoadBalancer Services from anyone,
+    Prometheus (any namespace) to every annotated /metrics port; `extra_required` adds
+    (source app, destination app, port) triples read from other configuration."""
+    policies = [r for r in resources if r["kind"] == "NetworkPolicy"]
+    if not R.check(bool(policies), f"{where}: no NetworkPolicy"):
+        return
+    # Default deny: a pod added later without a policy of its own is closed, not open.
+    R.check(any(p["spec"].get("podSelector") in ({}, None) and "Ingress" in p["spec"].get("policyTypes", []) and not p["spec"].get("ingress")
+                for p in policies), f"{where}: no default-deny ingress NetworkPolicy (podSelector: {{}}, no rules)")
+    configmaps = {r["metadata"]["name"]: r.get("data", {}) for r in resources if r["kind"] == "ConfigMap"}
+    services = {r["metadata"]["name"]: r for r in resources if r["kind"] == "Service"}
+    pods = [(meta.get("labels", {}), workload["metadata"].get("namespace", ""), meta, spec) for workload, meta, spec in pod_specs(resources)]
+    namespace = pods[0][1] if pods else ""
+
+    def container_ports(spec: dict) -> list[tuple[int, str | None]]:
+        return [(p["containerPort"], p.get("name")) for c in spec.get("containers", []) for p in c.get("ports", []) if p.get("protocol", "TCP") == "TCP"]
+
+    def targets(service: dict, port: int | None) -> list[tuple[str, int]]:
+        """(app, container port) of the pods a Service port leads to."""
+        found = []
+        for p in service["spec"]["ports"]:
+            if port is not None and p["port"] != port:
+                continue
+            target = p.get("targetPort", p["port"])
+            for labels, _, _, spec in pods:
+                if selects({"matchLabels": service["spec"].get("selector", {})}, labels):
+                    found += [(labels.get("app.kubernetes.io/name", ""), number) for number, name in container_ports(spec) if target in (number, name)]
+        return found
+
+    anyone, prometheus = "(anyone)", "(Prometheus)"
+    required: set[tuple[str, str, int]] = set(extra_required)
+    for service in services.values():
+        if service["spec"].get("type") in ("NodePort", "LoadBalancer"):
+            required |= {(anyone, app, port) for app, port in targets(service, None)}
+    for labels, _, meta, spec in pods:
+        app = labels.get("app.kubernetes.io/name", "")
+        annotations = meta.get("annotations", {})
+        if annotations.get("prometheus.io/scrape") == "true":
+            required.add((prometheus, app, int(annotations.get("prometheus.io/port", 0))))
+        for c in spec.get("containers", []):
+            env = {}
+            for source in c.get("envFrom", []):
+                env.update(configmaps.get(source.get("configMapRef", {}).get("name"), {}))
+            env.update({e["name"]: e.get("value", "") for e in c.get("env", [])})
+            for value in env.values():
+                for url in urls_in(value):
+                    host, port, _ = split_url(url)
+                    if host in services:
+                        required |= {(app, target_app, target_port) for target_app, target_port in targets(services[host], port)}
+
+    sources = {anyone: Peer(anyone, {"app.kubernetes.io/name": "someone-else"}, "elsewhere"),
+               prometheus: Peer(prometheus, {"app.kubernetes.io/name": "prometheus"}, "monitoring")}
+    sources["(a pod of the namespace)"] = Peer("(a pod of the namespace)", {"run": "debug"}, namespace)
+    for labels, ns, _, _ in pods:
+        app = labels.get("app.kubernetes.io/name", "")
+        sources.setdefault(app, Peer(app, labels, ns))
+    for name, source in sorted(sources.items()):
+        for labels, ns, _, spec in pods:
+            app = labels.get("app.kubernetes.io/name", "")
+            for port, port_name in container_ports(spec):
+                needed = (name, app, port) in required or (anyone, app, port) in required
+                allowed = ingress_allowed(policies, source, labels, ns, port, port_name)
+                if needed:
+                    R.check(allowed, f"{where}: {name} must reach {app}:{port}, but no NetworkPolicy allows it")
+                else:
+                    R.check(not allowed, f"{where}: NetworkPolicies let {name} reach {app}:{port}, which no setting needs")
+
+
 def app_of(resource: dict) -> str:
     return resource["metadata"].get("labels", {}).get("app.kubernetes.io/name", "")
 
@@ -1154,6 +1272,7 @@ def main() -> int:
     check_backup_script(rendered["local"])
     for overlay, resources in rendered.items():
         check_backup_mounts(overlay, resources)
+        check_network_policies(f"overlay {overlay}", resources)
     check_nginx(df)
 
     if R.warnings:
