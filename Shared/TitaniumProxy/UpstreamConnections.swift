@@ -44,8 +44,10 @@ final class UpstreamConnections: @unchecked Sendable {
         let backend = self.forwarding.upstreams[index.upstream].backends[index.backend]
         let handler = UpstreamHandler(connections: self, backend: index)
         return ClientBootstrap(group: self.eventLoop)
+            // TCP_NODELAY is ClientBootstrap's default. (`.socketOption(.tcp_nodelay)` set it at
+            // SOL_SOCKET, where its number is SO_DEBUG: refused without CAP_NET_ADMIN, so every
+            // connect failed in a container with its capabilities dropped.)
             .connectTimeout(self.forwarding.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // NIOHTTP1's parts straight to the exchange: the head is converted once, while

@@ -292,12 +292,16 @@ class Dockerfile:
                     body.append(lines[i])
                     i += 1
                 if current:
-                    current["heredocs"][heredoc.group(2)] = "\n".join(body)
+                    current["files"][heredoc.group(2)] = "\n".join(body)
                 i += 1
                 continue
+            # A file copied from the build context keeps its content under its destination too.
+            copied = re.match(r"^\s*COPY\s+([^-\s]\S*)\s+(/\S+)\s*$", line)
+            if copied and current is not None and os.path.isfile(os.path.join(ROOT, copied.group(1))):
+                current["files"][copied.group(2)] = read(copied.group(1))
             m = re.match(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.I)
             if m:
-                current = {"from": m.group(1), "user": None, "env": {}, "entrypoint": None, "expose": [], "heredocs": {}}
+                current = {"from": m.group(1), "user": None, "env": {}, "entrypoint": None, "expose": [], "files": {}}
                 self.stages[m.group(2) or f"stage{len(self.stages)}"] = current
             elif current is not None:
                 if m := re.match(r"^USER\s+(\S+)", line):
@@ -338,7 +342,7 @@ class Dockerfile:
 
     def nginx(self) -> tuple[set[int], set[str]]:
         """Ports nginx listens on and exact locations it answers, from the dashboard-ui stage."""
-        conf = "\n".join(self.stages.get("dashboard-ui", {}).get("heredocs", {}).values())
+        conf = "\n".join(self.stages.get("dashboard-ui", {}).get("files", {}).values())
         ports = {int(p) for p in re.findall(r"^\s*listen\s+(\d+)", conf, re.M)}
         locations = set(re.findall(r"location\s*=\s*(\S+)", conf))
         return ports, locations
@@ -1166,7 +1170,7 @@ def check_backup_mounts(overlay: str, resources: list[dict]) -> None:
 
 def check_nginx(df: Dockerfile) -> None:
     """Serve dashboard-ui/ with the dashboard-ui image's nginx.conf (Debian's nginx)."""
-    conf = df.stages.get("dashboard-ui", {}).get("heredocs", {}).get("/etc/nginx/nginx.conf")
+    conf = df.stages.get("dashboard-ui", {}).get("files", {}).get("/etc/nginx/nginx.conf")
     if not R.check(conf is not None, "Dockerfile: the dashboard-ui stage writes no /etc/nginx/nginx.conf"):
         return
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Titanium's containers for real, with podman: builds every target of the Dockerfile, runs the
+# stack from docker-compose.yml (docker-compose 1.29 against podman's Docker-compatible API),
+# checks it through http://127.0.0.1:$TITANIUM_PORT, the observability profile's Prometheus and
+# Alertmanager, then the Kubernetes pods of k8s-manifests/overlays/local with `podman kube play`.
+#
+#   bash scripts/container-test.sh
+#
+# No registry is reachable here, so the base images the Dockerfile and the compose file name
+# (swift:6.3-bookworm, debian:bookworm-slim, nginx, redis, prom/*) are stand-ins made from
+# Debian's archive (scripts/container/bases/); the Swift toolchain (/opt/swift) and the package
+# mirrors (/opt/swift-packages) are mounted into the Swift build stage. The Dockerfile, the
+# compose file and the manifests are used as they are.
+#
+# Environment:
+#   TITANIUM_CONTAINER_CACHE  the bookworm root filesystem, made once (default ~/.cache/titanium-containers)
+#   TITANIUM_PORT             the load balancer's published port (default 7100)
+#   VENV_DIR                  virtualenvs (default .venv-deploy, shared with validate-deploy.sh)
+#   KEEP=1                    leave the compose stack and the pods running at the end
+# Prints each step with its time; exits non-zero at the first failure, with the last log lines
+# of the containers involved.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+CACHE_DIR="${TITANIUM_CONTAINER_CACHE:-$HOME/.cache/titanium-containers}"
+VENV_DIR="${VENV_DIR:-$ROOT/.venv-deploy}"
+export TITANIUM_PORT="${TITANIUM_PORT:-7100}"
+export TITANIUM_TAG=dev
+export COMPOSE_PROJECT_NAME=titanium-ctest
+export ADMIN_TOKEN="ctest-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+URL="http://127.0.0.1:$TITANIUM_PORT"
+TARGETS="load-balancer api-gateway auth-service user-service blog-service dashboard-ui db-backup"
+WORK="$(mktemp -d /tmp/titanium-containers.XXXXXX)"
+START=$(date +%s)
+STEP="" STEP_START=0
+
+# --- reporting --------------------------------------------------------------------------------
+
+step() {
+  finish_step
+  STEP="$*" STEP_START=$(date +%s)
+  printf '\n== %s\n' "$STEP"
+}
+finish_step() {
+  [ -n "$STEP" ] && printf -- '-- %s: %d s\n' "$STEP" $(($(date +%s) - STEP_START))
+  STEP=""
+}
+# The last log lines of every container of this run that is not healthy (all of them when none is).
+dump_logs() {
+  local ids id name health shown=0
+  ids="$(podman ps -a -q --filter "label=titanium-ctest" 2>/dev/null) $(podman ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" 2>/dev/null)"
+  for pass in unhealthy all; do
+    for id in $ids; do
+      name="$(podman inspect -f '{{.Name}}' "$id" 2>/dev/null)" || continue
+      health="$(podman inspect -f '{{.State.Status}}/{{.State.Health.Status}}' "$id" 2>/dev/null)"
+      if [ "$pass" = unhealthy ] && [[ "$health" == running/healthy || "$health" == running/ ]]; then continue; fi
+      printf '\n---- %s (%s): last log lines\n' "$name" "$health"
+      podman logs --tail 25 "$id" 2>&1 | cut -c1-400 || true
+      shown=1
+    done
+    [ "$shown" = 1 ] && break
+  done
+}
+on_exit() {
+  local status=$?
+  if [ "$status" -ne 0 ]; then
+    printf '\nFAILED at step: %s (after %d s)\n' "${STEP:-?}" $(($(date +%s) - STEP_START))
+    dump_logs
+  else
+    finish_step
+  fi
+  [ -n "${PUMP_PID:-}" ] && kill "$PUMP_PID" 2>/dev/null
+  if [ "${KEEP:-0}" != 1 ]; then
+    compose --profile observability down -v --remove-orphans >/dev/null 2>&1 || true
+    "$VENV_DIR/compose/bin/python" scripts/container/kube_play.py down >/dev/null 2>&1 || true
+  fi
+  [ -n "${SERVICE_PID:-}" ] && kill "$SERVICE_PID" 2>/dev/null
+  rm -rf "$WORK"
+  printf '\ncontainer-test: %s in %d s\n' "$([ "$status" -eq 0 ] && echo passed || echo FAILED)" $(($(date +%s) - START))
+  exit "$status"
+}
+trap on_exit EXIT
+die() { printf 'container-test: %s\n' "$*" >&2; exit 1; }
+
+# Polls `$@` every second until it succeeds or $1 seconds pass.
+wait_for() {
+  local limit="$1"; shift
+  local deadline=$(($(date +%s) + limit))
+  until "$@"; do
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+# --- tools ------------------------------------------------------------------------------------
+
+step "tools: podman, runc, mmdebstrap, docker-compose 1.29"
+need=()
+for package in podman runc fuse-overlayfs slirp4netns uidmap catatonit netavark aardvark-dns mmdebstrap curl python3-venv; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need+=("$package")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  [ "$(id -u)" -eq 0 ] || die "missing Debian packages: ${need[*]} (run as root)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+COMPOSE_REQUIREMENTS="docker-compose==1.29.2 PyYAML==5.3.1 docker==6.1.3 requests==2.31.0"
+if [ "$(cat "$VENV_DIR/compose/.requirements" 2>/dev/null)" != "$COMPOSE_REQUIREMENTS" ]; then
+  rm -rf "$VENV_DIR/compose"
+  python3 -m venv "$VENV_DIR/compose"
+  # shellcheck disable=SC2086 # the requirements are words
+  "$VENV_DIR/compose/bin/pip" install -q --disable-pip-version-check $COMPOSE_REQUIREMENTS
+  printf '%s' "$COMPOSE_REQUIREMENTS" >"$VENV_DIR/compose/.requirements"
+fi
+# crun cannot set this kernel's rlimits or cgroups here; runc can (FIELD-NOTES). Podman reads
+# this file instead of /etc/containers/containers.conf, so nothing on the machine changes.
+cat >"$WORK/containers.conf" <<'EOF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+EOF
+export CONTAINERS_CONF="$WORK/containers.conf"
+podman --version
+
+# --- stand-in base images ---------------------------------------------------------------------
+
+step "base images (root filesystem cached in $CACHE_DIR)"
+mkdir -p "$CACHE_DIR"
+ROOTFS="$CACHE_DIR/bookworm-rootfs.tar"
+if [ ! -s "$ROOTFS" ]; then
+  mmdebstrap --quiet --format=tar --variant=apt --include=ca-certificates bookworm "$ROOTFS.partial" \
+    "deb http://deb.debian.org/debian bookworm main" \
+    "deb http://deb.debian.org/debian bookworm-updates main" \
+    "deb http://deb.debian.org/debian-security bookworm-security main"
+  mv "$ROOTFS.partial" "$ROOTFS"
+fi
+rootfs_id="$(stat -c '%s-%Y' "$ROOTFS")"
+if [ "$(podman image inspect -f '{{index .Labels "titanium.rootfs"}}' docker.io/library/debian:bookworm-slim 2>/dev/null)" != "$rootfs_id" ]; then
+  podman import --quiet --change "LABEL titanium.rootfs=$rootfs_id" --change 'CMD ["/bin/bash"]' \
+    "$ROOTFS" docker.io/library/debian:bookworm-slim >/dev/null
+fi
+while read -r file image; do
+  podman build --quiet --file "scripts/container/bases/$file.Containerfile" --tag "$image" scripts/container/bases >/dev/null
+  echo "  $image"
+done <<'EOF'
+swift docker.io/library/swift:6.3-bookworm
+nginx docker.io/library/nginx:1.27-bookworm
+redis docker.io/library/redis:7.2-bookworm
+prometheus docker.io/prom/prometheus:v2.53.2
+alertmanager docker.io/prom/alertmanager:v0.27.0
+EOF
+
+# --- the Dockerfile, every target -------------------------------------------------------------
+
+for target in $TARGETS; do
+  step "podman build --target $target"
+  # The tags compose and the manifests name: titanium/NAME:dev (compose), titanium/NAME (Kubernetes).
+  podman build --quiet --volume /opt/swift:/opt/swift:ro --volume /opt/swift-packages:/opt/swift-packages:ro \
+    --target "$target" --tag "docker.io/titanium/$target:$TITANIUM_TAG" --tag "docker.io/titanium/$target:latest" . >/dev/null
+  printf '  titanium/%s: %s\n' "$target" "$(podman image inspect -f '{{.Size}}' "docker.io/titanium/$target:$TITANIUM_TAG" | awk '{printf "%.1f MB", $1 / 1e6}')"
+done
+
+# --- docker-compose against podman ------------------------------------------------------------
+
+step "podman's Docker API for docker-compose"
+podman system service --time=0 "unix://$WORK/podman.sock" >"$WORK/podman-service.log" 2>&1 &
+SERVICE_PID=$!
+export DOCKER_HOST="unix://$WORK/podman.sock"
+wait_for 20 curl -fs --unix-socket "$WORK/podman.sock" -o /dev/null http://d/_ping || die "podman system service did not answer"
+compose() { "$VENV_DIR/compose/bin/docker-compose" --ansi never "$@"; }
+compose version --short
+
+# Podman schedules healthchecks with systemd timers; with no systemd here nothing would run them,
+# so this loop runs each container's own healthcheck command (`podman healthcheck run`) every 2 s.
+pump_healthchecks() {
+  while true; do
+    for id in $(podman ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter health=starting) \
+              $(podman ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter health=healthy) \
+              $(podman ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter health=unhealthy); do
+      podman healthcheck run "$id" >/dev/null 2>&1 &
+    done
+    wait
+    sleep 2
+  done
+}
+pump_healthchecks &
+PUMP_PID=$!
+
+# Every container of the project is up, and healthy when it has a healthcheck (podman's status
+# reads "Up 2 minutes ago (healthy)", or "Up 2 minutes ago" without one).
+all_healthy() {
+  local states
+  states="$(podman ps -a --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --format '{{.Names}}|{{.Status}}')"
+  [ -n "$states" ] || return 1
+  ! grep -Ev '^[^|]+[|]Up [^(]*( [(]healthy[)])?$' <<<"$states" | grep -q .
+}
+
+step "docker-compose up -d (to every container healthy)"
+compose down -v --remove-orphans >/dev/null 2>&1 || true
+compose up -d
+wait_for 180 all_healthy || { podman ps -a --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME"; die "not every container became healthy in 180 s"; }
+podman ps --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --format '  {{.Names}}: {{.Status}}'
+
+step "dashboard and Chart.js through $URL"
+page="$(curl -fsS --max-time 5 "$URL/")"
+grep -q 'vendor/chart.min.js' <<<"$page" || die "the dashboard page does not load vendor/chart.min.js"
+curl -fsS --max-time 5 -o "$WORK/chart.min.js" "$URL/vendor/chart.min.js" || die "vendor/chart.min.js does not answer"
+head -c 300 "$WORK/chart.min.js" | grep -q 'Chart.js v3' || die "vendor/chart.min.js is not Chart.js"
+echo "  / and vendor/chart.min.js ($(wc -c <"$WORK/chart.min.js") bytes) answer"
+
+# /stats lists every service ONLINE (the load balancer asks each one).
+stats_all_online() {
+  curl -fsS --max-time 5 "$URL/stats" | python3 -c '
+import json, sys
+stats = json.load(sys.stdin)
+entries = {entry["name"]: entry["status"] for entry in stats["services"]}
+expected = {"api-gateway", "auth-service", "user-service", "blog-service"}
+print("  " + ", ".join(f"{name} {status}" for name, status in sorted(entries.items())))
+sys.exit(0 if set(entries) == expected and all(s == "ONLINE" for s in entries.values()) else 1)'
+}
+step "/stats: every service ONLINE"
+wait_for 30 stats_all_online || die "/stats does not show every service ONLINE"
+
+step "mixed_load.sh for 30 s"
+sh load-tests/mixed_load.sh --url "$URL" --duration 30 | tail -n 25
+
+step "a user survives docker-compose restart user-service (named volume)"
+user="ctest$(date +%s)"
+password="restart-$RANDOM-$RANDOM"
+login() {
+  curl -fsS --max-time 5 -o /dev/null -H 'Content-Type: application/json' \
+    -d "{\"username\":\"$user\",\"password\":\"$password\"}" "$URL/api/auth/login"
+}
+curl -fsS --max-time 5 -o /dev/null -H 'Content-Type: application/json' \
+  -d "{\"username\":\"$user\",\"email\":\"$user@example.com\",\"password\":\"$password\"}" "$URL/api/users" ||
+  die "registering $user failed"
+login || die "$user cannot log in before the restart"
+compose restart user-service
+wait_for 60 all_healthy || die "user-service did not become healthy again"
+wait_for 20 login || die "$user cannot log in after docker-compose restart user-service"
+echo "  $user logs in after the restart"
+
+# Nothing of the project is left: no container, no volume.
+nothing_left() {
+  local left volumes
+  left="$(podman ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")"
+  [ -z "$left" ] || die "containers left after down: $left"
+  volumes="$(podman volume ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")"
+  [ -z "$volumes" ] || die "volumes left after down -v: $volumes"
+}
+
+step "docker-compose down -v leaves nothing"
+compose down -v --remove-orphans
+nothing_left
+
+step "observability profile: up, Prometheus scrapes every service, Alertmanager ready"
+# Grafana has no stand-in: it is in neither Debian's archive nor PyPI (docs/deploy.md), so the
+# profile's other two services are named (compose starts what they depend on: the whole stack).
+compose --profile observability up -d prometheus alertmanager
+wait_for 180 all_healthy || die "not every container became healthy in 180 s"
+prometheus() { podman exec "${COMPOSE_PROJECT_NAME}_prometheus_1" wget -q -O - "http://127.0.0.1:9090$1"; }
+targets_up() {
+  prometheus '/api/v1/query?query=up%7Bjob%3D%22titanium%22%7D' | python3 -c '
+import json, sys
+result = json.load(sys.stdin)["data"]["result"]
+up = {r["metric"]["service"]: r["value"][1] for r in result}
+print("  up: " + ", ".join(f"{k}={v}" for k, v in sorted(up.items())))
+sys.exit(0 if len(up) == 5 and all(v == "1" for v in up.values()) else 1)'
+}
+wait_for 60 targets_up || die "Prometheus does not scrape every service (up == 1)"
+prometheus '/api/v1/rules' | python3 -c '
+import json, sys
+groups = json.load(sys.stdin)["data"]["groups"]
+rules = [r["name"] for g in groups for r in g["rules"]]
+print(f"  {len(rules)} rules loaded: " + ", ".join(rules[:6]) + (" ..." if len(rules) > 6 else ""))
+sys.exit(0 if rules else 1)' || die "Prometheus loaded no alert rules"
+wait_for 30 podman exec "${COMPOSE_PROJECT_NAME}_alertmanager_1" wget -q -O /dev/null http://127.0.0.1:9093/-/ready ||
+  die "Alertmanager is not ready"
+echo "  Alertmanager ready"
+
+step "docker-compose --profile observability down -v leaves nothing"
+compose --profile observability down -v --remove-orphans
+nothing_left
+kill "$PUMP_PID" 2>/dev/null; PUMP_PID=""
+
+# --- Kubernetes: the local overlay's pods with podman kube play -------------------------------
+
+step "Kubernetes: k8s-manifests/overlays/local with podman kube play"
+"$VENV_DIR/compose/bin/python" scripts/container/kube_play.py up
