@@ -210,7 +210,9 @@ promtool check rules monitoring/rules/*.yml || fail "promtool check rules"
 promtool test rules monitoring/tests/*.yml || fail "promtool test rules"
 
 step "Alertmanager: amtool check-config"
-amtool check-config monitoring/alertmanager.yml || fail "amtool check-config monitoring/alertmanager.yml"
+for file in monitoring/alertmanager.yml monitoring/alertmanager-kubernetes.yml; do
+  amtool check-config "$file" || fail "amtool check-config $file"
+done
 
 step "Grafana: provisioning YAML and dashboards JSON"
 for file in monitoring/grafana/provisioning/*/*.yml; do

@@ -17,6 +17,12 @@ and the metric names the code exports. Then:
 - the Prometheus configurations scrape every service where it listens (the Kubernetes
   relabelling is simulated on the rendered pods), and every metric name used by the alert rules
   and the Grafana dashboards is one the services export; dashboard queries parse (promtool).
+- the NetworkPolicies allow exactly the connections the settings make (simulated per overlay).
+- the monitoring component (k8s-manifests/components/monitoring, in the *-monitoring overlays)
+  mounts monitoring/'s files where its configuration reads them (every rule file and dashboard),
+  its Prometheus has the RBAC its discovery roles need, Alertmanager routes as compose does to a
+  receiver that logs, and a real notification from Debian's Alertmanager through that receiver's
+  nginx configuration lands in its log; the skaffold profile `monitoring` renders that overlay.
 - the users.db backup script of the CronJob runs against a live WAL database and keeps the
   newest BACKUP_KEEP copies; the CronJob mounts user-service's users.db volume read-only, and the
   on-demand restore Job (k8s-manifests/base/user-service-restore-job.yaml) writes that volume
@@ -30,6 +36,7 @@ Overlays that are not given rendered are rendered with `kubectl kustomize`.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import glob
 import json
 import os
@@ -45,7 +52,10 @@ import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SERVICES = ["load-balancer", "api-gateway", "auth-service", "user-service", "blog-service"]
-OVERLAYS = {"local": "k8s-manifests/overlays/local", "production": "k8s-manifests/overlays/production"}
+OVERLAYS = {"local": "k8s-manifests/overlays/local", "production": "k8s-manifests/overlays/production",
+            "local-monitoring": "k8s-manifests/overlays/local-monitoring",
+            "production-monitoring": "k8s-manifests/overlays/production-monitoring"}
+MONITORING_COMPONENT = "k8s-manifests/components/monitoring"
 IMAGE_PREFIX = "titanium/"
 
 # Variables set in the deployment files ahead of the code that reads them (being added by
@@ -819,7 +829,9 @@ def check_network_policies(where: str, resources: list[dict], extra_required: se
         for labels, ns, _, spec in pods:
             app = labels.get("app.kubernetes.io/name", "")
             for port, port_name in container_ports(spec):
-                needed = (name, app, port) in required or (anyone, app, port) in required
+                # A Prometheus of the namespace (the monitoring component's) scrapes like any other.
+                roles = {name, anyone} | ({prometheus} if source.labels.get("app.kubernetes.io/name") == "prometheus" else set())
+                needed = any((role, app, port) in required for role in roles)
                 allowed = ingress_allowed(policies, source, labels, ns, port, port_name)
                 if needed:
                     R.check(allowed, f"{where}: {name} must reach {app}:{port}, but no NetworkPolicy allows it")
@@ -946,8 +958,27 @@ def check_skaffold(df: Dockerfile, images_used: set[str], rendered: dict[str, li
             R.check(os.path.isfile(os.path.join(ROOT, script)), f"skaffold.yaml: hook script {script} is missing")
         if namespaces:
             R.check(any(ns in command for ns in namespaces), f"skaffold.yaml: hook {command} does not name the overlay's namespace")
-    profiles = {p["name"] for p in sk.get("profiles", [])}
-    R.check({"kind", "minikube"} <= profiles, f"skaffold.yaml: profiles kind and minikube expected, found {sorted(profiles)}")
+    profiles = {p["name"]: p for p in sk.get("profiles", [])}
+    R.check({"kind", "minikube", "monitoring"} <= set(profiles), f"skaffold.yaml: profiles kind, minikube and monitoring expected, found {sorted(profiles)}")
+    # The profile `monitoring`, applied as skaffold applies it: renders the overlay with the
+    # monitoring component and forwards ports of Services that overlay has.
+    if "monitoring" in profiles:
+        try:
+            patched = apply_json_patch(sk, profiles["monitoring"].get("patches", []))
+        except (KeyError, IndexError, ValueError) as error:
+            R.check(False, f"skaffold.yaml: profile monitoring does not apply: {error!r}")
+            return
+        paths = patched.get("manifests", {}).get("kustomize", {}).get("paths", [])
+        R.check(paths == [OVERLAYS["local-monitoring"]], f"skaffold.yaml: profile monitoring should render {OVERLAYS['local-monitoring']}, renders {paths}")
+        resources = rendered.get("local-monitoring", [])
+        namespaces = {r["metadata"]["name"] for r in resources if r["kind"] == "Namespace"}
+        for pf in patched.get("portForward", []):
+            svc = [r for r in resources if r["kind"] == "Service" and r["metadata"]["name"] == pf.get("resourceName") and r["metadata"].get("namespace") == pf.get("namespace")]
+            if R.check(bool(svc), f"skaffold.yaml: profile monitoring forwards {pf.get('namespace')}/{pf.get('resourceName')}, which overlay local-monitoring lacks"):
+                R.check(pf.get("port") in [p["port"] for p in svc[0]["spec"]["ports"]], f"skaffold.yaml: port-forward port {pf.get('port')} is not a port of {pf.get('resourceName')}")
+            R.check(pf.get("namespace") in namespaces, f"skaffold.yaml: port-forward namespace {pf.get('namespace')} is not the overlay's")
+        forwarded = {pf.get("resourceName") for pf in patched.get("portForward", [])}
+        R.check({"grafana", "prometheus", "alertmanager"} <= forwarded, f"skaffold.yaml: profile monitoring should forward grafana, prometheus and alertmanager, forwards {sorted(forwarded)}")
 
 
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool", "inf", "nan", "atan2"}
@@ -1168,6 +1199,281 @@ def check_backup_mounts(overlay: str, resources: list[dict]) -> None:
             f"{RESTORE_JOB}: lacks cpu/memory requests and limits")
 
 
+def generator_files(kustomization: str) -> dict[str, dict[str, str]]:
+    """ConfigMap name → {key: file} of a kustomization's configMapGenerator."""
+    listed: dict[str, dict[str, str]] = {}
+    for gen in yaml.safe_load(read(kustomization)).get("configMapGenerator", []):
+        for item in gen.get("files", []):
+            key, _, path = item.partition("=") if "=" in item else (os.path.basename(item), "", item)
+            listed.setdefault(gen["name"], {})[key] = path
+    return listed
+
+
+def check_monitoring_sources() -> None:
+    """monitoring/kustomization.yaml makes ConfigMaps of every file the component needs (no copies,
+    no globs: every rule file and dashboard must be listed), and the Kubernetes Alertmanager routes
+    and inhibits as compose's does, to receivers that deliver somewhere."""
+    listed = generator_files("monitoring/kustomization.yaml")
+    rules = {os.path.relpath(p, os.path.join(ROOT, "monitoring")) for p in glob.glob(os.path.join(ROOT, "monitoring", "rules", "*.yml"))}
+    R.check(set(listed.get("prometheus-rules", {}).values()) == rules, f"monitoring/kustomization.yaml: prometheus-rules should hold {sorted(rules)}")
+    boards = {os.path.relpath(p, os.path.join(ROOT, "monitoring")) for p in glob.glob(os.path.join(ROOT, "monitoring", "grafana", "dashboards", "*.json"))}
+    R.check(set(listed.get("grafana-dashboards", {}).values()) == boards, f"monitoring/kustomization.yaml: grafana-dashboards should hold {sorted(boards)}")
+    R.check(listed.get("prometheus-config") == {"prometheus.yml": "prometheus-kubernetes.yml"}, "monitoring/kustomization.yaml: prometheus-config is not prometheus-kubernetes.yml")
+    R.check(listed.get("alertmanager-config") == {"alertmanager.yml": "alertmanager-kubernetes.yml"}, "monitoring/kustomization.yaml: alertmanager-config is not alertmanager-kubernetes.yml")
+    component = yaml.safe_load(read(f"{MONITORING_COMPONENT}/kustomization.yaml"))
+    R.check(component.get("kind") == "Component" and "../../../monitoring" in component.get("resources", []),
+            f"{MONITORING_COMPONENT}: should be a Component with ../../../monitoring among its resources")
+    compose_am = yaml.safe_load(read("monitoring/alertmanager.yml"))
+    k8s_am = yaml.safe_load(read("monitoring/alertmanager-kubernetes.yml"))
+    R.check(k8s_am.get("route") == compose_am.get("route") and k8s_am.get("inhibit_rules") == compose_am.get("inhibit_rules"),
+            "monitoring/alertmanager-kubernetes.yml: route and inhibit_rules should be those of monitoring/alertmanager.yml")
+    for receiver in k8s_am.get("receivers", []):
+        R.check(bool(receiver.get("webhook_configs")), f"monitoring/alertmanager-kubernetes.yml: receiver {receiver['name']} delivers nowhere")
+
+
+# Kubernetes service discovery role → (API group, resource) pairs Prometheus must list and watch.
+SD_ROLE_RESOURCES = {
+    "pod": {("", "pods")}, "service": {("", "services")}, "node": {("", "nodes")},
+    "endpoints": {("", "endpoints"), ("", "services"), ("", "pods")},
+    "endpointslice": {("discovery.k8s.io", "endpointslices"), ("", "services"), ("", "pods")},
+    "ingress": {("networking.k8s.io", "ingresses")},
+}
+
+
+def check_monitoring_overlay(where: str, resources: list[dict]) -> set[tuple[str, str, int]]:
+    """The component as rendered: files where the configuration reads them, RBAC, the images of
+    compose's observability profile, the URLs between its parts. Returns the connections its
+    configuration makes (for the NetworkPolicy check)."""
+    deployments = {app_of(r): r for r in resources if r["kind"] == "Deployment"}
+    edges: set[tuple[str, str, int]] = set()
+    if "prometheus" not in deployments:
+        return edges
+    configmaps = {r["metadata"]["name"]: r.get("data", {}) for r in resources if r["kind"] == "ConfigMap"}
+    services = {r["metadata"]["name"]: r for r in resources if r["kind"] == "Service"}
+    compose = yaml.safe_load(read("docker-compose.yml"))["services"]
+
+    def pod(app: str) -> tuple[dict, dict, str]:
+        d = deployments[app]
+        spec = d["spec"]["template"]["spec"]
+        return spec, spec["containers"][0], d["metadata"].get("namespace", "")
+
+    def configmap_at(spec: dict, container: dict, path: str) -> tuple[dict | None, str | None]:
+        """The ConfigMap data and key a file path of the container reads, if a ConfigMap is there."""
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for m in container.get("volumeMounts", []):
+            data = configmaps.get(volumes.get(m["name"], {}).get("configMap", {}).get("name"))
+            if data is None:
+                continue
+            if m.get("subPath") and m["mountPath"] == path:
+                return data, m["subPath"]
+            if not m.get("subPath") and os.path.dirname(path) == m["mountPath"].rstrip("/"):
+                return data, os.path.basename(path)
+        return None, None
+
+    def file_at(spec: dict, container: dict, path: str) -> str | None:
+        data, key = configmap_at(spec, container, path)
+        return None if data is None else data.get(key)
+
+    def keys_at(spec: dict, container: dict, directory: str) -> set[str]:
+        data, _ = configmap_at(spec, container, directory.rstrip("/") + "/x")
+        return set(data or {})
+
+    def arg(container: dict, flag: str) -> str:
+        return next((a.split("=", 1)[1] for a in container.get("args", []) if a.startswith(flag + "=")), "")
+
+    def service_target(url_or_target: str, expected_app: str) -> int | None:
+        """The container port of `expected_app` behind host:port (a URL or a bare target)."""
+        host, port, _ = split_url(url_or_target if "://" in url_or_target else "http://" + url_or_target)
+        svc = services.get(host)
+        if not R.check(svc is not None, f"{where}: {url_or_target} names no Service"):
+            return None
+        for p in svc["spec"]["ports"]:
+            if p["port"] == port:
+                spec, container, _ = pod(expected_app)
+                if not selects({"matchLabels": svc["spec"].get("selector", {})}, deployments[expected_app]["spec"]["template"]["metadata"].get("labels", {})):
+                    break
+                for cp in container.get("ports", []):
+                    if p.get("targetPort", p["port"]) in (cp["containerPort"], cp.get("name")):
+                        return cp["containerPort"]
+        R.check(False, f"{where}: {url_or_target} does not lead to {expected_app}")
+        return None
+
+    for app, compose_name in (("prometheus", "prometheus"), ("alertmanager", "alertmanager"), ("grafana", "grafana")):
+        if R.check(app in deployments, f"{where}: the monitoring component has no {app} Deployment"):
+            R.check(pod(app)[1]["image"] == compose[compose_name]["image"],
+                    f"{where}: {app} runs {pod(app)[1]['image']}, compose's observability profile {compose[compose_name]['image']}")
+
+    # Prometheus: its configuration and rule files, its discovery's RBAC, its Alertmanager.
+    spec, container, namespace = pod("prometheus")
+    config_path = arg(container, "--config.file")
+    text = file_at(spec, container, config_path)
+    if R.check(text == read("monitoring/prometheus-kubernetes.yml"), f"{where}: prometheus does not read monitoring/prometheus-kubernetes.yml at {config_path}"):
+        config = yaml.safe_load(text)
+        rules = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "monitoring", "rules", "*.yml"))}
+        for pattern in config.get("rule_files", []):
+            directory = os.path.join(os.path.dirname(config_path), os.path.dirname(pattern))
+            found = {k for k in keys_at(spec, container, directory) if fnmatch.fnmatch(k, os.path.basename(pattern))}
+            R.check(found == rules, f"{where}: prometheus rule_files {pattern} finds {sorted(found)} at {directory}, not {sorted(rules)}")
+        roles = {sd["role"] for job in config.get("scrape_configs", []) for sd in job.get("kubernetes_sd_configs", [])}
+        account = spec.get("serviceAccountName", "default")
+        R.check(spec.get("automountServiceAccountToken") is not False, f"{where}: prometheus has no API token for its discovery")
+        granted: set[tuple[str, str]] = set()
+        cluster_roles = {r["metadata"]["name"]: r for r in resources if r["kind"] == "ClusterRole"}
+        for binding in (r for r in resources if r["kind"] == "ClusterRoleBinding"):
+            if any(s.get("kind") == "ServiceAccount" and s.get("name") == account and s.get("namespace") == namespace for s in binding.get("subjects", [])):
+                role = cluster_roles.get(binding["roleRef"]["name"])
+                R.check(role is not None, f"{where}: ClusterRoleBinding {binding['metadata']['name']} binds a missing ClusterRole")
+                for rule in (role or {}).get("rules", []):
+                    R.check(set(rule.get("verbs", [])) <= {"get", "list", "watch"}, f"{where}: prometheus may {rule.get('verbs')}: discovery only reads")
+                    if {"list", "watch"} <= set(rule.get("verbs", [])):
+                        granted |= {(g, res) for g in rule.get("apiGroups", []) for res in rule.get("resources", [])}
+        needed = set().union(*(SD_ROLE_RESOURCES.get(role, {("?", role)}) for role in roles)) if roles else set()
+        R.check(needed <= granted, f"{where}: prometheus's discovery (roles {sorted(roles)}) needs list/watch on {sorted(needed - granted)}")
+        for am in config.get("alerting", {}).get("alertmanagers", []):
+            for static in am.get("static_configs", []):
+                for target in static.get("targets", []):
+                    port = service_target(target, "alertmanager")
+                    if port:
+                        edges.add(("prometheus", "alertmanager", port))
+
+    # Alertmanager: the Kubernetes configuration, each webhook to a receiver that logs the body.
+    spec, container, _ = pod("alertmanager")
+    text = file_at(spec, container, arg(container, "--config.file"))
+    if R.check(text == read("monitoring/alertmanager-kubernetes.yml"), f"{where}: alertmanager does not read monitoring/alertmanager-kubernetes.yml"):
+        for receiver in yaml.safe_load(text).get("receivers", []):
+            for hook in receiver.get("webhook_configs", []):
+                host, _, path = split_url(hook["url"])
+                app = app_of(services[host]) if host in services else ""
+                port = service_target(hook["url"], app) if app in deployments else None
+                if not R.check(port is not None, f"{where}: alertmanager's webhook {hook['url']} reaches no receiver pod"):
+                    continue
+                edges.add(("alertmanager", app, port))
+                rspec, rcontainer, _ = pod(app)
+                command = rcontainer.get("command", [])
+                conf = file_at(rspec, rcontainer, command[command.index("-c") + 1]) if "-c" in command else None
+                block = re.search(r"location\s*=\s*%s\s*\{(.*?)(?=\n\s*location\s|\Z)" % re.escape(path), conf or "", re.S)
+                logged = block and re.search(r"^\s*access_log\s+/dev/stdout\s+\w+", block.group(1), re.M)
+                R.check(bool(logged), f"{where}: {app} does not log the notifications posted to {path}")
+
+    # Grafana: datasource, dashboard provider, dashboards, home dashboard.
+    spec, container, _ = pod("grafana")
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    datasources = file_at(spec, container, "/etc/grafana/provisioning/datasources/prometheus.yml")
+    if R.check(datasources == read("monitoring/grafana/provisioning/datasources/prometheus.yml"), f"{where}: grafana lacks the provisioned datasource"):
+        for source in yaml.safe_load(datasources)["datasources"]:
+            port = service_target(source["url"], "prometheus")
+            if port:
+                edges.add(("grafana", "prometheus", port))
+    provider = file_at(spec, container, "/etc/grafana/provisioning/dashboards/titanium.yml")
+    if R.check(provider == read("monitoring/grafana/provisioning/dashboards/titanium.yml"), f"{where}: grafana lacks the dashboard provider"):
+        path = yaml.safe_load(provider)["providers"][0]["options"]["path"]
+        boards = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "monitoring", "grafana", "dashboards", "*.json"))}
+        R.check(keys_at(spec, container, path) == boards, f"{where}: grafana's {path} should hold {sorted(boards)}")
+        home = env.get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+        R.check(home is None or file_at(spec, container, home) is not None, f"{where}: grafana's home dashboard {home} is not mounted")
+    return edges
+
+
+def check_alert_delivery() -> None:
+    """A notification from a real Alertmanager (Debian's) with monitoring/alertmanager-kubernetes.yml
+    (its webhook pointed at 127.0.0.1, group_wait 0 s) lands in the log of nginx (Debian's) running
+    the component's alert-log.nginx.conf."""
+    import socket
+    import time
+    import urllib.request
+    alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not R.check(bool(alertmanager and nginx), "alertmanager or nginx not installed: cannot deliver a notification to alert-log"):
+        return
+
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    log_port, inner_port, am_port = port(), port(), port()
+    with tempfile.TemporaryDirectory() as work:
+        conf = read(f"{MONITORING_COMPONENT}/alert-log.nginx.conf")
+        R.check("listen 8080;" in conf and "127.0.0.1:8081" in conf, "alert-log.nginx.conf: listens elsewhere than this check rewrites")
+        conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{log_port};").replace("127.0.0.1:8081", f"127.0.0.1:{inner_port}").replace("/tmp/", work + "/")
+        with open(os.path.join(work, "nginx.conf"), "w") as f:
+            f.write(conf)
+        config = yaml.safe_load(read("monitoring/alertmanager-kubernetes.yml"))
+        config["route"]["group_wait"] = "0s"
+        hooks = [h for r in config["receivers"] for h in r.get("webhook_configs", [])]
+        for hook in hooks:
+            host, hook_port, path = split_url(hook["url"])
+            hook["url"] = f"http://127.0.0.1:{log_port}{path}"
+        with open(os.path.join(work, "alertmanager.yml"), "w") as f:
+            yaml.safe_dump(config, f)
+        log_path = os.path.join(work, "alert-log.out")
+        processes = []
+        try:
+            with open(log_path, "w") as out:
+                processes.append(subprocess.Popen([nginx, "-c", os.path.join(work, "nginx.conf"), "-p", work, "-g", "daemon off;"],
+                                                  stdout=out, stderr=subprocess.DEVNULL))
+            processes.append(subprocess.Popen([alertmanager, f"--config.file={work}/alertmanager.yml", f"--storage.path={work}/am",
+                                               f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            alert = [{"labels": {"alertname": "ServiceDown", "service": "user-service", "severity": "critical"},
+                      "annotations": {"summary": "consistency check"}}]
+            posted, line = False, None
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and line is None:
+                if not posted:
+                    try:
+                        request = urllib.request.Request(f"http://127.0.0.1:{am_port}/api/v2/alerts", data=json.dumps(alert).encode(),
+                                                         headers={"Content-Type": "application/json"}, method="POST")
+                        urllib.request.urlopen(request, timeout=2).close()
+                        posted = True
+                    except OSError:
+                        pass
+                for text in open(log_path).read().splitlines():
+                    if "ServiceDown" in text:
+                        line = text
+                time.sleep(0.2)
+            if not R.check(line is not None, f"alert-log: no notification logged within 20 s (alert posted: {posted})"):
+                return
+            notification = json.loads(json.loads(line)["notification"])
+            alerts = notification.get("alerts", [])
+            R.check(notification.get("receiver") == "default" and notification.get("status") == "firing"
+                    and [a["labels"].get("alertname") for a in alerts] == ["ServiceDown"],
+                    f"alert-log: the logged notification is not the alert sent: {line[:300]}")
+        finally:
+            for process in processes:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def apply_json_patch(document, operations: list[dict]):
+    """RFC 6902 add/replace/remove, as skaffold applies a profile's patches."""
+    import copy
+    document = copy.deepcopy(document)
+    for op in operations:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].lstrip("/").split("/")]
+        target = document
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if isinstance(target, list):
+            if op["op"] == "add":
+                target.insert(len(target) if last == "-" else int(last), op["value"])
+            elif op["op"] == "replace":
+                target[int(last)] = op["value"]
+            elif op["op"] == "remove":
+                del target[int(last)]
+        else:
+            if op["op"] == "replace" and last not in target:
+                raise KeyError(op["path"])
+            if op["op"] in ("add", "replace"):
+                target[last] = op["value"]
+            elif op["op"] == "remove":
+                del target[last]
+    return document
+
+
 def check_nginx(df: Dockerfile) -> None:
     """Serve dashboard-ui/ with the dashboard-ui image's nginx.conf (Debian's nginx)."""
     conf = df.stages.get("dashboard-ui", {}).get("files", {}).get("/etc/nginx/nginx.conf")
@@ -1274,9 +1580,14 @@ def main() -> int:
     check_skaffold(df, images, rendered)
     check_monitoring(pkg.exported_metrics(), args.promtool)
     check_backup_script(rendered["local"])
+    check_monitoring_sources()
     for overlay, resources in rendered.items():
         check_backup_mounts(overlay, resources)
-        check_network_policies(f"overlay {overlay}", resources)
+        edges = check_monitoring_overlay(f"overlay {overlay}", resources)
+        check_network_policies(f"overlay {overlay}", resources, edges)
+    R.check(any(r["kind"] == "Deployment" and app_of(r) == "prometheus" for r in rendered.get("local-monitoring", [])),
+            "overlay local-monitoring: the monitoring component is missing")
+    check_alert_delivery()
     check_nginx(df)
 
     if R.warnings:
