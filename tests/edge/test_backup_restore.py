@@ -12,9 +12,9 @@ script (k8s-manifests/base/user-service-restore-job.yaml, the procedure of docs/
   the backup log in through auth-service, knows none registered after it, takes new
   registrations, and its database passes ``PRAGMA integrity_check``;
 * over the live folder while a user-service still runs on it: refused, nothing touched;
-* over that folder once both have stopped (the documented procedure: scale to zero, restore,
-  scale back): the replaced database is set aside whole, and a user-service started on the
-  folder serves the backup's users.
+* over that folder once both have stopped, the backup named by BACKUP_FILE (the documented
+  procedure: scale to zero, restore, scale back): the replaced database is set aside whole, and
+  a user-service started on the folder serves the backup's users.
 
 The database is first grown to ~150,000 users (rows written beside the running service) so the
 copy takes long enough for registrations to land while it runs; the test checks they did.
@@ -294,8 +294,10 @@ def test_backup_of_a_live_database_through_a_read_only_mount_restores(fn_procs, 
     for replica in replicas:
         assert replica.wait_exit(30) is not None, f"{replica.label} did not stop on SIGTERM"
     over = restore_job.run({"DB_PATH": (folders["data-a"], folders["mnt-data"]),
-                            "BACKUP_DIR": (folders["backups"], folders["mnt-backups"])}, uid=0)
+                            "BACKUP_DIR": (folders["backups"], folders["mnt-backups"])}, uid=0,
+                           extra_env={"BACKUP_FILE": str(folders["mnt-backups"] / copy.name)})
     assert over.returncode == 0, f"restore over a stopped service's folder failed:\n{over.stdout}\n{over.stderr}"
+    assert f"from {folders['mnt-backups'] / copy.name}" in over.stdout, over.stdout
     names = sorted(p.name for p in folders["data-a"].iterdir())
     aside = [n for n in names if n.startswith("users.db.replaced-")]
     assert len(aside) == 1 and "users.db" in names and not any(n.endswith(("-wal", "-shm")) for n in names), names
