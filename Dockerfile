@@ -30,14 +30,15 @@ COPY Services/ Services/
 COPY Tests/ Tests/
 COPY Benchmarks/ Benchmarks/
 # .build lives in a cache mount so that a rebuild after a source edit is incremental; the
-# binaries are copied out of it in the same step.
+# binaries are copied out of it in the same step, without their DWARF debug information (191 MB
+# of user-service's 260 MB; the symbol table stays, so crash backtraces still name functions).
 RUN --mount=type=cache,id=titanium-swiftpm-build,target=/src/.build,sharing=locked \
     set -eu; \
     swift build -c release --static-swift-stdlib; \
     bin="$(swift build -c release --static-swift-stdlib --show-bin-path)"; \
     mkdir -p /staging/resources; \
     for product in load-balancer api-gateway auth-service user-service blog-service; do \
-        cp "$bin/$product" /staging/; \
+        strip --strip-debug -o "/staging/$product" "$bin/$product"; \
     done; \
     find "$bin/" -maxdepth 1 -name '*.resources' -exec cp -R {} /staging/resources/ \; ; \
     cp /usr/libexec/swift/linux/swift-backtrace-static /staging/

@@ -27,7 +27,8 @@ VENV_DIR="${VENV_DIR:-$ROOT/.venv-deploy}"
 export TITANIUM_PORT="${TITANIUM_PORT:-7100}"
 export TITANIUM_TAG=dev
 export COMPOSE_PROJECT_NAME=titanium-ctest
-export ADMIN_TOKEN="ctest-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+ADMIN_TOKEN="ctest-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+export ADMIN_TOKEN
 URL="http://127.0.0.1:$TITANIUM_PORT"
 TARGETS="load-balancer api-gateway auth-service user-service blog-service dashboard-ui db-backup"
 WORK="$(mktemp -d /tmp/titanium-containers.XXXXXX)"
@@ -63,6 +64,7 @@ dump_logs() {
 }
 on_exit() {
   local status=$?
+  set +e  # clean up whatever fails on the way
   if [ "$status" -ne 0 ]; then
     printf '\nFAILED at step: %s (after %d s)\n' "${STEP:-?}" $(($(date +%s) - STEP_START))
     dump_logs
@@ -74,7 +76,10 @@ on_exit() {
     compose --profile observability down -v --remove-orphans >/dev/null 2>&1 || true
     "$VENV_DIR/compose/bin/python" scripts/container/kube_play.py down >/dev/null 2>&1 || true
   fi
-  [ -n "${SERVICE_PID:-}" ] && kill "$SERVICE_PID" 2>/dev/null
+  if [ -n "${SERVICE_PID:-}" ]; then
+    kill "$SERVICE_PID" 2>/dev/null
+    wait "$SERVICE_PID" 2>/dev/null
+  fi
   rm -rf "$WORK"
   printf '\ncontainer-test: %s in %d s\n' "$([ "$status" -eq 0 ] && echo passed || echo FAILED)" $(($(date +%s) - START))
   exit "$status"
@@ -129,7 +134,13 @@ step "base images (root filesystem cached in $CACHE_DIR)"
 mkdir -p "$CACHE_DIR"
 ROOTFS="$CACHE_DIR/bookworm-rootfs.tar"
 if [ ! -s "$ROOTFS" ]; then
-  mmdebstrap --quiet --format=tar --variant=apt --include=ca-certificates bookworm "$ROOTFS.partial" \
+  # As debian:bookworm-slim is made: no manuals, documentation or translations, no apt caches.
+  mmdebstrap --quiet --format=tar --variant=apt \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/info/*' --aptopt='Acquire::Languages "none"' \
+    --aptopt='Dir::Cache::pkgcache ""' --aptopt='Dir::Cache::srcpkgcache ""' \
+    bookworm "$ROOTFS.partial" \
     "deb http://deb.debian.org/debian bookworm main" \
     "deb http://deb.debian.org/debian bookworm-updates main" \
     "deb http://deb.debian.org/debian-security bookworm-security main"
@@ -174,7 +185,8 @@ compose version --short
 # Podman schedules healthchecks with systemd timers; with no systemd here nothing would run them,
 # so this loop runs each container's own healthcheck command (`podman healthcheck run`) every 2 s.
 pump_healthchecks() {
-  while true; do
+  local script=$$
+  while kill -0 "$script" 2>/dev/null; do
     for id in $(podman ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter health=starting) \
               $(podman ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter health=healthy) \
               $(podman ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter health=unhealthy); do

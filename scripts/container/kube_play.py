@@ -23,10 +23,11 @@ the CronJob's schedule, Namespace) are listed and not played: docs/deploy.md say
 leaves unproven.
 """
 import argparse
+import base64
 import json
+import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -61,12 +62,10 @@ def secrets():
     """The two Secrets a cluster gets from ensure-jwt-secret.sh (never committed)."""
     key = run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256").stdout
     admin = run("openssl", "rand", "-hex", "16").stdout.strip()
-    return [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "titanium-admin-token"},
-         "type": "Opaque", "stringData": {"ADMIN_TOKEN": admin}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "auth-jwt-key"},
-         "type": "Opaque", "stringData": {"jwt-es256.pem": key}},
-    ]
+    def secret(name, key, value):
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
+                "data": {key: base64.b64encode(value.encode()).decode()}}
+    return [secret("titanium-admin-token", "ADMIN_TOKEN", admin), secret("auth-jwt-key", "jwt-es256.pem", key)]
 
 
 def pod_from(workload, template, name, aliases, restart=None):
@@ -74,9 +73,39 @@ def pod_from(workload, template, name, aliases, restart=None):
     spec["hostAliases"] = aliases
     if restart:
         spec["restartPolicy"] = restart
+    # Podman 4.3 makes an emptyDir a named volume called after the pod's volume, so every pod
+    # with an emptyDir "data" would share one: each gets a name of its own, as on a node.
+    for volume in spec.get("volumes", []):
+        if "emptyDir" in volume:
+            unique = f"{name}-{volume['name']}"
+            for container in spec.get("containers", []) + spec.get("initContainers", []):
+                for mount in container.get("volumeMounts", []):
+                    if mount["name"] == volume["name"]:
+                        mount["name"] = unique
+            volume["name"] = unique
     labels = dict(template.get("metadata", {}).get("labels", {}))
     labels[LABEL] = workload["metadata"]["name"]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec}
+
+
+def materialize_secret_volumes(pod, by_name):
+    """Each `secret` volume of the pod becomes a named volume `<pod>-<volume>` holding the items."""
+    group = pod["spec"].get("securityContext", {}).get("fsGroup", 0)
+    for volume in pod["spec"].get("volumes", []):
+        source = volume.pop("secret", None)
+        if source is None:
+            continue
+        data = by_name[source["secretName"]]["data"]
+        items = source.get("items") or [{"key": key, "path": key} for key in data]
+        name = f"{pod['metadata']['name']}-{volume['name']}"
+        run("podman", "volume", "create", "--label", f"{LABEL}=secret-volume", name)
+        folder = Path(run("podman", "volume", "inspect", "-f", "{{.Mountpoint}}", name).stdout.strip())
+        for item in items:
+            path = folder / item["path"]
+            path.write_bytes(base64.b64decode(data[item["key"]]))
+            os.chown(path, 0, group)
+            os.chmod(path, item.get("mode", source.get("defaultMode", 0o644)))
+        volume["persistentVolumeClaim"] = {"claimName": name, "readOnly": True}
 
 
 def probe_once(pod, container, probe, address):
@@ -164,12 +193,21 @@ def up(overlay):
         names = [s["metadata"]["name"] for s in services if matches(s["spec"].get("selector"), labels)]
         if names:
             aliases.append({"ip": addresses[deployment["metadata"]["name"]], "hostnames": names})
-    documents = [d for d in rendered if d["kind"] in ("ConfigMap", "PersistentVolumeClaim")] + secrets()
+    documents = [d for d in rendered if d["kind"] in ("ConfigMap", "PersistentVolumeClaim")]
     pods = [pod_from(d, d["spec"]["template"], d["metadata"]["name"], aliases) for d in deployments]
+    made_secrets = secrets()
+    down(quiet=True)
+    # Podman 4.3 stores a Secret document of the played file as YAML and then fails to read it
+    # back, and crashes on a `secret` volume (VolumeFromSecret, nil pointer). So each Secret is
+    # a podman secret holding its `data` as JSON (key to base64), which secretKeyRef reads, and
+    # each secret volume is written as the kubelet writes one: a volume holding the items with
+    # the volume's defaultMode, group fsGroup (here a named volume the pod mounts instead).
+    for secret in made_secrets:
+        run("podman", "secret", "create", secret["metadata"]["name"], "-", input=json.dumps(secret["data"]))
+    for pod in pods:
+        materialize_secret_volumes(pod, {s["metadata"]["name"]: s for s in made_secrets})
     PLAYED.parent.mkdir(parents=True, exist_ok=True)
     PLAYED.write_text(yaml.safe_dump_all(documents + pods, sort_keys=False))
-
-    down(quiet=True)
     run("podman", "network", "create", "--subnet", f"{SUBNET_PREFIX}0/24", NETWORK)
     ips = [arg for d in deployments for arg in ("--ip", addresses[d["metadata"]["name"]])]
     started = time.monotonic()
@@ -236,8 +274,14 @@ def down(quiet=False):
         for document in yaml.safe_load_all(PLAYED.read_text()):
             if document["kind"] == "PersistentVolumeClaim":
                 run("podman", "volume", "rm", "-f", document["metadata"]["name"], check=False)
-            if document["kind"] == "Secret":
-                run("podman", "secret", "rm", document["metadata"]["name"], check=False)
+            if document["kind"] == "Pod":
+                for volume in document["spec"].get("volumes", []):
+                    if "emptyDir" in volume:
+                        run("podman", "volume", "rm", "-f", volume["name"], check=False)
+    for volume in run("podman", "volume", "ls", "-q", "--filter", f"label={LABEL}=secret-volume", check=False).stdout.split():
+        run("podman", "volume", "rm", "-f", volume, check=False)
+    for secret in ("titanium-admin-token", "auth-jwt-key"):
+        run("podman", "secret", "rm", secret, check=False)
     run("podman", "network", "rm", "-f", NETWORK, check=False)
     if not quiet:
         say("pods, volumes, secrets and network removed")
