@@ -49,7 +49,11 @@ finish_step() {
 # The last log lines of every container of this run that is not healthy (all of them when none is).
 dump_logs() {
   local ids id name health shown=0
-  ids="$(podman ps -a -q --filter "label=titanium-ctest" 2>/dev/null) $(podman ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" 2>/dev/null)"
+  ids="$(podman ps -a -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" 2>/dev/null)"
+  # The Kubernetes pods' containers (kube_play.py labels the pods).
+  for pod in $(podman pod ps -q --filter "label=titanium.test/kube-play" 2>/dev/null); do
+    ids="$ids $(podman ps -a -q --filter "pod=$pod" 2>/dev/null)"
+  done
   for pass in unhealthy all; do
     for id in $ids; do
       name="$(podman inspect -f '{{.Name}}' "$id" 2>/dev/null)" || continue
