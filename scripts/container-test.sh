@@ -105,7 +105,8 @@ wait_for() {
 
 step "tools: podman, runc, mmdebstrap, docker-compose 1.29"
 need=()
-for package in podman runc fuse-overlayfs slirp4netns uidmap catatonit netavark aardvark-dns mmdebstrap curl python3-venv; do
+# netavark sets up container networks with iptables, which nothing it depends on installs.
+for package in podman runc fuse-overlayfs slirp4netns uidmap catatonit netavark aardvark-dns iptables mmdebstrap curl python3-venv; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need+=("$package")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -121,13 +122,17 @@ if [ "$(cat "$VENV_DIR/compose/.requirements" 2>/dev/null)" != "$COMPOSE_REQUIRE
   "$VENV_DIR/compose/bin/pip" install -q --disable-pip-version-check $COMPOSE_REQUIREMENTS
   printf '%s' "$COMPOSE_REQUIREMENTS" >"$VENV_DIR/compose/.requirements"
 fi
-# crun cannot set this kernel's rlimits or cgroups here; runc can (FIELD-NOTES). Podman reads
-# this file instead of /etc/containers/containers.conf, so nothing on the machine changes.
+# crun cannot set this kernel's rlimits or cgroups here; runc can (FIELD-NOTES). netavark (with
+# aardvark-dns: containers find each other by name), whatever podman would guess from its
+# storage. Podman reads this file instead of /etc/containers/containers.conf, so nothing on the
+# machine changes.
 cat >"$WORK/containers.conf" <<'EOF'
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
+[network]
+network_backend = "netavark"
 EOF
 export CONTAINERS_CONF="$WORK/containers.conf"
 podman --version
