@@ -23,8 +23,9 @@ RUN export DEBIAN_FRONTEND=noninteractive \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what `swift build` reads, so an edit to the dashboard or the nginx file does not rebuild
-# Swift. Package.resolved is copied when present (the glob matches nothing otherwise).
-COPY Package.swift Package.resolve[d] ./
+# Swift. `Package.*` takes Package.resolved when there is one; it always matches Package.swift,
+# so buildah, which refuses a source pattern that matches nothing, takes it too.
+COPY Package.* ./
 COPY Shared/ Shared/
 COPY Services/ Services/
 COPY Tests/ Tests/

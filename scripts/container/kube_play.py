@@ -168,7 +168,8 @@ def check_security(pod, container, pod_security):
     if context.get("readOnlyRootFilesystem") and not info["HostConfig"].get("ReadonlyRootfs"):
         problems.append("root filesystem is writable")
     if context.get("readOnlyRootFilesystem"):
-        wrote = run("podman", "exec", name, "sh", "-c", "echo x > /titanium-write-test", check=False)
+        # As uid 0 (the owner of /): only a read-only filesystem refuses it.
+        wrote = run("podman", "exec", "--user", "0", name, "sh", "-c", "echo x > /titanium-write-test", check=False)
         if wrote.returncode == 0:
             problems.append("could write to /")
     if "ALL" in context.get("capabilities", {}).get("drop", []):
@@ -181,7 +182,7 @@ def check_security(pod, container, pod_security):
 
 
 def up(overlay):
-    rendered = list(yaml.safe_load_all(run("kubectl", "kustomize", str(ROOT / overlay)).stdout))
+    rendered = list(yaml.safe_load_all(run(os.environ.get("KUBECTL", "kubectl"), "kustomize", str(ROOT / overlay)).stdout))
     skipped = sorted({d["kind"] for d in rendered if d["kind"] not in ("ConfigMap", "PersistentVolumeClaim", "Deployment")})
     say("not played (a cluster's job): " + ", ".join(skipped))
     deployments = [d for d in rendered if d["kind"] == "Deployment"]
@@ -225,9 +226,12 @@ def up(overlay):
     stats_url = f"http://{addresses[balancer['metadata']['name']]}:7100/stats"
     deadline = time.monotonic() + 30
     while True:
-        with urllib.request.urlopen(stats_url, timeout=5) as answer:
-            stats = json.load(answer)
-        status = {e["name"]: e["status"] for e in stats["services"]}
+        try:
+            with urllib.request.urlopen(stats_url, timeout=5) as answer:
+                stats = json.load(answer)
+            status = {e["name"]: e["status"] for e in stats["services"]}
+        except (OSError, ValueError, KeyError) as error:
+            status = {"error": str(error)}
         if set(status) == {"api-gateway", "auth-service", "user-service", "blog-service"} and set(status.values()) == {"ONLINE"}:
             break
         if time.monotonic() > deadline:
@@ -248,9 +252,12 @@ def up(overlay):
         pod = pod_from(job, template, name, aliases, restart="Never")
         path = PLAYED.with_name(f"{name}.yaml")
         path.write_text(yaml.safe_dump(pod, sort_keys=False))
+        # Listed with the rest, so that `down` removes its volumes too.
+        PLAYED.write_text(PLAYED.read_text() + "---\n" + yaml.safe_dump(pod, sort_keys=False))
         run("podman", "kube", "play", "--network", NETWORK, str(path))
         container = f"{name}-{template['spec']['containers'][0]['name']}"
-        code = run("podman", "wait", container).stdout.strip()
+        limit = template["spec"].get("activeDeadlineSeconds", job["spec"]["jobTemplate"]["spec"].get("activeDeadlineSeconds", 900))
+        code = run("timeout", str(limit), "podman", "wait", container, check=False).stdout.strip()
         logs = run("podman", "logs", container).stdout.strip() + run("podman", "logs", container).stderr.strip()
         if code != "0":
             raise SystemExit(f"kube-play: CronJob {job['metadata']['name']}'s pod exited {code}: {logs}")
