@@ -76,14 +76,30 @@ public final class ServiceProcess: Sendable {
 
     public func waitForExit(timeout: Duration = .seconds(10)) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
-        while self.process.isRunning {
+        while true {
+            if let status = self.exitStatus { return status }
             if ContinuousClock.now > deadline {
                 Glibc.kill(self.process.processIdentifier, SIGKILL)
-                throw ProcessFailure("\(self.name) did not exit within \(timeout)")
+                let tail = self.text.split(separator: "\n").suffix(8).joined(separator: "\n")
+                throw ProcessFailure("\(self.name) did not exit within \(timeout); its last lines:\n\(tail)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        return self.process.terminationStatus
+    }
+
+    /// The exit status (the signal's number for a killed process, as `Process` reports it), or nil
+    /// while it runs. `Process` on Linux notices an exit only when a socket it gave the child closes,
+    /// and a process another test spawns at the same moment can inherit that socket
+    /// (swift-corelibs-foundation#4795): `isRunning` then stays true until that other process ends.
+    /// So the kernel is asked too, with `WNOWAIT`, which leaves the child for `Process` to reap.
+    private var exitStatus: Int32? {
+        if !self.process.isRunning { return self.process.terminationStatus }
+        var info = siginfo_t()
+        let pid = self.process.processIdentifier
+        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0,
+              info._sifields._sigchld.si_pid == pid
+        else { return nil }
+        return info._sifields._sigchld.si_status
     }
 
     deinit {
