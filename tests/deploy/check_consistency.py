@@ -12,6 +12,9 @@ and the metric names the code exports. Then:
   Kubernetes Service, on a port it serves and a path it routes; the load balancer's
   STATS_TARGETS lists every other service (headless Services in Kubernetes), never itself;
   paths a service writes are on writable volumes under a read-only root filesystem.
+- each Services/*/README.md lists exactly the variables its service reads beyond the ones every
+  service reads (ServiceConfiguration, TraceConfiguration), every route it registers beyond the
+  operational ones, and only metric names its code exports (every one specific to it included).
 - every image skaffold builds is used by the manifests, and every image the manifests use is
   built (or is a pinned third-party image); every build target exists in the Dockerfile.
 - the Prometheus configurations scrape every service where it listens (the Kubernetes
@@ -206,12 +209,17 @@ class SwiftPackage:
             result |= {self.variable(k) for k in keys}
         return result
 
-    def routes(self, product: str) -> set[str]:
-        routes: set[str] = set()
+    def route_calls(self, product: str) -> set[tuple[str | None, str]]:
+        """(method, path) of every route registered with a literal path; the method is None for `.on(…)`."""
+        calls: set[tuple[str | None, str]] = set()
         for path in self.swift_files(product):
             text = open(path, encoding="utf-8").read()
-            routes.update(re.findall(r'\.(?:get|post|put|patch|delete|head|on)\(\s*"(/[^"]*)"', text))
-        return routes
+            for method, route in re.findall(r'\.(get|post|put|patch|delete|head|on)\(\s*"(/[^"]*)"', text):
+                calls.add((None if method == "on" else method.upper(), route))
+        return calls
+
+    def routes(self, product: str) -> set[str]:
+        return {route for _, route in self.route_calls(product)}
 
     def default_port(self, product: str) -> int | None:
         for path in self.swift_files(product):
@@ -222,11 +230,13 @@ class SwiftPackage:
         return None
 
     @staticmethod
-    def exported_metrics() -> dict[str, str]:
-        """Metric name → type, for every metric the services' code registers or prints."""
+    def exported_metrics(paths: list[str] | None = None) -> dict[str, str]:
+        """Metric name → type, for every metric the services' code (or the files `paths`) registers or prints."""
         metrics: dict[str, str] = {}
-        for path in glob.glob(os.path.join(ROOT, "Services", "**", "*.swift"), recursive=True) + \
-                glob.glob(os.path.join(ROOT, "Shared", "**", "*.swift"), recursive=True):
+        if paths is None:
+            paths = glob.glob(os.path.join(ROOT, "Services", "**", "*.swift"), recursive=True) + \
+                glob.glob(os.path.join(ROOT, "Shared", "**", "*.swift"), recursive=True)
+        for path in paths:
             text = open(path, encoding="utf-8").read()
             for kind, name in re.findall(r'make(Counter|Gauge|DurationHistogram|ValueHistogram|Histogram|Summary)\(\s*name:\s*"([A-Za-z_:][A-Za-z0-9_:]*)"', text):
                 metrics[name] = "histogram" if "Histogram" in kind else kind.lower()
@@ -1533,6 +1543,107 @@ def check_nginx(df: Dockerfile) -> None:
             server.wait(timeout=10)
 
 
+# ----------------------------------------------------------------------------------------------
+# Each service's README against its code
+
+ROUTE_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def readme_sections(text: str) -> dict[str, list[str]]:
+    """The lines under each `## ` heading, by lower-cased heading."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        heading = re.match(r"^##\s+(.+?)\s*$", line)
+        if heading:
+            current = sections.setdefault(heading.group(1).lower(), [])
+        elif current is not None:
+            current.append(line)
+    return sections
+
+
+def table_rows(lines: list[str]) -> list[list[str]]:
+    """The cells of a markdown table's body rows (header and separator left out)."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.strip().startswith("|")]
+    return rows[2:] if len(rows) >= 2 and re.fullmatch(r"[-:| ]+", "|".join(rows[1])) else rows
+
+
+def parse_service_readme(text: str) -> dict:
+    """What a Services/*/README.md claims: `## Configuration` (a table, variables in backticks in
+    the first column), `## Routes` (a table: methods, then paths in backticks) and `## Metrics`
+    (a list, the metric name first in backticks)."""
+    sections = readme_sections(text)
+    parsed: dict = {"missing": [h for h in ("configuration", "routes", "metrics") if h not in sections]}
+    parsed["variables"] = {v for row in table_rows(sections.get("configuration", [])) if row
+                           for v in re.findall(r"`([A-Z][A-Z0-9_]*)`", row[0])}
+    routes: set[tuple[str | None, str]] = set()
+    for row in table_rows(sections.get("routes", [])):
+        if len(row) < 2:
+            continue
+        methods = [m for m in re.findall(r"[A-Za-z]+", row[0]) if m.upper() in ROUTE_METHODS] or [None]
+        for route in re.findall(r"`(/[^`\s]*)`", row[1]):
+            routes |= {(m.upper() if m else None, route) for m in methods}
+    parsed["routes"] = routes
+    parsed["metrics"] = {m.split("{")[0] for line in sections.get("metrics", [])
+                         for m in re.findall(r"^\s*[-*]\s+`([A-Za-z_:][A-Za-z0-9_:]*(?:\{[^`]*\})?)`", line)}
+    return parsed
+
+
+def check_service_readmes(pkg: SwiftPackage, read_vars: dict[str, set[str]]) -> None:
+    """Services/<name>/README.md lists exactly the variables its service reads beyond those every
+    service reads, every route it registers beyond the ones every service has (with the method),
+    and only metric names its code exports, every one specific to it included. All from the code
+    as it is now, wherever in the service's folder or its shared modules a read moves."""
+    common_vars = set.intersection(*read_vars.values())
+    calls = {name: pkg.route_calls(name) for name in SERVICES}
+    common_routes = set.intersection(*({r for _, r in c} for c in calls.values()))
+    exported = {name: set(pkg.exported_metrics(pkg.swift_files(name))) for name in SERVICES}
+    common_metrics = set.intersection(*exported.values())
+    for name in SERVICES:
+        folder = pkg.targets[pkg.products[name]]["path"]
+        where = f"{folder}/README.md"
+        if not R.check(os.path.exists(os.path.join(ROOT, where)), f"{where}: missing"):
+            continue
+        doc = parse_service_readme(read(where))
+        R.check(not doc["missing"], f"{where}: no section(s) {', '.join('## ' + h.title() for h in doc['missing'])}")
+        specific = read_vars[name] - common_vars
+        for variable in sorted(specific - doc["variables"]):
+            R.check(False, f"{where}: ## Configuration lacks {variable}, which {name} reads")
+        for variable in sorted(doc["variables"] - specific):
+            why = "read by every service (ServiceConfiguration/TraceConfiguration): not listed per service" \
+                if variable in common_vars else f"{name} never reads it"
+            R.check(False, f"{where}: ## Configuration lists {variable}, {why}")
+        R.check(True, "")
+        documented = doc["routes"]
+        documented_paths = {r for _, r in documented}
+        own_text = "".join(open(f, encoding="utf-8").read() for f in glob.glob(os.path.join(ROOT, folder, "**", "*.swift"), recursive=True))
+        for method, route in sorted(calls[name], key=lambda c: (c[1], c[0] or "")):
+            if route in common_routes:
+                continue
+            if method is None:
+                R.check(route in documented_paths, f"{where}: ## Routes lacks {route}, which {name} registers")
+            else:
+                R.check((method, route) in documented or (None, route) in documented,
+                        f"{where}: ## Routes lacks {method} {route}, which {name} registers")
+        code_paths = {r for _, r in calls[name]}
+        for method, route in sorted((m, r) for m, r in documented if m and r in code_paths):
+            # HEAD comes with every GET (the routers generate it).
+            R.check((method, route) in calls[name] or (None, route) in calls[name] or (method == "HEAD" and ("GET", route) in calls[name]),
+                    f"{where}: ## Routes lists {method} {route}, but {name} registers {route} for "
+                    f"{', '.join(sorted(m or 'any method' for m, r in calls[name] if r == route))} only")
+        for route in sorted(documented_paths - code_paths):
+            # A path the service serves without a literal route of its own (a proxied prefix, a
+            # WebSocket route): its literal, or its prefix before `/**`, is in the service's folder.
+            literal = route[:-3] if route.endswith("/**") else route
+            R.check(f'"{route}"' in own_text or f'"{literal}"' in own_text,
+                    f"{where}: ## Routes lists {route}, which {name} neither registers nor names in {folder}")
+        for metric in sorted(doc["metrics"] - exported[name]):
+            R.check(False, f"{where}: ## Metrics lists {metric}, which {name}'s code does not export")
+        for metric in sorted(exported[name] - common_metrics - doc["metrics"]):
+            R.check(False, f"{where}: ## Metrics lacks {metric}, which {name} exports")
+        R.check(True, "")
+
+
 def render(overlay: str) -> list[dict]:
     result = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, OVERLAYS[overlay])], capture_output=True, text=True)
     if result.returncode != 0:
@@ -1561,6 +1672,7 @@ def main() -> int:
     for name in SERVICES:
         print(f"  {name} (:{ports[name]}): {' '.join(sorted(read_vars[name]))}")
     check_pending(read_vars)
+    check_service_readmes(pkg, read_vars)
 
     df = Dockerfile()
     check_compose(pkg, df, read_vars, routes, ports)
