@@ -11,6 +11,9 @@
 # BROWSER_TEST_TRACE_FLUSH (the stack's TRACE_FLUSH_INTERVAL, 500ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# install_apt, shared with the other scripts.
+# shellcheck source=scripts/lib/tools.sh
+. scripts/lib/tools.sh
 
 if [ -z "${TITANIUM_BIN_DIR:-}" ]; then
   echo "TITANIUM_BIN_DIR is not set: point it at the built services (e.g. .build/debug)" >&2
@@ -19,22 +22,7 @@ fi
 TITANIUM_BIN_DIR="$(cd "$TITANIUM_BIN_DIR" && pwd)"
 export TITANIUM_BIN_DIR
 
-packages=(chromium chromium-driver python3 python3-venv libjs-chart.js)
-missing=()
-for package in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
-  echo "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  # Another apt-get may hold the lock for a while (CI installs its own packages first).
-  apt-get -o DPkg::Lock::Timeout=300 update -qq
-  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_apt chromium chromium-driver python3 python3-venv libjs-chart.js
 
 # Debian's python3, the one python3-venv belongs to (a pyenv or other python3 may come first on PATH).
 python=/usr/bin/python3

