@@ -58,14 +58,20 @@ def matches(selector, labels):
     return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
 
 
+# The Secrets a cluster gets from ensure-jwt-secret.sh (never committed): name, the key of its
+# data, and how a fresh value is made. `up` creates them as podman secrets; `down` removes these.
+SECRETS = (
+    ("titanium-admin-token", "ADMIN_TOKEN", lambda: run("openssl", "rand", "-hex", "16").stdout.strip()),
+    ("auth-jwt-key", "jwt-es256.pem",
+     lambda: run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256").stdout),
+)
+
+
 def secrets():
-    """The two Secrets a cluster gets from ensure-jwt-secret.sh (never committed)."""
-    key = run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256").stdout
-    admin = run("openssl", "rand", "-hex", "16").stdout.strip()
-    def secret(name, key, value):
-        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
-                "data": {key: base64.b64encode(value.encode()).decode()}}
-    return [secret("titanium-admin-token", "ADMIN_TOKEN", admin), secret("auth-jwt-key", "jwt-es256.pem", key)]
+    """The Secrets of SECRETS as Kubernetes documents, each with a fresh value."""
+    return [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
+             "data": {key: base64.b64encode(make().encode()).decode()}}
+            for name, key, make in SECRETS]
 
 
 def pod_from(workload, template, name, aliases, restart=None):
@@ -287,8 +293,8 @@ def down(quiet=False):
                         run("podman", "volume", "rm", "-f", volume["name"], check=False)
     for volume in run("podman", "volume", "ls", "-q", "--filter", f"label={LABEL}=secret-volume", check=False).stdout.split():
         run("podman", "volume", "rm", "-f", volume, check=False)
-    for secret in ("titanium-admin-token", "auth-jwt-key"):
-        run("podman", "secret", "rm", secret, check=False)
+    for name, _, _ in SECRETS:
+        run("podman", "secret", "rm", name, check=False)
     run("podman", "network", "rm", "-f", NETWORK, check=False)
     if not quiet:
         say("pods, volumes, secrets and network removed")
