@@ -132,7 +132,7 @@
       rps: stats.requests_per_second,
       p95: lbMeasured ? stats.p95_ms : null,
       errorRate: lbMeasured && isNumber(stats.success_rate) ? 1 - stats.success_rate : null,
-      uptime: stats.uptime_s, // not reported by the load balancer yet: shown as "—"
+      uptime: stats.uptime_s,
     });
     for (const entry of stats.services || []) {
       const own = entry.stats || {};

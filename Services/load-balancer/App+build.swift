@@ -9,53 +9,30 @@ import TitaniumMetrics
 import TitaniumProxy
 import TitaniumTrace
 
-/// Builds the load balancer: the dashboard at `/` (`UI_URLS` or `DASHBOARD_DIR`), `/api/*`
+/// Builds the load balancer: the dashboard at `/` (``Dashboard``), `/api/*`
 /// forwarded to the gateway pool `GATEWAY_URLS` by the ``Forwarder`` (WebSocket upgrades relayed
 /// by ``WebSocketRelay``, except the ``Heartbeat``), and `/stats` aggregated from `STATS_TARGETS`
 /// (``StatsAggregator``). Its traffic window counts only real `/api` traffic: not HEAD, not
 /// `X-Heartbeat: true`.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
+    let configuration = try LoadBalancerConfiguration(common: kit.configuration, settings: settings)
     // Only API requests are traced here: the dashboard's files and polling are not requests
     // anyone follows through the system.
-    let kit = try kit.recordingTraces(settings: settings, options: .init(filter: { $0.uri.path.hasPrefix("/api") }))
-    let urls = try settings.httpURLs("gateway.urls", default: ["http://127.0.0.1:7200"])
-    let targets = try StatsTarget.parse(settings.list("stats.targets", default: [
-        "api-gateway=http://127.0.0.1:7200", "auth-service=http://127.0.0.1:7301",
-        "user-service=http://127.0.0.1:7302", "blog-service=http://127.0.0.1:7303",
-    ]))
+    let kit = try kit.recordingTraces(configuration: configuration.traces, options: .init(filter: { $0.uri.path.hasPrefix("/api") }))
+    let urls = configuration.gatewayURLs
     let client = kit.makeHTTPClient()
-    let pool = BackendPool(urls: urls, client: client.client, logger: kit.logger)
-    let heartbeat = Heartbeat(silence: .seconds(try settings.int("heartbeat.silence.seconds", default: 60, range: 1...3600)))
-    let aggregator = StatsAggregator(
-        targets: targets, client: client.client, window: kit.window, instance: kit.configuration.instance, backends: pool,
-        heartbeat: heartbeat, startTimeSeconds: kit.process.startTimeSeconds
-    )
+    let pool = BackendPool(urls: urls, client: client.client, logger: kit.logger, settings: configuration.backends)
+    let heartbeat = Heartbeat(silence: configuration.heartbeatSilence)
+    let fanOut = InstanceFanOut(targets: configuration.statsTargets, client: client)
     let router = kit.makeRouter(countsInWindow: isRealTraffic)
-    // `/` and everything no route claims: the dashboard, from a UI pool (`UI_URLS`) when one is
-    // set, else the static files of `DASHBOARD_DIR` when present.
-    let uiURLs = try settings.httpURLs("ui.urls", default: [])
-    let dashboard = settings.string("dashboard.dir", default: "./dashboard-ui")
-    if !uiURLs.isEmpty {
-        let ui = UpstreamPool(name: "dashboard-ui", baseURLs: uiURLs)
-        let proxy = ReverseProxy(client: client)
-        for path: RouterPath in ["/", "/**"] {
-            for method: HTTPRequest.Method in [.get, .head] {
-                router.on(path, method: method) { request, context in try await proxy.forward(request, context: context, to: ui) }
-            }
-        }
-    } else if FileManager.default.fileExists(atPath: dashboard) {
-        router.add(middleware: FileMiddleware(dashboard, searchForIndexHtml: true, logger: kit.logger))
-    } else {
-        kit.logger.notice("no dashboard to serve", metadata: ["dashboard.dir": .string(dashboard)])
-    }
-    // Traces: this store's own query routes, and the merged trace and recent list over every service.
-    let adminToken = try TraceConfiguration(
-        settings: settings, dataDirectory: kit.configuration.dataDirectory, listenHost: kit.configuration.host
-    ).adminToken
-    if let traces = kit.traces {
-        TraceRoutes(recorder: traces).register(on: router, except: ["/traces/recent", "/traces/{trace_id}"])
-    }
-    TraceFanOut(aggregator: aggregator, local: kit.traces, adminToken: adminToken).register(on: router)
+    StatsAggregator(
+        fanOut: fanOut, window: kit.window, instance: kit.configuration.instance, backends: pool,
+        heartbeat: heartbeat, startTimeSeconds: kit.process.startTimeSeconds
+    ).register(on: router)
+    // The merged trace and recent list over every service; the trace store's other routes are
+    // this store's own (registered by the kit).
+    TraceFanOut(fanOut: fanOut, local: kit.traces, adminToken: configuration.traces.adminToken).register(on: router)
+    Dashboard(configuration: configuration, client: client, logger: kit.logger).register(on: router)
     // `/api/*` is forwarded below Hummingbird (``Forwarder``), WebSocket upgrades excepted. It
     // waits for the gateway longer than the gateway waits for its services, so that the
     // gateway's own 504 is what the client sees.
@@ -77,13 +54,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
             configuration: .init(http1: .init(additionalChannelHandlers: forwarding.channelHandlers(), idleTimeout: nil))
         )
     }
-    return kit.makeApplication(
-        router: router,
-        stats: { try await aggregator.response() },
-        server: server,
-        services: [pool, client],
-        registerTraceRoutes: false
-    )
+    return kit.makeApplication(router: router, server: server, services: [pool, client])
 }
 
 /// Real API traffic: `/api/*`, not HEAD, not marked `X-Heartbeat: true`.

@@ -9,7 +9,7 @@ import TitaniumTrace
 /// (``TraceTree``), recent traces as one list by trace id. Each source is reported with its
 /// status, so a missing service shows as OFFLINE rather than as a silently shorter trace.
 struct TraceFanOut: Sendable {
-    let aggregator: StatsAggregator
+    let fanOut: InstanceFanOut
     let local: TraceRecorder?
     let adminToken: String?
 
@@ -63,20 +63,12 @@ struct TraceFanOut: Sendable {
         _ path: String, _ type: Body.Type, local: @Sendable () async throws -> Body?
     ) async -> [(Source, Body?)] {
         let headers = self.adminToken.map { [("Authorization", "Bearer \($0)")] } ?? []
-        let targets = await self.aggregator.expand()
-        var results = await withTaskGroup(of: (Int, Source, Body?).self) { group in
-            for (index, target) in targets.enumerated() {
-                group.addTask {
-                    let outcome: Result<Body, any Error> = await self.aggregator.fetchJSON(target.url + path, headers: headers)
-                    switch outcome {
-                    case .success(let body): return (index, Source(name: target.name, url: target.url, status: "ONLINE", count: 0), body)
-                    case .failure(let error): return (index, Source(name: target.name, url: target.url, status: "OFFLINE", error: "\(error)", count: 0), nil)
-                    }
-                }
+        var results: [(Source, Body?)] = await self.fanOut.gather(path, as: Body.self, headers: headers).map { answer in
+            let target = answer.target
+            return switch answer.result {
+            case .success(let body): (Source(name: target.name, url: target.url, status: "ONLINE", count: 0), body)
+            case .failure(let error): (Source(name: target.name, url: target.url, status: "OFFLINE", error: "\(error)", count: 0), nil)
             }
-            var results: [(Int, Source, Body?)] = []
-            for await result in group { results.append(result) }
-            return results.sorted { $0.0 < $1.0 }.map { ($0.1, $0.2) }
         }
         if self.local != nil {
             let own = Source(name: "load-balancer", url: "local", status: "ONLINE", count: 0)

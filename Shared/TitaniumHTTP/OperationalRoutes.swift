@@ -106,16 +106,11 @@ public struct OperationalRoutes<Context: IdentifiedRequestContext>: Sendable {
     let kit: ServiceKit
     let checks: [DependencyCheck]
     let details: @Sendable () async -> [String: JSONValue]?
-    let customStats: (@Sendable () async throws -> Response)?
 
-    public init(
-        kit: ServiceKit, checks: [DependencyCheck], details: @escaping @Sendable () async -> [String: JSONValue]? = { nil },
-        customStats: (@Sendable () async throws -> Response)? = nil
-    ) {
+    public init(kit: ServiceKit, checks: [DependencyCheck], details: @escaping @Sendable () async -> [String: JSONValue]? = { nil }) {
         self.kit = kit
         self.checks = checks
         self.details = details
-        self.customStats = customStats
     }
 
     public func register(on router: Router<Context>) {
@@ -125,9 +120,9 @@ public struct OperationalRoutes<Context: IdentifiedRequestContext>: Sendable {
         router.get("/health/ready") { _, _ in
             try await self.readiness()
         }
-        router.get("/stats") { _, _ in
-            if let customStats = self.customStats { return try await customStats() }
-            return try await self.stats()
+        // A service with its own `/stats` (the load balancer's aggregate) keeps it.
+        if !router.hasRoute(.get, "/stats") {
+            router.get("/stats") { _, _ in try await self.stats() }
         }
         router.get("/metrics") { _, _ in
             let bytes = self.kit.exposition.render()

@@ -90,22 +90,21 @@ public struct ServiceKit: Sendable {
         OutboundHTTPClient(configuration: self.configuration.client, tracer: self.tracer)
     }
 
-    /// Builds the application: registers the operational routes (`stats` replaces the standard
-    /// `/stats` body, as the load balancer's aggregate does), answers 405 (with `Allow`) for
-    /// known paths called with another method, and holds every connection to the configured
-    /// limits (``ConnectionGuard``, at most `HTTP_MAX_CONNECTIONS`).
+    /// Builds the application: registers the operational routes and the trace store's (a path
+    /// the router already serves keeps its handler: the load balancer has its own `/stats` and
+    /// merged `/traces/*`), answers 405 (with `Allow`) for known paths called with another
+    /// method, and holds every connection to the configured limits (``ConnectionGuard``, at most
+    /// `HTTP_MAX_CONNECTIONS`).
     public func makeApplication<Context: IdentifiedRequestContext>(
         router: Router<Context>,
         checks: [DependencyCheck] = [],
         details: @escaping @Sendable () async -> [String: JSONValue]? = { nil },
-        stats: (@Sendable () async throws -> Response)? = nil,
         server: ServerChannel = .http1(),
         services: [any Service] = [],
-        registerTraceRoutes: Bool = true,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol where Context.Source == ApplicationRequestContextSource {
-        OperationalRoutes<Context>(kit: self, checks: checks, details: details, customStats: stats).register(on: router)
-        if registerTraceRoutes { self.recorder?.registerRoutes(on: router) }
+        OperationalRoutes<Context>(kit: self, checks: checks, details: details).register(on: router)
+        self.recorder?.registerRoutes(on: router)
         MethodNotAllowed.register(on: router)
         let logger = self.logger
         let service = self.configuration.service
@@ -131,6 +130,13 @@ public struct ServiceKit: Sendable {
             },
             logger: logger
         )
+    }
+}
+
+extension Router {
+    /// Whether `method path` is registered already, written as it was registered (`/traces/{trace_id}`).
+    public func hasRoute(_ method: HTTPRequest.Method, _ path: String) -> Bool {
+        self.routes.contains { $0.method == method && $0.path.description == path }
     }
 }
 

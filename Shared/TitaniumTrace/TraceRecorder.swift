@@ -109,9 +109,14 @@ extension HTTPField.Name {
 extension ServiceKit {
     /// This kit with the trace store (`TRACE_*`) recording its requests, unless `TRACE_ENABLED=false`.
     public func recordingTraces(settings: Settings, options: TraceRecorder.Options = .init()) throws -> ServiceKit {
-        let configuration = try TraceConfiguration(
-            settings: settings, dataDirectory: self.configuration.dataDirectory, listenHost: self.configuration.host
+        try self.recordingTraces(
+            configuration: TraceConfiguration(settings: settings, dataDirectory: self.configuration.dataDirectory, listenHost: self.configuration.host),
+            options: options
         )
+    }
+
+    /// This kit with the trace store recording its requests, from a configuration already read.
+    public func recordingTraces(configuration: TraceConfiguration, options: TraceRecorder.Options = .init()) throws -> ServiceKit {
         guard configuration.enabled else { return self }
         var kit = self
         kit.recorder = try TraceRecorder(

@@ -28,9 +28,9 @@ public struct TraceRoutes: Sendable {
         public var traces: [TraceStore.TraceHeadline]
     }
 
-    /// Registers the local routes; `except` leaves out paths the caller serves itself (the load
-    /// balancer's merged `/traces/{trace_id}` and `/traces/recent`).
-    public func register<Context: IdentifiedRequestContext>(on router: Router<Context>, except: Set<String> = []) {
+    /// Registers the local routes, except a path the router serves already (the load balancer's
+    /// merged `/traces/{trace_id}` and `/traces/recent`).
+    public func register<Context: IdentifiedRequestContext>(on router: Router<Context>) {
         let store = self.recorder.store
         let adminToken = self.recorder.configuration.adminToken
         router.get("/traces") { request, _ in
@@ -47,14 +47,14 @@ public struct TraceRoutes: Sendable {
             let since = try Self.since(request, default: SQLiteDatabase.now() - 3_600_000)!
             return try JSONResponse(try await store.summary(since: since)).response(status: .ok)
         }
-        if !except.contains("/traces/recent") {
+        if !router.hasRoute(.get, "/traces/recent") {
             router.get("/traces/recent") { request, _ in
                 try Self.authorize(request, adminToken: adminToken)
                 let limit = try Self.limit(request, default: 20, maximum: 200)
                 return try JSONResponse(RecentList(traces: try await store.recentTraces(limit: limit))).response(status: .ok)
             }
         }
-        if !except.contains("/traces/{trace_id}") {
+        if !router.hasRoute(.get, "/traces/{trace_id}") {
             router.get("/traces/{trace_id}") { request, context in
                 try Self.authorize(request, adminToken: adminToken)
                 let id = try Self.traceID(context)

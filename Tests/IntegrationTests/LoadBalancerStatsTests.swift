@@ -39,8 +39,10 @@ import Testing
             #expect(byName["auth-service"]?["status"] as? String == "OFFLINE")
             #expect((byName["user-service"]?["error"] as? String)?.isEmpty == false)
             #expect((first["system"] as? [String: Any])?["status"] as? String == "degraded")
-            #expect(first["active_services"] as? Int == 1)
-            #expect(first["total_services"] as? Int == 3)
+            // The load balancer counts itself, as the dashboard's table lists it.
+            #expect(first["active_services"] as? Int == 2)
+            #expect(first["total_services"] as? Int == 4)
+            #expect(first["error_rate"] as? Double == 0)
             #expect((first["database"] as? [String: Any])?["status"] as? String == "ONLINE")
             #expect(first["has_real_traffic"] as? Bool == false)
 
@@ -62,6 +64,7 @@ import Testing
             #expect(busy["has_real_traffic"] as? Bool == true)
             #expect(busy["requests_per_second"] as? Double == 0.1)
             #expect(busy["success_rate"] as? Double == 0)
+            #expect(busy["error_rate"] as? Double == 1)
 
             // With no more traffic, has_real_traffic turns false 10 s after the last request: every
             // answer generated before then says true, every one generated after says false.
@@ -91,6 +94,16 @@ import Testing
                 try await group.waitForAll()
             }
             #expect(try await blogStatsCalls() - before == 1)
+
+            // The fan-out carries the caller's trace and request id to every service it asks.
+            try await Task.sleep(for: .milliseconds(1100))
+            let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+            _ = try await get(client, "\(base)/stats", headers: [
+                "traceparent": "00-\(traceID)-00f067aa0ba902b7-01", "X-Request-ID": "fan-out-check-1",
+            ])
+            let asked = blog.logObjects.filter { $0["route"] as? String == "/stats" && $0["request_id"] as? String == "fan-out-check-1" }
+            #expect(asked.count == 1)
+            #expect(asked.first?["trace_id"] as? String == traceID)
         } catch {
             try await client.shutdown()
             throw error
@@ -99,6 +112,49 @@ import Testing
         _ = silent
         #expect(try await balancer.terminate() == 0)
         #expect(try await blog.terminate() == 0)
+    }
+
+    /// Started by hand, with a dashboard folder that has no `vendor/`: Chart.js comes from `CHARTJS_PATH`.
+    @Test func chartJSIsServedFromItsPathWhenTheDashboardHasNone() async throws {
+        let root = try temporaryDirectory("titanium-lb-ui")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let dashboard = root.appendingPathComponent("ui")
+        try FileManager.default.createDirectory(at: dashboard, withIntermediateDirectories: true)
+        try Data("<html>dashboard</html>".utf8).write(to: dashboard.appendingPathComponent("index.html"))
+        let script = "/* Chart.js stand-in */ window.Chart = function () {};"
+        let chartJS = root.appendingPathComponent("chart.min.js")
+        try Data(script.utf8).write(to: chartJS)
+        let refused = try RedisServer.freePort()
+        func balancer(chartJSPath: String) throws -> ServiceProcess {
+            try ServiceProcess("load-balancer", environment: [
+                "DATA_DIR": root.path, "DASHBOARD_DIR": dashboard.path, "CHARTJS_PATH": chartJSPath,
+                "GATEWAY_URLS": "http://127.0.0.1:\(refused)", "STATS_TARGETS": "blog-service=http://127.0.0.1:\(refused)",
+                "SHUTDOWN_DELAY_SECONDS": "0",
+            ])
+        }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let served = try balancer(chartJSPath: chartJS.path)
+            let base = "http://127.0.0.1:\(try await served.port())"
+            let page = try await get(client, "\(base)/")
+            #expect(page.status == .ok && page.body.contains("dashboard"))
+            let chart = try await get(client, "\(base)/vendor/chart.min.js")
+            #expect(chart.status == .ok)
+            #expect(chart.body == script)
+            #expect(chart.headers["Content-Type"].first?.hasPrefix("application/javascript") == true)
+            #expect(try await served.terminate() == 0)
+
+            // No file there either: 404, and the log says why the charts are missing.
+            let missing = try balancer(chartJSPath: root.appendingPathComponent("absent.js").path)
+            let missingBase = "http://127.0.0.1:\(try await missing.port())"
+            #expect(try await get(client, "\(missingBase)/vendor/chart.min.js").status == .notFound)
+            #expect(missing.logObjects.contains { ($0["message"] as? String)?.hasPrefix("no Chart.js to serve") == true })
+            #expect(try await missing.terminate() == 0)
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
     }
 
     static func parseTimestamp(_ text: String) -> Date? {
