@@ -39,6 +39,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
@@ -91,14 +92,21 @@ let package = Package(
         ),
         .target(
             name: "TitaniumSQLite",
-            dependencies: ["TitaniumHTTP", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "TitaniumLogging",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             path: "Shared/TitaniumSQLite",
             swiftSettings: swiftSettings
         ),
         .target(
             name: "TitaniumTrace",
             dependencies: [
-                "TitaniumHTTP", "TitaniumSQLite", "TitaniumTracing",
+                "TitaniumHTTP", "TitaniumSQLite", "TitaniumTracing", "TitaniumMetrics",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -111,6 +119,12 @@ let package = Package(
             name: "TitaniumAuth",
             dependencies: [
                 "TitaniumHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
             path: "Shared/TitaniumAuth",
@@ -120,6 +134,14 @@ let package = Package(
             name: "TitaniumHTTP",
             dependencies: [
                 "TitaniumLogging", "TitaniumTracing", "TitaniumMetrics",
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -133,7 +155,14 @@ let package = Package(
         .target(
             name: "TitaniumProxy",
             dependencies: [
-                "TitaniumHTTP", "TitaniumTrace", "TitaniumTracing",
+                "TitaniumLogging", "TitaniumMetrics", "TitaniumHTTP", "TitaniumTrace", "TitaniumTracing",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -150,9 +179,15 @@ let package = Package(
         .executableTarget(
             name: "LoadBalancer",
             dependencies: [
-                "TitaniumTrace",
-                "TitaniumHTTP",
-                "TitaniumProxy",
+                "TitaniumLogging", "TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumMetrics",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -166,18 +201,27 @@ let package = Package(
         .executableTarget(
             name: "APIGateway",
             dependencies: [
-                "TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumRedis", "TitaniumAuth",
+                "TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumRedis", "TitaniumAuth", "TitaniumMetrics",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             ],
             path: "Services/api-gateway",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "AuthService", dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumAuth"], path: "Services/auth-service", swiftSettings: swiftSettings),
+        .executableTarget(name: "AuthService", dependencies: [ .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Hummingbird", package: "hummingbird"), .product(name: "JWTKit", package: "jwt-kit"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Prometheus", package: "swift-prometheus"),"TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumMetrics"], path: "Services/auth-service", swiftSettings: swiftSettings),
         .executableTarget(
             name: "UserService",
             dependencies: [
-                "TitaniumTrace",
-                "TitaniumHTTP", "TitaniumRedis", "TitaniumAuth", "TitaniumSQLite",
+                "TitaniumTrace", "TitaniumHTTP", "TitaniumRedis", "TitaniumAuth", "TitaniumSQLite", "TitaniumMetrics",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
@@ -186,7 +230,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "BlogService",
-            dependencies: ["TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumSQLite", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumSQLite", "TitaniumMetrics",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             path: "Services/blog-service",
             swiftSettings: swiftSettings
         ),
@@ -195,7 +245,10 @@ let package = Package(
         .executableTarget(
             name: "TraceBench",
             dependencies: [
-                "TitaniumTrace",
+                "TitaniumHTTP", "TitaniumTracing", "TitaniumTrace",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -203,7 +256,7 @@ let package = Package(
             path: "Benchmarks/trace/Sources",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "KitOverheadServer", dependencies: ["TitaniumHTTP"], path: "Benchmarks/kit-overhead/Sources", swiftSettings: swiftSettings),
+        .executableTarget(name: "KitOverheadServer", dependencies: [ .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"), "TitaniumLogging","TitaniumHTTP"], path: "Benchmarks/kit-overhead/Sources", swiftSettings: swiftSettings),
         .executableTarget(
             name: "ProxyFloor",
             dependencies: [
@@ -219,10 +272,16 @@ let package = Package(
         .testTarget(
             name: "TitaniumKitTests",
             dependencies: [
-                "TitaniumHTTP",
-                "TitaniumRedis",
-                "TitaniumTrace",
-                "TestSupport",
+                "TitaniumLogging", "TitaniumMetrics", "TitaniumTracing", "TitaniumHTTP", "TitaniumRedis", "TitaniumTrace", "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             path: "Tests/TitaniumKitTests",
@@ -231,6 +290,12 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
@@ -240,8 +305,12 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "TestSupport",
-                "TitaniumAuth",
+                "TestSupport", "TitaniumAuth",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

@@ -8,6 +8,7 @@ import TitaniumHTTP
 import TitaniumProxy
 import TitaniumTrace
 import TitaniumRedis
+import TitaniumMetrics
 
 /// Builds the api-gateway: `/api/auth/*` → auth-service, `/api/users/*` → user-service,
 /// `/api/posts*` and `/blog/*` → blog-service, streamed through ``ReverseProxy``. Anything
@@ -23,7 +24,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let router = kit.makeRouter()
     let registry = kit.registry
     let rejections: @Sendable (String) -> Counter = { group in
-        registry.makeCounter(name: "rate_limit_rejections_total", labels: [("route", group)], help: "Requests answered 429, by route group.")
+        registry.makeCounter(named: "rate_limit_rejections_total", labels: [("route", group)], help: "Requests answered 429, by route group.")
     }
     // Every group's series exists from the start, at 0, so that rate() sees the first rejection.
     for rule in configuration.rateLimits { _ = rejections(rule.group) }
@@ -33,7 +34,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         clientIP: ClientIPResolver(trusted: configuration.trustedProxies),
         verifier: TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.tokenPolicy, client: client),
         rejections: rejections,
-        errors: registry.makeCounter(name: "rate_limit_errors_total", help: "Rate-limit checks that failed (Redis unavailable); the request passed."),
+        errors: registry.makeCounter(named: "rate_limit_errors_total", help: "Rate-limit checks that failed (Redis unavailable); the request passed."),
         logger: kit.logger
     ))
     // One route table for both paths: requests a rate limit applies to go through the router

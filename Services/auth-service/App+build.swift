@@ -4,6 +4,7 @@ import Prometheus
 import TitaniumAuth
 import TitaniumHTTP
 import TitaniumTrace
+import TitaniumMetrics
 
 /// Builds the auth-service application: the signing key (created on first start), the
 /// user-service client, routes and checks.
@@ -23,8 +24,8 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         userServiceURL: configuration.userServiceURL,
         passwords: PasswordVersions(client: client, userServiceURL: configuration.userServiceURL),
         logins: (
-            kit.registry.makeCounter(name: "auth_logins_total", labels: [("result", "success")], help: help),
-            kit.registry.makeCounter(name: "auth_logins_total", labels: [("result", "failure")], help: help)
+            kit.registry.makeCounter(named: "auth_logins_total", labels: [("result", "success")], help: help),
+            kit.registry.makeCounter(named: "auth_logins_total", labels: [("result", "failure")], help: help)
         )
     )
     let router = kit.makeRouter()

@@ -4,6 +4,7 @@ import TitaniumAuth
 import TitaniumHTTP
 import TitaniumTrace
 import TitaniumSQLite
+import TitaniumMetrics
 
 /// Builds the blog-service application: SQLite store, token verifier (key set from
 /// auth-service, cached), routes, the sample page and checks.
@@ -21,15 +22,15 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         pages: pages,
         verifier: verifier,
         passwords: PasswordVersions(client: client, userServiceURL: configuration.userServiceURL),
-        created: kit.registry.makeCounter(name: "posts_created_total", help: "Posts created."),
-        updated: kit.registry.makeCounter(name: "posts_updated_total", help: "Posts updated."),
-        deleted: kit.registry.makeCounter(name: "posts_deleted_total", help: "Posts deleted.")
+        created: kit.registry.makeCounter(named: "posts_created_total", help: "Posts created."),
+        updated: kit.registry.makeCounter(named: "posts_updated_total", help: "Posts updated."),
+        deleted: kit.registry.makeCounter(named: "posts_deleted_total", help: "Posts deleted.")
     ).register(on: router)
     SamplePage.register(on: router)
 
     return kit.makeApplication(
         router: router,
-        checks: [DependencyCheck(name: "database") { await store.pool.dependencyStatus() }],
+        checks: [DependencyCheck(name: "database", probe: { try await store.pool.ping() })],
         details: {
             var details: [String: JSONValue] = ["page_cache_bytes": .number(Double(pages.bytes))]
             if let posts = try? await store.count() { details["posts"] = .number(Double(posts)) }

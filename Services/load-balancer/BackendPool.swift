@@ -119,7 +119,7 @@ final class BackendPool: Service, BackendBalancer, Sendable {
 
     /// Active health checks until shutdown.
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await self.checkAll()
                 try? await Task.sleep(for: self.settings.interval)

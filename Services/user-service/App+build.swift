@@ -8,6 +8,7 @@ import TitaniumHTTP
 import TitaniumTrace
 import TitaniumSQLite
 import TitaniumRedis
+import TitaniumMetrics
 
 /// Builds the user-service application: SQLite store, Redis cache, routes, checks.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
@@ -15,7 +16,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let store = try UserStore(path: configuration.databasePath)
     let redis = RedisClient(configuration: configuration.redis)
     let cache = UserCache(redis: redis, ttlSeconds: configuration.cacheTTLSeconds, registry: kit.registry, logger: kit.logger)
-    let registrations = kit.registry.makeCounter(name: "user_registrations_total", help: "Users registered.")
+    let registrations = kit.registry.makeCounter(named: "user_registrations_total", help: "Users registered.")
 
     let cost = UInt8(configuration.bcryptCost)
     let decoyHash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(UUID().uuidString, cost: cost) }
@@ -31,7 +32,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     ).register(on: router)
 
     let checks = [
-        DependencyCheck(name: "database") { await store.pool.dependencyStatus() },
+        DependencyCheck(name: "database", probe: { try await store.pool.ping() }),
         // A down cache leaves the service ready (degraded): reads fall back to SQLite.
         DependencyCheck(name: "cache", critical: false) {
             await redis.ping() ? .online : DependencyStatus(.offline, error: redis.lastError ?? "unreachable")

@@ -3,6 +3,7 @@ import Logging
 import Prometheus
 import Synchronization
 import TitaniumRedis
+import TitaniumMetrics
 
 /// Cache-aside for users by id in Redis, fail-open: when Redis is down, reads and writes go to
 /// SQLite and the failure is counted (`cache_requests_total{result="error"}`), never returned.
@@ -22,9 +23,9 @@ final class UserCache: Sendable {
         self.ttlSeconds = ttlSeconds
         self.logger = logger
         let help = "User cache look-ups by result: hit, miss, or error (Redis unavailable; served from SQLite)."
-        self.hits = registry.makeCounter(name: "cache_requests_total", labels: [("result", "hit")], help: help)
-        self.misses = registry.makeCounter(name: "cache_requests_total", labels: [("result", "miss")], help: help)
-        self.errors = registry.makeCounter(name: "cache_requests_total", labels: [("result", "error")], help: help)
+        self.hits = registry.makeCounter(named: "cache_requests_total", labels: [("result", "hit")], help: help)
+        self.misses = registry.makeCounter(named: "cache_requests_total", labels: [("result", "miss")], help: help)
+        self.errors = registry.makeCounter(named: "cache_requests_total", labels: [("result", "error")], help: help)
     }
 
     static func key(_ id: Int64) -> String { "user:\(id)" }

@@ -97,7 +97,7 @@ public final class TokenVerifier: Sendable {
         else { return }
         // Only ES256 keys with an id are taken.
         let accepted = jwks.keys.filter { $0.algorithm == .es256 && $0.keyIdentifier != nil }
-        for key in accepted { try? await self.keys.add(jwk: key) }
+        for key in accepted { _ = try? await self.keys.add(jwk: key) }
         self.state.withLock { state in
             for key in accepted { if let kid = key.keyIdentifier?.string { state.knownKids.insert(kid) } }
         }

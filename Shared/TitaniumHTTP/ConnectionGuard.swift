@@ -426,7 +426,8 @@ extension ConnectionGuard {
                     // Closed once the answer is out, not before (a close drops unsent writes).
                     let written = context.eventLoop.makePromise(of: Void.self)
                     context.writeAndFlush(data, promise: written)
-                    written.futureResult.whenComplete { _ in context.close(promise: nil) }
+                    let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                    written.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
                     written.futureResult.cascade(to: promise)
                     return
                 }

@@ -5,75 +5,6 @@ import NIOCore
 import TitaniumLogging
 import TitaniumMetrics
 
-/// ONLINE or OFFLINE, as `/stats` and `/health/ready` report a dependency.
-public struct DependencyStatus: Codable, Sendable, Equatable {
-    public enum State: String, Codable, Sendable {
-        case online = "ONLINE"
-        case offline = "OFFLINE"
-    }
-    public var status: State
-    public var error: String?
-    public var latency_ms: Double?
-
-    public init(_ status: State, error: String? = nil, latencyMilliseconds: Double? = nil) {
-        self.status = status
-        self.error = error
-        self.latency_ms = latencyMilliseconds
-    }
-
-    public static let online = DependencyStatus(.online)
-}
-
-/// One dependency a service checks for `/health/ready` and reports in `/stats`.
-/// A critical dependency that is OFFLINE makes the service unready (503); a non-critical one
-/// (a cache) only makes it "degraded".
-public struct DependencyCheck: Sendable {
-    public var name: String
-    public var critical: Bool
-    public var timeout: Duration
-    public var check: @Sendable () async -> DependencyStatus
-
-    public init(name: String, critical: Bool = true, timeout: Duration = .seconds(1), check: @escaping @Sendable () async -> DependencyStatus) {
-        self.name = name
-        self.critical = critical
-        self.timeout = timeout
-        self.check = check
-    }
-
-    /// Runs the check, reporting OFFLINE if it does not answer within `timeout`.
-    public func run() async -> DependencyStatus {
-        let start = ContinuousClock.now
-        let result = await withTaskGroup(of: DependencyStatus?.self) { group in
-            group.addTask { await self.check() }
-            group.addTask {
-                try? await Task.sleep(for: self.timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        let elapsed = start.duration(to: .now)
-        var status = result ?? DependencyStatus(.offline, error: "no answer within \(self.timeout)")
-        status.latency_ms = status.latency_ms ?? (Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
-        return status
-    }
-
-    /// A directory the service must be able to write to.
-    public static func writableDirectory(name: String = "data_dir", path: String) -> DependencyCheck {
-        DependencyCheck(name: name) {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-                return DependencyStatus(.offline, error: "\(path) does not exist")
-            }
-            guard FileManager.default.isWritableFile(atPath: path) else {
-                return DependencyStatus(.offline, error: "\(path) is not writable")
-            }
-            return .online
-        }
-    }
-}
-
 /// The body of `GET /health/ready`.
 public struct Readiness: Codable, Sendable {
     /// ready, degraded (a non-critical dependency is down), not_ready, or draining (SIGTERM received).
@@ -180,40 +111,6 @@ public struct OperationalRoutes<Context: IdentifiedRequestContext>: Sendable {
     func stats() async throws -> Response {
         try JSONResponse(await self.makeStats()).response(status: .ok)
     }
-}
-
-/// A JSON body with the right content type.
-public struct JSONResponse<Body: Encodable & Sendable>: ResponseGenerator {
-    public let body: Body
-    public init(_ body: Body) { self.body = body }
-
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
-        try self.response(status: .ok)
-    }
-
-    public func response(status: HTTPResponse.Status) throws -> Response {
-        .json(ByteBuffer(bytes: try JSONResponseEncoding.encoder.encode(self.body)), status: status)
-    }
-}
-
-extension Response {
-    /// A JSON body encoded already (a cached answer), with the content type every JSON answer has.
-    public static func json(_ body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: body))
-    }
-}
-
-/// The JSON encoding of every response body: sorted keys, unescaped slashes.
-public enum JSONResponseEncoding {
-    public static func encode(_ value: some Encodable) throws -> Data {
-        try self.encoder.encode(value)
-    }
-
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
 }
 
 extension Double {

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import Prometheus
+import TitaniumMetrics
 
 /// How a service's connections are served: a Hummingbird child channel (plain HTTP/1, or HTTP/1
 /// with WebSocket upgrades), each connection held to its limits by a ``ConnectionGuard``.
@@ -76,7 +77,7 @@ public struct ConnectionCuts: Sendable {
         var counters: [ConnectionCut: Counter] = [:]
         for cut in ConnectionCut.allCases {
             counters[cut] = registry.makeCounter(
-                name: "http_connections_cut_total", labels: [("reason", cut.rawValue)],
+                named: "http_connections_cut_total", labels: [("reason", cut.rawValue)],
                 help: "Client connections closed by the server for a time limit or a refused request, by reason."
             )
         }
@@ -97,8 +98,8 @@ struct ConnectionLimit: AvailableConnectionsDelegate {
 
     init(maximum: Int, registry: PrometheusCollectorRegistry) {
         self.maximum = maximum
-        self.open = registry.makeGauge(name: "http_connections_open", help: "Client connections open now.")
-        registry.makeGauge(name: "http_connections_max", help: "Client connections the server holds at most (HTTP_MAX_CONNECTIONS).").set(Double(maximum))
+        self.open = registry.makeGauge(named: "http_connections_open", help: "Client connections open now.")
+        registry.makeGauge(named: "http_connections_max", help: "Client connections the server holds at most (HTTP_MAX_CONNECTIONS).").set(Double(maximum))
     }
 
     mutating func connectionOpened() {

@@ -30,7 +30,7 @@ public final class HTTPMetrics: Sendable {
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
         self.inFlight = registry.makeGauge(
-            name: "http_requests_in_flight",
+            named: "http_requests_in_flight",
             help: "HTTP requests being served right now."
         )
     }
@@ -46,12 +46,12 @@ public final class HTTPMetrics: Sendable {
             if let existing = cache[key] { return existing }
             let created = Series(
                 counter: self.registry.makeCounter(
-                    name: "http_requests_total",
+                    named: "http_requests_total",
                     labels: [("method", method), ("route", route), ("status", String(status))],
                     help: "HTTP requests served, by method, route template and status code."
                 ),
                 histogram: self.registry.makeDurationHistogram(
-                    name: "http_request_duration_seconds",
+                    named: "http_request_duration_seconds",
                     labels: [("method", method), ("route", route)],
                     buckets: Self.durationBuckets,
                     help: "Time from receiving an HTTP request to finishing its response, by route template."

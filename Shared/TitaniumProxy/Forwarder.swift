@@ -166,7 +166,8 @@ public final class Forwarder: ChannelDuplexHandler, RemovableChannelHandler, @un
         if closeConnection || self.quiescing || (self.inputClosed && self.waiting.isEmpty) {
             // Once the answer is out: a close drops the writes not yet sent.
             if let written {
-                written.whenComplete { _ in context.close(promise: nil) }
+                let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                written.whenComplete { _ in bound.value.close(promise: nil) }
             } else {
                 context.close(promise: nil)
             }

@@ -1,6 +1,5 @@
 import Foundation
 import GRDB
-import TitaniumHTTP
 import TitaniumLogging
 
 /// How every service opens its SQLite database: a GRDB pool (WAL), a busy timeout so writers
@@ -57,13 +56,8 @@ public enum SQLiteDatabase {
 }
 
 extension DatabasePool {
-    /// ONLINE when a trivial read succeeds, for `/health/ready` and `/stats`.
-    public func dependencyStatus() async -> DependencyStatus {
-        do {
-            _ = try await self.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
-            return .online
-        } catch {
-            return DependencyStatus(.offline, error: "\(error)")
-        }
+    /// A trivial read: throws when the database cannot be read (the health checks' probe).
+    public func ping() async throws {
+        _ = try await self.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
 }

@@ -10,6 +10,7 @@ import ServiceLifecycle
 import Synchronization
 import TitaniumHTTP
 import TitaniumTracing
+import TitaniumMetrics
 
 /// The trace store as the observability middleware uses it: each recorded request is queued
 /// without blocking and written by ``TraceWriter`` in batches. Closures replace the default
@@ -18,20 +19,14 @@ public final class TraceRecorder: RequestRecorder {
     public struct Options: Sendable {
         /// The verified token's subject for a request (a service that verifies tokens sets it).
         public var tokenSubject: (@Sendable (Request) async -> String?)?
-        /// Replaces the configured user-id sources entirely.
-        public var userIDExtractor: (@Sendable (Request) async -> String?)?
         /// Decides, after the include/exclude prefixes, whether a request is recorded.
         public var filter: (@Sendable (Request) -> Bool)?
-        /// The trace id stored for a span (the W3C trace id by default).
-        public var traceID: @Sendable (W3CSpanContext) -> String = { $0.traceID }
 
         public init(
             tokenSubject: (@Sendable (Request) async -> String?)? = nil,
-            userIDExtractor: (@Sendable (Request) async -> String?)? = nil,
             filter: (@Sendable (Request) -> Bool)? = nil
         ) {
             self.tokenSubject = tokenSubject
-            self.userIDExtractor = userIDExtractor
             self.filter = filter
         }
     }
@@ -55,10 +50,10 @@ public final class TraceRecorder: RequestRecorder {
         self.options = options
         self.store = try TraceStore(path: configuration.databasePath)
         self.buffer = TraceBuffer(capacity: configuration.bufferSize, batchSize: configuration.batchSize)
-        self.dropped = registry.makeCounter(name: "trace_records_dropped_total", help: "Trace records dropped because the buffer was full or the store kept failing")
+        self.dropped = registry.makeCounter(named: "trace_records_dropped_total", help: "Trace records dropped because the buffer was full or the store kept failing")
         self.writer = TraceWriter(
             store: self.store, buffer: self.buffer, configuration: configuration, service: service, instance: instance,
-            traceID: options.traceID, registry: registry, dropped: self.dropped, logger: logger
+            registry: registry, dropped: self.dropped, logger: logger
         )
     }
 
@@ -69,7 +64,6 @@ public final class TraceRecorder: RequestRecorder {
     }
 
     public func userID(for request: Request) async -> String? {
-        if let extractor = self.options.userIDExtractor { return await extractor(request) }
         var subject: String?
         if self.configuration.userIDSources.contains(.token), request.headers[.authorization] != nil {
             subject = await self.options.tokenSubject?(request)

@@ -8,6 +8,7 @@ import Synchronization
 import TitaniumHTTP
 import TitaniumSQLite
 import TitaniumTracing
+import TitaniumMetrics
 
 /// Writes the buffer to the store: a batch as soon as one is full, whatever is waiting every
 /// flush interval, everything on graceful shutdown. A busy or locked database is retried with
@@ -19,7 +20,6 @@ final class TraceWriter: Service, Sendable {
     let configuration: TraceConfiguration
     let service: String
     let instance: String
-    let traceID: @Sendable (W3CSpanContext) -> String
     let logger: Logger
     let written: Prometheus.Counter
     let dropped: Prometheus.Counter
@@ -36,7 +36,7 @@ final class TraceWriter: Service, Sendable {
 
     init(
         store: TraceStore, buffer: TraceBuffer, configuration: TraceConfiguration, service: String, instance: String,
-        traceID: @escaping @Sendable (W3CSpanContext) -> String, registry: PrometheusCollectorRegistry, dropped: Prometheus.Counter,
+        registry: PrometheusCollectorRegistry, dropped: Prometheus.Counter,
         logger: Logger
     ) {
         self.store = store
@@ -44,13 +44,12 @@ final class TraceWriter: Service, Sendable {
         self.configuration = configuration
         self.service = service
         self.instance = instance
-        self.traceID = traceID
         self.logger = logger
         self.dropped = dropped
-        self.written = registry.makeCounter(name: "trace_records_written_total", help: "Trace records written to the trace store")
-        self.depth = registry.makeGauge(name: "trace_buffer_depth", help: "Trace records waiting in memory to be written")
+        self.written = registry.makeCounter(named: "trace_records_written_total", help: "Trace records written to the trace store")
+        self.depth = registry.makeGauge(named: "trace_buffer_depth", help: "Trace records waiting in memory to be written")
         self.flushDuration = registry.makeDurationHistogram(
-            name: "trace_flush_duration_seconds",
+            named: "trace_flush_duration_seconds",
             buckets: [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
                       .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)],
             help: "Time to write one batch of trace records, retries included"
@@ -205,7 +204,7 @@ final class TraceWriter: Service, Sendable {
     /// A finished request as a row: the text is made here, off the request path.
     func step(_ request: FinishedRequest) -> TraceStep {
         TraceStep(
-            trace_id: self.traceID(request.spanContext), span_id: request.spanContext.spanID,
+            trace_id: request.spanContext.traceID, span_id: request.spanContext.spanID,
             parent_span_id: request.spanContext.parentSpanIDString, service: self.service, instance: self.instance,
             user_id: request.userID, route: request.route, path: request.path, method: request.method, status_code: request.status,
             latency_us: Int64(request.latencyMicroseconds), ip: request.remoteAddress?.ipAddress ?? "unknown",

@@ -119,7 +119,7 @@ import Testing
 
             // The heartbeat is still answered by the load balancer itself, not relayed.
             let heartbeat = NIOLockedValueBox<[String]>([])
-            try await withDeadline(.seconds(20), "websocket") { try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/ws-heartbeat", logger: Logger(label: "ws-test")) { inbound, outbound, _ in
+            _ = try await withDeadline(.seconds(20), "websocket") { try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/ws-heartbeat", logger: Logger(label: "ws-test")) { inbound, outbound, _ in
                 try await outbound.write(.text("ping"))
                 for try await message in inbound.messages(maxSize: 1 << 14) {
                     if case .text(let text) = message { heartbeat.withLockedValue { $0.append(text) } }

@@ -152,7 +152,7 @@ import Testing
             let lock = try await SQLiteCLI.holdWriteLock(database + "-inbox", seconds: 2)
             let total = 200
             let slowest = try await withThrowingTaskGroup(of: Duration.self) { group in
-                for worker in 0..<4 {
+                for _ in 0..<4 {
                     group.addTask {
                         var slowest = Duration.zero
                         for _ in 0..<(total / 4) {

@@ -238,7 +238,7 @@ class SwiftPackage:
                 glob.glob(os.path.join(ROOT, "Shared", "**", "*.swift"), recursive=True)
         for path in paths:
             text = open(path, encoding="utf-8").read()
-            for kind, name in re.findall(r'make(Counter|Gauge|DurationHistogram|ValueHistogram|Histogram|Summary)\(\s*name:\s*"([A-Za-z_:][A-Za-z0-9_:]*)"', text):
+            for kind, name in re.findall(r'make(Counter|Gauge|DurationHistogram|ValueHistogram|Histogram|Summary)\(\s*named?:\s*"([A-Za-z_:][A-Za-z0-9_:]*)"', text):
                 metrics[name] = "histogram" if "Histogram" in kind else kind.lower()
             for kind, name in re.findall(r'\b(Counter|Gauge|Meter|Timer|Recorder|FloatingPointCounter)\(\s*label:\s*"([A-Za-z_:][A-Za-z0-9_:]*)"', text):
                 metrics[name] = "histogram" if kind in ("Timer", "Recorder") else "counter"

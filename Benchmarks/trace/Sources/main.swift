@@ -145,7 +145,7 @@ case "sustain":
         return total
     }
     let rows = try await recorder.store.count()
-    let left = try await recorder.store.database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trace_steps WHERE created_at < 2000000000") ?? 0 }
+    let left = try recorder.store.database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trace_steps WHERE created_at < 2000000000") ?? 0 }
     let text = registry.emitToString()
     let dropped = text.split(separator: "\n").first { $0.hasPrefix("trace_records_dropped_total ") }?.split(separator: " ").last ?? "?"
     let buckets = text.split(separator: "\n").filter { $0.hasPrefix("trace_flush_duration_seconds_bucket") }.map { $0.replacingOccurrences(of: "trace_flush_duration_seconds_bucket", with: "") }
