@@ -195,7 +195,7 @@ let package = Package(
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
             ],
-            path: "Services/load-balancer",
+            path: "Services/load-balancer", exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -209,10 +209,23 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             ],
-            path: "Services/api-gateway",
+            path: "Services/api-gateway", exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "AuthService", dependencies: [ .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Hummingbird", package: "hummingbird"), .product(name: "JWTKit", package: "jwt-kit"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Prometheus", package: "swift-prometheus"),"TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumMetrics"], path: "Services/auth-service", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "AuthService",
+            dependencies: [
+                "TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumMetrics",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Services/auth-service", exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "UserService",
             dependencies: [
@@ -225,7 +238,7 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
-            path: "Services/user-service",
+            path: "Services/user-service", exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -237,7 +250,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
-            path: "Services/blog-service",
+            path: "Services/blog-service", exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
 
@@ -256,7 +269,16 @@ let package = Package(
             path: "Benchmarks/trace/Sources",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "KitOverheadServer", dependencies: [ .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"), "TitaniumLogging","TitaniumHTTP"], path: "Benchmarks/kit-overhead/Sources", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "KitOverheadServer",
+            dependencies: [
+                "TitaniumLogging", "TitaniumHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/kit-overhead/Sources",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ProxyFloor",
             dependencies: [
@@ -290,6 +312,9 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
+                "TitaniumHTTP", "TitaniumLogging",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -86,28 +86,8 @@ final class Exchange: @unchecked Sendable {
         // `Connection: close`, or HTTP/1.0 without keep-alive.
         self.closeAfter = !head.isKeepAlive
         self.countsInWindow = route.countsInWindow
-        self.userID = Self.userID(head, traces: handler.shared.traces)
+        self.userID = Forwarding.userID(head, traces: handler.shared.traces)
         self.shared.kit.metrics.requestStarted()
-    }
-
-    /// The user id as the trace store's sources give it (no token is verified on this path).
-    static func userID(_ head: HTTPRequestHead, traces: TraceRecorder?) -> String? {
-        guard let traces else { return nil }
-        let query = Self.queryValue(named: "user_id", in: head.uri)
-        return traces.userID(tokenSubject: nil, header: head.headers.first(name: "x-user-id"), query: query)
-    }
-
-    /// A query parameter's value, percent-decoded (as `URLComponents.queryItems` gives it), without
-    /// parsing the whole URL on every request.
-    static func queryValue(named name: String, in target: String?) -> String? {
-        guard let target, let mark = target.firstIndex(of: "?") else { return nil }
-        let query = target[target.index(after: mark)...]
-        let prefix = name + "="
-        guard query.contains(prefix) else { return nil }
-        for pair in query.split(separator: "&") where pair.hasPrefix(prefix) {
-            return String(pair.dropFirst(prefix.count)).removingPercentEncoding
-        }
-        return nil
     }
 
     /// This span's `traceparent`, sent upstream and back to the client: rendered once.
@@ -131,9 +111,7 @@ final class Exchange: @unchecked Sendable {
             return
         }
         if let backend = self.backend { self.balancer.release(backend, failed: true) }
-        self.upstream?.exchange = nil
-        self.upstream?.channel?.close(promise: nil)
-        self.upstream = nil
+        self.dropUpstream()
         self.fail(.nextHop(.gatewayTimeout, service: self.upstreamName, error: "http_response_timeout"))
     }
 
@@ -314,11 +292,7 @@ final class Exchange: @unchecked Sendable {
 
     func upstreamFailed(_ error: any Error) {
         guard !self.finished else { return }
-        if let upstream = self.upstream {
-            upstream.exchange = nil
-            upstream.channel?.close(promise: nil)
-            self.upstream = nil
-        }
+        self.dropUpstream()
         if self.responseStarted {
             // Part of the answer is out: all that is left is to cut the client off.
             if let backend = self.backend { self.balancer.release(backend, failed: true) }
@@ -348,11 +322,7 @@ final class Exchange: @unchecked Sendable {
 
     /// The client's fault, not the upstream's: 413, or the connection cut if the answer has begun.
     private func bodyTooLarge() {
-        if let upstream = self.upstream {
-            upstream.exchange = nil
-            upstream.channel?.close(promise: nil)
-            self.upstream = nil
-        }
+        self.dropUpstream()
         if let backend = self.backend { self.balancer.release(backend, failed: false) }
         if self.responseStarted {
             self.record(status: self.status)
@@ -366,13 +336,10 @@ final class Exchange: @unchecked Sendable {
     /// The answer for a failed upstream, logged with the error itself: the answer names only its kind.
     private func failure(_ error: any Error) -> APIError {
         let answer = ProxyPolicy.failure(error, service: self.upstreamName, sent: self.sent)
-        self.shared.kit.logger.warning(
-            "upstream failed",
-            metadata: [
-                "upstream": .string(self.upstreamName), "error": .string("\(error)"), "status": .stringConvertible(answer.status.code),
-                "request_id": .string(self.requestID),
-            ]
-        )
+        self.shared.kit.logger.warning("upstream failed", metadata: [
+            "upstream": .string(self.upstreamName), "error": .string("\(error)"),
+            "status": .stringConvertible(answer.status.code), "request_id": .string(self.requestID),
+        ])
         return answer
     }
 
@@ -391,17 +358,9 @@ final class Exchange: @unchecked Sendable {
     private func fail(_ error: APIError) {
         guard !self.finished else { return }
         self.finished = true
-        let body = ByteBuffer(bytes: error.jsonBody(requestID: self.requestID))
-        var headers = HTTPHeaders(error.headers.map { ($0.name.rawName, $0.value) })
-        headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
-        headers.add(name: "Content-Length", value: String(body.readableBytes))
-        headers.add(name: "X-Request-ID", value: self.requestID)
-        headers.add(name: "traceparent", value: self.traceparent)
         // The rest of an unread body would be taken for the next request: close after answering.
         let mustClose = self.closeAfter || !self.requestEnded
-        if mustClose { headers.add(name: "Connection", value: "close") }
-        let status = HTTPResponseStatus(statusCode: error.status.code, reasonPhrase: error.status.reasonPhrase)
-        let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+        let (head, body) = error.http1Answer(requestID: self.requestID, traceparent: self.traceparent, close: mustClose)
         self.status = error.status.code
         self.bytes = body.readableBytes
         self.context.write(self.handler.wrapOutboundOut(.head(head)), promise: nil)
@@ -409,6 +368,14 @@ final class Exchange: @unchecked Sendable {
         self.lastWrite = self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(nil)))
         self.record(status: error.status.code)
         self.handler.exchangeFinished(self, closeConnection: mustClose, after: self.lastWrite, context: self.context)
+    }
+
+    /// Lets go of the upstream connection (closed: it may still carry part of this exchange).
+    private func dropUpstream() {
+        guard let upstream = self.upstream else { return }
+        upstream.exchange = nil
+        upstream.channel?.close(promise: nil)
+        self.upstream = nil
     }
 
     /// Hands the connection back once both the request and the response have ended.

@@ -165,4 +165,24 @@ public final class Forwarding: Sendable {
         let rest = path.utf8.dropFirst(prefix.utf8.count)
         return rest.isEmpty || rest.first == UInt8(ascii: "/") || rest.first == UInt8(ascii: "?")
     }
+
+    /// The user id as the trace store's sources give it (no token is verified on this path).
+    static func userID(_ head: HTTPRequestHead, traces: TraceRecorder?) -> String? {
+        guard let traces else { return nil }
+        let query = Self.queryValue(named: "user_id", in: head.uri)
+        return traces.userID(tokenSubject: nil, header: head.headers.first(name: "x-user-id"), query: query)
+    }
+
+    /// A query parameter's value, percent-decoded (as `URLComponents.queryItems` gives it), without
+    /// parsing the whole URL on every request.
+    static func queryValue(named name: String, in target: String?) -> String? {
+        guard let target, let mark = target.firstIndex(of: "?") else { return nil }
+        let query = target[target.index(after: mark)...]
+        let prefix = name + "="
+        guard query.contains(prefix) else { return nil }
+        for pair in query.split(separator: "&") where pair.hasPrefix(prefix) {
+            return String(pair.dropFirst(prefix.count)).removingPercentEncoding
+        }
+        return nil
+    }
 }
