@@ -9,6 +9,25 @@ let swiftSettings: [SwiftSetting] = [
     .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
 ]
 
+/// One service's in-process tests, `Tests/<Module>Tests`: they `@testable import` the service's
+/// executable module and test its router with HummingbirdTesting (no process, no built binary).
+/// One target per service, because each module declares the same names (`App`,
+/// `buildApplication`, `buildRouter`): a test file imports exactly the service it tests.
+func serviceTests(_ service: String, _ dependencies: [Target.Dependency]) -> Target {
+    .testTarget(
+        name: service + "Tests",
+        dependencies: [
+            .target(name: service), "TestSupport", "TitaniumHTTP",
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ] + dependencies,
+        path: "Tests/\(service)Tests",
+        swiftSettings: swiftSettings
+    )
+}
+
 let package = Package(
     name: "titanium",
     platforms: [.macOS(.v15)],
@@ -294,7 +313,8 @@ let package = Package(
         .testTarget(
             name: "TitaniumKitTests",
             dependencies: [
-                "TitaniumLogging", "TitaniumMetrics", "TitaniumTracing", "TitaniumHTTP", "TitaniumRedis", "TitaniumTrace", "TestSupport",
+                "TitaniumLogging", "TitaniumMetrics", "TitaniumTracing", "TitaniumHTTP", "TitaniumRedis", "TitaniumTrace", "TitaniumAuth", "TestSupport",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -323,6 +343,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
@@ -347,5 +368,14 @@ let package = Package(
             path: "Tests/IntegrationTests",
             swiftSettings: swiftSettings
         ),
+        serviceTests("LoadBalancer", [
+            "TitaniumMetrics", "TitaniumTrace",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+        serviceTests("APIGateway", ["TitaniumProxy", "TitaniumRedis"]),
+        serviceTests("AuthService", ["TitaniumAuth", .product(name: "JWTKit", package: "jwt-kit")]),
+        serviceTests("UserService", ["TitaniumAuth", "TitaniumRedis", .product(name: "JWTKit", package: "jwt-kit")]),
+        serviceTests("BlogService", ["TitaniumAuth", .product(name: "JWTKit", package: "jwt-kit")]),
     ]
 )

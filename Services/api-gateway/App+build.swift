@@ -19,36 +19,13 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let client = kit.makeHTTPClient()
     // The load balancer's X-Forwarded-Proto/Host are believed; anyone else's are replaced.
     let policy = ProxyPolicy(trustedProxies: configuration.trustedProxies)
-    let proxy = ReverseProxy(client: client, policy: policy)
     let redis = RedisClient(configuration: configuration.redis)
-    let router = kit.makeRouter()
-    let registry = kit.registry
-    let rejections: @Sendable (String) -> Counter = { group in
-        registry.makeCounter(named: "rate_limit_rejections_total", labels: [("route", group)], help: "Requests answered 429, by route group.")
-    }
-    // Every group's series exists from the start, at 0, so that rate() sees the first rejection.
-    for rule in configuration.rateLimits { _ = rejections(rule.group) }
-    router.add(middleware: RateLimitMiddleware(
-        redis: redis,
-        rules: configuration.rateLimits,
-        clientIP: ClientIPResolver(trusted: configuration.trustedProxies),
-        verifier: TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.tokenPolicy, client: client),
-        rejections: rejections,
-        errors: registry.makeCounter(named: "rate_limit_errors_total", help: "Rate-limit checks that failed (Redis unavailable); the request passed."),
-        logger: kit.logger
-    ))
+    let router = buildRouter(kit: kit, configuration: configuration, redis: redis, client: client)
     // One route table for both paths: requests a rate limit applies to go through the router
     // (the limiter waits for Redis, then ``ReverseProxy``); every other request is forwarded
     // below Hummingbird by ``Forwarder`` (no task and no AsyncHTTPClient round per request).
-    let services = [configuration.auth, configuration.users, configuration.blog]
-    let routes: [(prefix: String, service: Int, below: String)] = [("/api/auth", 0), ("/api/users", 1), ("/api/posts", 2), ("/blog", 2)]
-        .map { ($0.0, $0.1, $0.0 + "/**") }
-    for route in routes {
-        let upstream = services[route.service]
-        router.onAnyMethod([RouterPath(route.prefix), RouterPath(route.below)]) { request, context in
-            try await proxy.forward(request, context: context, to: upstream)
-        }
-    }
+    let services = configuration.services
+    let routes = GatewayConfiguration.routes
     // A service with an https:// URL stays with the router: the forwarder speaks plain HTTP only.
     var upstreams: [ForwardingUpstream] = []
     var forwarded: [Int: Int] = [:]  // service → its index in `upstreams`
@@ -84,4 +61,46 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         )
     }
     return kit.makeApplication(router: router, server: server, services: [redis, client])
+}
+
+/// The gateway's router, from what a test can swap: the rate limiter (its Redis may be down: it
+/// fails open; a writer's token is checked against `JWKS_URL`) in front of every route, each
+/// proxied to its service by ``ReverseProxy``.
+func buildRouter(
+    kit: ServiceKit, configuration: GatewayConfiguration, redis: RedisClient, client: OutboundHTTPClient
+) -> Router<TitaniumRequestContext> {
+    let proxy = ReverseProxy(client: client, policy: ProxyPolicy(trustedProxies: configuration.trustedProxies))
+    let router = kit.makeRouter()
+    let registry = kit.registry
+    let rejections: @Sendable (String) -> Counter = { group in
+        registry.makeCounter(named: "rate_limit_rejections_total", labels: [("route", group)], help: "Requests answered 429, by route group.")
+    }
+    // Every group's series exists from the start, at 0, so that rate() sees the first rejection.
+    for rule in configuration.rateLimits { _ = rejections(rule.group) }
+    router.add(middleware: RateLimitMiddleware(
+        redis: redis,
+        rules: configuration.rateLimits,
+        clientIP: ClientIPResolver(trusted: configuration.trustedProxies),
+        verifier: TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.tokenPolicy, client: client),
+        rejections: rejections,
+        errors: registry.makeCounter(named: "rate_limit_errors_total", help: "Rate-limit checks that failed (Redis unavailable); the request passed."),
+        logger: kit.logger
+    ))
+    let services = configuration.services
+    for route in GatewayConfiguration.routes {
+        let upstream = services[route.service]
+        router.onAnyMethod([RouterPath(route.prefix), RouterPath(route.below)]) { request, context in
+            try await proxy.forward(request, context: context, to: upstream)
+        }
+    }
+    return router
+}
+
+extension GatewayConfiguration {
+    /// The route table: each path prefix, the service it goes to (an index into ``services``) and
+    /// the pattern of the paths below it. A new prefix needs a row here.
+    static let routes: [(prefix: String, service: Int, below: String)] = [("/api/auth", 0), ("/api/users", 1), ("/api/posts", 2), ("/blog", 2)]
+        .map { ($0.0, $0.1, $0.0 + "/**") }
+
+    var services: [UpstreamPool] { [self.auth, self.users, self.blog] }
 }

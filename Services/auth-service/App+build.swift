@@ -16,20 +16,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let client = kit.makeHTTPClient()
     let verifier = TokenVerifier.local(issuer)
     let kit = try kit.recordingTraces(settings: settings, options: .init(tokenSubject: { try? await verifier.claims(for: $0).subject }))
-    let help = "Login attempts by result."
-    let controller = AuthController(
-        issuer: issuer,
-        verifier: verifier,
-        client: client,
-        userServiceURL: configuration.userServiceURL,
-        passwords: PasswordVersions(client: client, userServiceURL: configuration.userServiceURL),
-        logins: (
-            kit.registry.makeCounter(named: "auth_logins_total", labels: [("result", "success")], help: help),
-            kit.registry.makeCounter(named: "auth_logins_total", labels: [("result", "failure")], help: help)
-        )
-    )
-    let router = kit.makeRouter()
-    controller.register(on: router)
+    let router = buildRouter(kit: kit, issuer: issuer, verifier: verifier, client: client, userServiceURL: configuration.userServiceURL)
     let keyPath = configuration.privateKeyPath
     return kit.makeApplication(
         router: router,
@@ -41,4 +28,26 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         details: { ["key_id": .string(issuer.kid)] },
         services: [client]
     )
+}
+
+/// The auth routes on the kit's router, from what a test can swap: the issuer (any key), its
+/// verifier, and the user-service that checks credentials and password versions (a stand-in).
+func buildRouter(
+    kit: ServiceKit, issuer: TokenIssuer, verifier: TokenVerifier, client: OutboundHTTPClient, userServiceURL: String
+) -> Router<TitaniumRequestContext> {
+    let help = "Login attempts by result."
+    let controller = AuthController(
+        issuer: issuer,
+        verifier: verifier,
+        client: client,
+        userServiceURL: userServiceURL,
+        passwords: PasswordVersions(client: client, userServiceURL: userServiceURL),
+        logins: (
+            kit.registry.makeCounter(named: "auth_logins_total", labels: [("result", "success")], help: help),
+            kit.registry.makeCounter(named: "auth_logins_total", labels: [("result", "failure")], help: help)
+        )
+    )
+    let router = kit.makeRouter()
+    controller.register(on: router)
+    return router
 }

@@ -15,18 +15,11 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let verifier = TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.policy, client: client)
     let kit = try kit.recordingTraces(settings: settings, options: .init(tokenSubject: { try? await verifier.claims(for: $0).subject }))
 
-    let router = kit.makeRouter()
     let pages = try PageCache(path: configuration.databasePath, byteBudget: configuration.pageCacheBytes)
-    PostController(
-        store: store,
-        pages: pages,
-        verifier: verifier,
-        passwords: PasswordVersions(client: client, userServiceURL: configuration.userServiceURL),
-        created: kit.registry.makeCounter(named: "posts_created_total", help: "Posts created."),
-        updated: kit.registry.makeCounter(named: "posts_updated_total", help: "Posts updated."),
-        deleted: kit.registry.makeCounter(named: "posts_deleted_total", help: "Posts deleted.")
-    ).register(on: router)
-    SamplePage.register(on: router)
+    let router = buildRouter(
+        kit: kit, store: store, pages: pages, verifier: verifier,
+        passwords: PasswordVersions(client: client, userServiceURL: configuration.userServiceURL)
+    )
 
     return kit.makeApplication(
         router: router,
@@ -38,4 +31,24 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         },
         services: [client]
     )
+}
+
+/// The post routes and the sample page on the kit's router, from what a test can swap: the
+/// store and its page cache (any SQLite file), the verifier (a local issuer's will do) and
+/// where password versions are asked (a stand-in user-service).
+func buildRouter(
+    kit: ServiceKit, store: PostStore, pages: PageCache, verifier: TokenVerifier, passwords: PasswordVersions
+) -> Router<TitaniumRequestContext> {
+    let router = kit.makeRouter()
+    PostController(
+        store: store,
+        pages: pages,
+        verifier: verifier,
+        passwords: passwords,
+        created: kit.registry.makeCounter(named: "posts_created_total", help: "Posts created."),
+        updated: kit.registry.makeCounter(named: "posts_updated_total", help: "Posts updated."),
+        deleted: kit.registry.makeCounter(named: "posts_deleted_total", help: "Posts deleted.")
+    ).register(on: router)
+    SamplePage.register(on: router)
+    return router
 }

@@ -23,16 +23,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let client = kit.makeHTTPClient()
     let pool = BackendPool(urls: urls, client: client.client, logger: kit.logger, settings: configuration.backends)
     let heartbeat = Heartbeat(silence: configuration.heartbeatSilence)
-    let fanOut = InstanceFanOut(targets: configuration.statsTargets, client: client)
-    let router = kit.makeRouter(countsInWindow: isRealTraffic)
-    StatsAggregator(
-        fanOut: fanOut, window: kit.window, instance: kit.configuration.instance, backends: pool,
-        heartbeat: heartbeat, startTimeSeconds: kit.process.startTimeSeconds
-    ).register(on: router)
-    // The merged trace and recent list over every service; the trace store's other routes are
-    // this store's own (registered by the kit).
-    TraceFanOut(fanOut: fanOut, local: kit.traces, adminToken: configuration.traces.adminToken).register(on: router)
-    Dashboard(configuration: configuration, client: client, logger: kit.logger).register(on: router)
+    let router = buildRouter(kit: kit, configuration: configuration, client: client, backends: pool, heartbeat: heartbeat)
     // `/api/*` is forwarded below Hummingbird (``Forwarder``), WebSocket upgrades excepted. It
     // waits for the gateway longer than the gateway waits for its services, so that the
     // gateway's own 504 is what the client sees.
@@ -55,6 +46,25 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         )
     }
     return kit.makeApplication(router: router, server: server, services: [pool, client])
+}
+
+/// The load balancer's own routes, from what a test can swap: `/stats` and the merged
+/// `/traces/*` over `STATS_TARGETS` (any stand-ins), the gateway pool and heartbeat `/stats`
+/// reports on, and the dashboard.
+func buildRouter(
+    kit: ServiceKit, configuration: LoadBalancerConfiguration, client: OutboundHTTPClient, backends: BackendPool, heartbeat: Heartbeat
+) -> Router<TitaniumRequestContext> {
+    let fanOut = InstanceFanOut(targets: configuration.statsTargets, client: client)
+    let router = kit.makeRouter(countsInWindow: isRealTraffic)
+    StatsAggregator(
+        fanOut: fanOut, window: kit.window, instance: kit.configuration.instance, backends: backends,
+        heartbeat: heartbeat, startTimeSeconds: kit.process.startTimeSeconds
+    ).register(on: router)
+    // The merged trace and recent list over every service; the trace store's other routes are
+    // this store's own (registered by the kit).
+    TraceFanOut(fanOut: fanOut, local: kit.traces, adminToken: configuration.traces.adminToken).register(on: router)
+    Dashboard(configuration: configuration, client: client, logger: kit.logger).register(on: router)
+    return router
 }
 
 /// Real API traffic: `/api/*`, not HEAD, not marked `X-Heartbeat: true`.

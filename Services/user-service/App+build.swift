@@ -16,20 +16,11 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let store = try UserStore(path: configuration.databasePath)
     let redis = RedisClient(configuration: configuration.redis)
     let cache = UserCache(redis: redis, ttlSeconds: configuration.cacheTTLSeconds, registry: kit.registry, logger: kit.logger)
-    let registrations = kit.registry.makeCounter(named: "user_registrations_total", help: "Users registered.")
-
-    let cost = UInt8(configuration.bcryptCost)
-    let decoyHash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(UUID().uuidString, cost: cost) }
-
     let client = kit.makeHTTPClient()
     let verifier = TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.policy, client: client)
     let kit = try kit.recordingTraces(settings: settings, options: .init(tokenSubject: { try? await verifier.claims(for: $0).subject }))
 
-    let router = kit.makeRouter()
-    UserController(
-        store: store, cache: cache, bcryptCost: configuration.bcryptCost, registrations: registrations, decoyHash: decoyHash,
-        verifier: verifier
-    ).register(on: router)
+    let router = try await buildRouter(kit: kit, store: store, cache: cache, verifier: verifier, bcryptCost: configuration.bcryptCost)
 
     let checks = [
         DependencyCheck(name: "database", probe: { try await store.pool.ping() }),
@@ -49,4 +40,21 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         },
         services: [redis, client]
     )
+}
+
+/// The user routes on the kit's router, from what a test can swap: the store (any SQLite file),
+/// the cache (its Redis may be down: it fails open), the verifier (a local issuer's will do).
+func buildRouter(
+    kit: ServiceKit, store: UserStore, cache: UserCache, verifier: TokenVerifier, bcryptCost: Int
+) async throws -> Router<TitaniumRequestContext> {
+    // Verified for unknown users, so that a login costs the same whether or not the user exists.
+    let cost = UInt8(bcryptCost)
+    let decoyHash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(UUID().uuidString, cost: cost) }
+    let router = kit.makeRouter()
+    UserController(
+        store: store, cache: cache, bcryptCost: bcryptCost,
+        registrations: kit.registry.makeCounter(named: "user_registrations_total", help: "Users registered."),
+        decoyHash: decoyHash, verifier: verifier
+    ).register(on: router)
+    return router
 }

@@ -40,25 +40,7 @@ import Testing
             Response(status: .ok, headers: [.contentType: "text/html"], body: .init(byteBuffer: ByteBuffer(string: "<h1>ui pod</h1>")))
         }
         router.get("/app.js") { _, _ in "console.log(1)" }
-        return try await Self.serve(router, server: .http1WebSocketUpgrade(webSocketRouter: webSockets))
-    }
-
-    /// Runs `router` in this process on a free 127.0.0.1 port: the port, and how to stop it.
-    static func serve<Builder: HTTPResponderBuilder>(
-        _ router: Builder, server: HTTPServerBuilder = .http1()
-    ) async throws -> (port: Int, stop: @Sendable () async -> Void)
-    where Builder.Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
-        let port = NIOLockedValueBox<Int?>(nil)
-        let app = Application(
-            router: router,
-            server: server,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in port.withLockedValue { $0 = channel.localAddress?.port } },
-            logger: Logger(label: "upstream")
-        )
-        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
-        let bound = try await poll { port.withLockedValue { $0 } }
-        return (bound, { task.cancel(); _ = await task.result })
+        return try await startServer(router, server: .http1WebSocketUpgrade(webSocketRouter: webSockets))
     }
 
     @Test func theGatewayRelaysWebSocketUpgradesToTheRoutesService() async throws {
@@ -219,7 +201,7 @@ import Testing
             return "first"
         }
         router.get("/health/ready") { _, _ in "ready" }
-        let (upstreamPort, stopUpstream) = try await Self.serve(router)
+        let (upstreamPort, stopUpstream) = try await startServer(router)
         // The response deadline is connect + read timeout: 3 s.
         let balancer = try ServiceProcess("load-balancer", environment: [
             "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
@@ -338,7 +320,7 @@ extension LoadBalancerUpstreamTests {
                 body: .init(byteBuffer: ByteBuffer(bytes: body))
             )
         }
-        let (upstreamPort, stopUpstream) = try await Self.serve(router)
+        let (upstreamPort, stopUpstream) = try await startServer(router)
         let balancer = try ServiceProcess("load-balancer", environment: [
             "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
         ])
