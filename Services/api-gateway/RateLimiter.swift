@@ -122,7 +122,7 @@ struct RateLimitMiddleware: RouterMiddleware {
             guard let username = login?.username else { return "ip:" + client }
             return "user:" + username.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         case .tokenSubject:
-            guard let claims = try? await self.verifier.claims(for: request) else { return "ip:" + client }
+            guard let claims = try? await self.verifier.claims(for: request, context: context) else { return "ip:" + client }
             return "sub:" + claims.subject
         }
     }

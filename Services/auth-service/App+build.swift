@@ -15,7 +15,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     )
     let client = kit.makeHTTPClient()
     let verifier = TokenVerifier.local(issuer)
-    let kit = try kit.recordingTraces(settings: settings, options: .init(tokenSubject: { try? await verifier.claims(for: $0).subject }))
+    let kit = try kit.recordingTraces(settings: settings, options: .init(verifyToken: { await verifier.credentials(for: $0) }))
     let router = buildRouter(kit: kit, issuer: issuer, verifier: verifier, client: client, userServiceURL: configuration.userServiceURL)
     let keyPath = configuration.privateKeyPath
     return kit.makeApplication(

@@ -86,7 +86,7 @@ struct AuthController: Sendable {
     /// which only user-service knows: it is asked every time (1 s at most; 502 or 504 when it
     /// cannot say, rather than vouching for a token that may be retired).
     @Sendable func verify(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
-        let claims = try await self.verifier.claims(for: request)
+        let claims = try await self.verifier.claims(for: request, context: context)
         try await self.passwords.requireCurrent(claims)
         guard let userID = claims.userID else { throw APIError(.unauthorized, message: "token names no user") }
         return try JSONResponse(

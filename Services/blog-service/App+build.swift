@@ -13,7 +13,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let store = try PostStore(path: configuration.databasePath)
     let client = kit.makeHTTPClient()
     let verifier = TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.policy, client: client)
-    let kit = try kit.recordingTraces(settings: settings, options: .init(tokenSubject: { try? await verifier.claims(for: $0).subject }))
+    let kit = try kit.recordingTraces(settings: settings, options: .init(verifyToken: { await verifier.credentials(for: $0) }))
 
     let pages = try PageCache(path: configuration.databasePath, byteBudget: configuration.pageCacheBytes)
     let router = buildRouter(

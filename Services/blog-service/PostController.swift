@@ -60,14 +60,14 @@ struct PostController: Sendable {
     }
 
     /// The verified claims of a write's token, not retired by a password change.
-    private func writer(_ request: Request) async throws -> AccessClaims {
-        let claims = try await self.verifier.claims(for: request)
+    private func writer(_ request: Request, context: TitaniumRequestContext) async throws -> AccessClaims {
+        let claims = try await self.verifier.claims(for: request, context: context)
         try await self.passwords.requireCurrent(claims)
         return claims
     }
 
     @Sendable func create(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
-        let claims = try await self.writer(request)
+        let claims = try await self.writer(request, context: context)
         let input = try await request.decodeJSON(as: PostInput.self, context: context)
         let problems = Self.problems(input, partial: false)
         guard problems.isEmpty, let title = input.title, let body = input.body, let authorID = claims.userID else {
@@ -81,7 +81,7 @@ struct PostController: Sendable {
     }
 
     @Sendable func update(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
-        let claims = try await self.writer(request)
+        let claims = try await self.writer(request, context: context)
         let id = try Self.id(context)
         let input = try await request.decodeJSON(as: PostInput.self, context: context)
         var problems = Self.problems(input, partial: true)
@@ -99,7 +99,7 @@ struct PostController: Sendable {
     }
 
     @Sendable func delete(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
-        let claims = try await self.writer(request)
+        let claims = try await self.writer(request, context: context)
         switch try await self.store.delete(id: try Self.id(context), authorID: claims.userID ?? -1) {
         case .done:
             self.deleted.increment()

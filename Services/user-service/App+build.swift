@@ -18,7 +18,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let cache = UserCache(redis: redis, ttlSeconds: configuration.cacheTTLSeconds, registry: kit.registry, logger: kit.logger)
     let client = kit.makeHTTPClient()
     let verifier = TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.policy, client: client)
-    let kit = try kit.recordingTraces(settings: settings, options: .init(tokenSubject: { try? await verifier.claims(for: $0).subject }))
+    let kit = try kit.recordingTraces(settings: settings, options: .init(verifyToken: { await verifier.credentials(for: $0) }))
 
     let router = try await buildRouter(kit: kit, store: store, cache: cache, verifier: verifier, bcryptCost: configuration.bcryptCost)
 

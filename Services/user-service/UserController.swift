@@ -57,7 +57,7 @@ struct UserController: Sendable {
         guard let id = context.parameters.get("id").flatMap(Int64.init), id > 0 else {
             throw APIError(.notFound, message: "no such user")
         }
-        let isOwner = await self.isOwner(request, of: id)
+        let isOwner = await self.isOwner(request, context: context, of: id)
         var response = try await self.cachedUser(id: id, showingEmail: isOwner)
         // The answer depends on the token: no shared cache may hand the owner's to someone else.
         response.headers[.vary] = "Authorization"
@@ -66,14 +66,14 @@ struct UserController: Sendable {
 
     /// The user the bearer token belongs to.
     @Sendable func me(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
-        let (id, _) = try await self.currentToken(of: request)
+        let (id, _) = try await self.currentToken(of: request, context: context)
         return try await self.cachedUser(id: id, showingEmail: true)
     }
 
     /// The user id and password version of the request's bearer token when it is valid and not
     /// retired by a password change since it was issued; 401 otherwise.
-    private func currentToken(of request: Request) async throws -> (userID: Int64, passwordVersion: Int) {
-        let claims = try await self.verifier.claims(for: request)
+    private func currentToken(of request: Request, context: TitaniumRequestContext) async throws -> (userID: Int64, passwordVersion: Int) {
+        let claims = try await self.verifier.claims(for: request, context: context)
         guard let id = claims.userID, try await self.store.passwordVersion(id: id) == claims.passwordVersion else {
             throw Self.retiredToken
         }
@@ -86,9 +86,9 @@ struct UserController: Sendable {
     )
 
     /// Whether the request carries a current token of user `id`.
-    private func isOwner(_ request: Request, of id: Int64) async -> Bool {
+    private func isOwner(_ request: Request, context: TitaniumRequestContext, of id: Int64) async -> Bool {
         guard request.headers[.authorization] != nil,
-            let claims = try? await self.verifier.claims(for: request), claims.userID == id
+            let claims = try? await self.verifier.claims(for: request, context: context), claims.userID == id
         else { return false }
         return (try? await self.store.passwordVersion(id: id)) == claims.passwordVersion
     }
@@ -104,7 +104,7 @@ struct UserController: Sendable {
     /// treating 401 as "log in again" must not) and retires every token issued before it, the one
     /// of this request included.
     @Sendable func updateMe(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
-        let (id, passwordVersion) = try await self.currentToken(of: request)
+        let (id, passwordVersion) = try await self.currentToken(of: request, context: context)
         let body = try await request.decodeJSON(as: UpdateRequest.self, context: context)
         var problems: [String: String] = [:]
         if let email = body.email { problems["email"] = UserValidation.emailProblem(email) }

@@ -68,6 +68,26 @@ public final class TokenVerifier: Sendable {
         return claims
     }
 
+    /// The verified claims of a request's `Authorization: Bearer` token, or 401; taken from the
+    /// request's context when its token was checked already (``Credentials``).
+    public func claims(for request: Request, context: some IdentifiedRequestContext) async throws -> AccessClaims {
+        switch context.credentials {
+        case .verified(_, let claims as AccessClaims): return claims
+        case .rejected(let error): throw error
+        default: return try await self.claims(for: request)
+        }
+    }
+
+    /// The request's token checked, as the trace store's user lookup keeps it (``Credentials``).
+    public func credentials(for request: Request) async -> Credentials {
+        do {
+            let claims = try await self.claims(for: request)
+            return .verified(subject: claims.subject, claims: claims)
+        } catch {
+            return .rejected(APIError.from(error))
+        }
+    }
+
     /// The verified claims of a request's `Authorization: Bearer` token, or 401.
     public func claims(for request: Request) async throws -> AccessClaims {
         guard let authorization = request.headers[.authorization],

@@ -69,9 +69,11 @@ public struct ObservabilityMiddleware<Context: IdentifiedRequestContext>: Router
         // The trace store, when this request is one it keeps: who made it is decided before the
         // handler runs (a verified token, a header or a query parameter).
         let recorder = self.recorder.flatMap { $0.shouldRecord(request) ? $0 : nil }
-        let userID = await recorder?.userID(for: request)
+        let identity = await recorder?.identify(request)
+        let userID = identity?.userID
 
         var context = context
+        context.credentials = identity?.credentials
         context.requestID = requestID
         context.spanContext = span.spanContext
         context.bodyLimit = self.bodyLimit

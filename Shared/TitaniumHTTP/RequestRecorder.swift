@@ -42,8 +42,9 @@ public struct FinishedRequest: Sendable {
 public protocol RequestRecorder: Sendable {
     /// Whether this request is recorded at all (include/exclude prefixes, a custom filter).
     func shouldRecord(_ request: Request) -> Bool
-    /// The user a recorded request belongs to, asked before the handler runs.
-    func userID(for request: Request) async -> String?
+    /// The user a recorded request belongs to, asked before the handler runs, and the
+    /// credentials checked to find it (kept in the request's context for the handler).
+    func identify(_ request: Request) async -> (userID: String?, credentials: Credentials?)
     /// Must not block: a full buffer drops the record (and counts it).
     func record(_ request: FinishedRequest)
     /// The background work (batched writes, retention) that must run, and flush on shutdown.

@@ -7,6 +7,8 @@ public protocol IdentifiedRequestContext: RequestContext {
     var requestID: String { get set }
     var spanContext: W3CSpanContext? { get set }
     var bodyLimit: Int { get set }
+    /// The request's credentials once checked (``Credentials``): nil until something verified them.
+    var credentials: Credentials? { get set }
     /// The socket peer.
     var remoteAddress: SocketAddress? { get }
 }
@@ -18,6 +20,7 @@ public struct TitaniumRequestContext: IdentifiedRequestContext, RemoteAddressReq
     public var requestID: String = ""
     public var spanContext: W3CSpanContext?
     public var bodyLimit: Int = 1 << 20
+    public var credentials: Credentials?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

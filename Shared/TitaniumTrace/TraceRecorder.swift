@@ -17,16 +17,17 @@ import TitaniumMetrics
 /// user-id extraction, filter and trace-id generation when a service needs its own.
 public final class TraceRecorder: RequestRecorder {
     public struct Options: Sendable {
-        /// The verified token's subject for a request (a service that verifies tokens sets it).
-        public var tokenSubject: (@Sendable (Request) async -> String?)?
+        /// Checks a request's bearer token (a service that verifies tokens sets it); what it
+        /// finds is kept in the request's context, so the handler does not verify it again.
+        public var verifyToken: (@Sendable (Request) async -> Credentials)?
         /// Decides, after the include/exclude prefixes, whether a request is recorded.
         public var filter: (@Sendable (Request) -> Bool)?
 
         public init(
-            tokenSubject: (@Sendable (Request) async -> String?)? = nil,
+            verifyToken: (@Sendable (Request) async -> Credentials)? = nil,
             filter: (@Sendable (Request) -> Bool)? = nil
         ) {
-            self.tokenSubject = tokenSubject
+            self.verifyToken = verifyToken
             self.filter = filter
         }
     }
@@ -63,12 +64,15 @@ public final class TraceRecorder: RequestRecorder {
         self.configuration.records(path: request.uri.path) && (self.options.filter?(request) ?? true)
     }
 
-    public func userID(for request: Request) async -> String? {
-        var subject: String?
+    public func identify(_ request: Request) async -> (userID: String?, credentials: Credentials?) {
+        var credentials: Credentials?
         if self.configuration.userIDSources.contains(.token), request.headers[.authorization] != nil {
-            subject = await self.options.tokenSubject?(request)
+            credentials = await self.options.verifyToken?(request)
         }
-        return self.userID(tokenSubject: subject, header: request.headers[.xUserID], query: request.uri.queryParameters["user_id"].map(String.init))
+        let userID = self.userID(
+            tokenSubject: credentials?.subject, header: request.headers[.xUserID], query: request.uri.queryParameters["user_id"].map(String.init)
+        )
+        return (userID, credentials)
     }
 
     /// The first of the configured sources that has a value (at most 128 characters).
