@@ -37,8 +37,7 @@ import Testing
         try "console.log('dashboard')".write(to: dashboard.appendingPathComponent("app.js"), atomically: true, encoding: .utf8)
         let balancer = try ServiceProcess("load-balancer", environment: ["GATEWAY_URLS": gatewayURL, "DASHBOARD_DIR": dashboard.path])
         let base = "http://127.0.0.1:\(try await balancer.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        try await withHTTPClient { client in
             #expect(try await post(client, "\(base)/api/users", body: #"{"username":"gina","email":"gina@example.com","password":"gateway pass"}"#).status == .created)
             let login = try await post(client, "\(base)/api/auth/login", body: #"{"username":"gina","password":"gateway pass"}"#)
             let token = try #require(try json(login.body)["access_token"] as? String)
@@ -104,11 +103,7 @@ import Testing
                 try await group.waitForAll()
             }
             #expect(!gateway.text.contains("Fatal error"))
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
         for process in [balancer, gateway, blog, auth, users] { #expect(try await process.terminate() == 0) }
     }
 
@@ -120,8 +115,7 @@ import Testing
             "BLOG_SERVICE_URL": "http://127.0.0.1:\(refused)",
         ])
         let base = "http://127.0.0.1:\(try await gateway.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        try await withHTTPClient { client in
             let start = ContinuousClock.now
             let hung = try await get(client, "\(base)/api/auth/verify")
             let hungTime = start.duration(to: .now)
@@ -135,11 +129,7 @@ import Testing
             #expect(down.status == .badGateway)
             #expect((try json(down.body)["error"] as? [String: Any])?["code"] as? String == "bad_gateway")
             #expect(refusedStart.duration(to: .now) < .milliseconds(1100))
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
         _ = silent
         #expect(try await gateway.terminate() == 0)
     }
@@ -150,33 +140,27 @@ extension GatewayTests {
     /// other by the gateway's forwarder, so every answer comes from the live upstream. A service
     /// with an https:// URL does not stop the gateway from starting: it is proxied by the router.
     @Test func aRefusedReplicaIsRetriedAndHTTPSUpstreamsStayWithTheRouter() async throws {
-        let (port, stop) = try await LoadBalancerUpstreamTests.startUpstream()
-        let refused = try RedisServer.freePort()
-        let gateway = try ServiceProcess("api-gateway", environment: [
-            "BLOG_SERVICE_URL": "http://127.0.0.1:\(refused),http://127.0.0.1:\(port)",
-            "USER_SERVICE_URL": "https://127.0.0.1:\(refused)", "AUTH_SERVICE_URL": "http://127.0.0.1:\(refused)",
-            "REDIS_URL": "redis://127.0.0.1:\(refused)",
-        ])
-        let base = "http://127.0.0.1:\(try await gateway.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
-            // The stand-in upstream has no /blog/ page: its own 404, never the gateway's 502.
-            for _ in 0..<6 {
-                let answer = try await get(client, "\(base)/blog/missing")
-                #expect(answer.status == .notFound, "\(answer.body)")
-                #expect(answer.headers["Content-Length"].first == "0", "not the upstream's answer: \(answer.body)")
+        try await LoadBalancerUpstreamTests.withUpstream { port in
+            let refused = try RedisServer.freePort()
+            let gateway = try ServiceProcess("api-gateway", environment: [
+                "BLOG_SERVICE_URL": "http://127.0.0.1:\(refused),http://127.0.0.1:\(port)",
+                "USER_SERVICE_URL": "https://127.0.0.1:\(refused)", "AUTH_SERVICE_URL": "http://127.0.0.1:\(refused)",
+                "REDIS_URL": "redis://127.0.0.1:\(refused)",
+            ])
+            let base = "http://127.0.0.1:\(try await gateway.port())"
+            try await withHTTPClient { client in
+                // The stand-in upstream has no /blog/ page: its own 404, never the gateway's 502.
+                for _ in 0..<6 {
+                    let answer = try await get(client, "\(base)/blog/missing")
+                    #expect(answer.status == .notFound, "\(answer.body)")
+                    #expect(answer.headers["Content-Length"].first == "0", "not the upstream's answer: \(answer.body)")
+                }
+                let tls = try await get(client, "\(base)/api/users/1")
+                #expect(tls.status == .badGateway)
+                #expect((try json(tls.body)["error"] as? [String: Any])?["message"] as? String == "user-service is unreachable")
             }
-            let tls = try await get(client, "\(base)/api/users/1")
-            #expect(tls.status == .badGateway)
-            #expect((try json(tls.body)["error"] as? [String: Any])?["message"] as? String == "user-service is unreachable")
-        } catch {
-            try await client.shutdown()
-            await stop()
-            throw error
+            #expect(try await gateway.terminate() == 0)
         }
-        try await client.shutdown()
-        await stop()
-        #expect(try await gateway.terminate() == 0)
     }
 }
 

@@ -15,8 +15,7 @@ import Testing
             "GATEWAY_URLS": refused, "STATS_TARGETS": "blog-service=\(refused)", "HEARTBEAT_SILENCE_SECONDS": "2",
         ])
         let port = try await balancer.port()
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        try await withHTTPClient { client in
             #expect(try json(try await get(client, "http://127.0.0.1:\(port)/stats").body)["has_real_traffic"] as? Bool == false)
 
             let replies = NIOLockedValueBox<[String]>([])
@@ -35,11 +34,7 @@ import Testing
 
             try await Task.sleep(for: .milliseconds(1100))  // past the 1 s reuse of /stats
             #expect(try json(try await get(client, "http://127.0.0.1:\(port)/stats").body)["has_real_traffic"] as? Bool == true)
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
         #expect(try await balancer.terminate() == 0)
     }
 }

@@ -24,9 +24,8 @@ import Testing
             "GATEWAY_URLS": gatewayURLs.joined(separator: ","), "STATS_TARGETS": "blog-service=\(blogURL)", "LOG_LEVEL": "notice",
         ])
         let base = "http://127.0.0.1:\(try await balancer.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        let outcomes = NIOLockedValueBox<(ok: Int, failed: Int, statuses: [Int])>((0, 0, []))
-        do {
+        try await withHTTPClient { client in
+            let outcomes = NIOLockedValueBox<(ok: Int, failed: Int, statuses: [Int])>((0, 0, []))
             let total = 5000
             let workers = 8
             await withTaskGroup(of: Void.self) { group in
@@ -54,11 +53,7 @@ import Testing
             let alive = try #require(backends.first { $0["url"] as? String == gatewayURLs[0] })
             #expect(dead["ejected"] as? Bool == true || dead["healthy"] as? Bool == false, "\(dead)")
             #expect(alive["ejected"] as? Bool == false && alive["healthy"] as? Bool == true, "\(alive)")
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
         #expect(try await balancer.terminate() == 0)
         _ = try await gateways[0].terminate()
         _ = try await blog.terminate()

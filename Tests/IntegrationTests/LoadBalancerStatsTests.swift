@@ -19,17 +19,16 @@ import Testing
             "STATS_TARGETS": "blog-service=\(blogURL),user-service=http://127.0.0.1:\(silent.port),auth-service=http://127.0.0.1:\(refused)",
         ])
         let base = "http://127.0.0.1:\(try await balancer.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        func stats() async throws -> [String: Any] {
-            try await Task.sleep(for: .milliseconds(1100))  // past the 1 s reuse of the last answer
-            let start = ContinuousClock.now
-            let response = try await get(client, "\(base)/stats")
-            let elapsed = start.duration(to: .now)
-            #expect(elapsed < .milliseconds(2100), "/stats took \(elapsed)")
-            #expect(response.status == .ok)
-            return try json(response.body)
-        }
-        do {
+        try await withHTTPClient { client in
+            func stats() async throws -> [String: Any] {
+                try await Task.sleep(for: .milliseconds(1100))  // past the 1 s reuse of the last answer
+                let start = ContinuousClock.now
+                let response = try await get(client, "\(base)/stats")
+                let elapsed = start.duration(to: .now)
+                #expect(elapsed < .milliseconds(2100), "/stats took \(elapsed)")
+                #expect(response.status == .ok)
+                return try json(response.body)
+            }
             let first = try await stats()
             let services = try #require(first["services"] as? [[String: Any]])
             let byName = Dictionary(uniqueKeysWithValues: services.map { ($0["name"] as! String, $0) })
@@ -104,11 +103,7 @@ import Testing
             let asked = blog.logObjects.filter { $0["route"] as? String == "/stats" && $0["request_id"] as? String == "fan-out-check-1" }
             #expect(asked.count == 1)
             #expect(asked.first?["trace_id"] as? String == traceID)
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
         _ = silent
         #expect(try await balancer.terminate() == 0)
         #expect(try await blog.terminate() == 0)
@@ -132,8 +127,7 @@ import Testing
                 "SHUTDOWN_DELAY_SECONDS": "0",
             ])
         }
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        try await withHTTPClient { client in
             let served = try balancer(chartJSPath: chartJS.path)
             let base = "http://127.0.0.1:\(try await served.port())"
             let page = try await get(client, "\(base)/")
@@ -150,11 +144,7 @@ import Testing
             #expect(try await get(client, "\(missingBase)/vendor/chart.min.js").status == .notFound)
             #expect(missing.logObjects.contains { ($0["message"] as? String)?.hasPrefix("no Chart.js to serve") == true })
             #expect(try await missing.terminate() == 0)
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
     }
 
     static func parseTimestamp(_ text: String) -> Date? {

@@ -19,8 +19,8 @@ import Testing
 @Suite(.serialized) struct LoadBalancerUpstreamTests {
     /// An upstream standing in for a gateway replica, blog-service and a dashboard-ui pod:
     /// `/api/echo` and `/api/posts/live` echo WebSocket text with the request's `X-Request-ID`
-    /// prefixed, `/` is an HTML page.
-    static func startUpstream() async throws -> (port: Int, stop: @Sendable () async -> Void) {
+    /// prefixed, `/` is an HTML page. It runs for `body`, which gets its port.
+    static func withUpstream<T>(_ body: (Int) async throws -> T) async throws -> T {
         let webSockets = Router(context: BasicWebSocketRequestContext.self)
         for path: RouterPath in ["/api/echo", "/api/posts/live"] {
             webSockets.ws(path) { inbound, outbound, context in
@@ -40,18 +40,17 @@ import Testing
             Response(status: .ok, headers: [.contentType: "text/html"], body: .init(byteBuffer: ByteBuffer(string: "<h1>ui pod</h1>")))
         }
         router.get("/app.js") { _, _ in "console.log(1)" }
-        return try await startServer(router, server: .http1WebSocketUpgrade(webSocketRouter: webSockets))
+        return try await withServer(router, server: .http1WebSocketUpgrade(webSocketRouter: webSockets), body)
     }
 
     @Test func theGatewayRelaysWebSocketUpgradesToTheRoutesService() async throws {
-        let upstream = try await Self.startUpstream()
-        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
-        let gateway = try ServiceProcess("api-gateway", environment: [
-            "BLOG_SERVICE_URL": "http://127.0.0.1:\(upstream.port)", "AUTH_SERVICE_URL": refused, "USER_SERVICE_URL": refused,
-            "RATE_LIMIT_ENABLED": "false",
-        ])
-        let port = try await gateway.port()
-        do {
+        try await Self.withUpstream { upstreamPort in
+            let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+            let gateway = try ServiceProcess("api-gateway", environment: [
+                "BLOG_SERVICE_URL": "http://127.0.0.1:\(upstreamPort)", "AUTH_SERVICE_URL": refused, "USER_SERVICE_URL": refused,
+                "RATE_LIMIT_ENABLED": "false",
+            ])
+            let port = try await gateway.port()
             let replies = NIOLockedValueBox<[String]>([])
             var configuration = WebSocketClientConfiguration()
             configuration.additionalHeaders[.init("X-Request-ID")!] = "gateway-relay-1"
@@ -66,22 +65,17 @@ import Testing
                 }
             } }
             #expect(replies.withLockedValue { $0 } == ["gateway-relay-1 hello"])
-        } catch {
-            await upstream.stop()
-            throw error
+            #expect(try await gateway.terminate() == 0)
         }
-        #expect(try await gateway.terminate() == 0)
-        await upstream.stop()
     }
 
     @Test func webSocketUpgradesAreRelayedToTheGatewayPool() async throws {
-        let upstream = try await Self.startUpstream()
-        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
-        let balancer = try ServiceProcess("load-balancer", environment: [
-            "GATEWAY_URLS": "http://127.0.0.1:\(upstream.port)", "STATS_TARGETS": "blog-service=\(refused)",
-        ])
-        let port = try await balancer.port()
-        do {
+        try await Self.withUpstream { upstreamPort in
+            let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+            let balancer = try ServiceProcess("load-balancer", environment: [
+                "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "blog-service=\(refused)",
+            ])
+            let port = try await balancer.port()
             let replies = NIOLockedValueBox<[String]>([])
             var headers = WebSocketClientConfiguration()
             headers.additionalHeaders[.init("X-Request-ID")!] = "relay-test-1"
@@ -109,12 +103,8 @@ import Testing
                 }
             } }
             #expect(heartbeat.withLockedValue { $0 } == ["pong"])
-        } catch {
-            await upstream.stop()
-            throw error
+            #expect(try await balancer.terminate() == 0)
         }
-        #expect(try await balancer.terminate() == 0)
-        await upstream.stop()
     }
 
     @Test func unreachableGatewayClosesTheClientSocket() async throws {
@@ -129,30 +119,24 @@ import Testing
     }
 
     @Test func dashboardIsProxiedToTheUIPoolWhenSet() async throws {
-        let upstream = try await Self.startUpstream()
-        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
-        let balancer = try ServiceProcess("load-balancer", environment: [
-            "GATEWAY_URLS": refused, "STATS_TARGETS": "blog-service=\(refused)", "UI_URLS": "http://127.0.0.1:\(upstream.port)",
-        ])
-        let base = "http://127.0.0.1:\(try await balancer.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
-            let index = try await get(client, "\(base)/")
-            #expect(index.status == HTTPResponseStatus.ok)
-            #expect(index.body == "<h1>ui pod</h1>")
-            #expect(try await get(client, "\(base)/app.js").body == "console.log(1)")
-            // The load balancer's own routes are not proxied.
-            let stats = try await get(client, "\(base)/stats")
-            #expect(try json(stats.body)["service"] as? String == "load-balancer")
-            #expect(try await get(client, "\(base)/health/live").status == HTTPResponseStatus.ok)
-        } catch {
-            try await client.shutdown()
-            await upstream.stop()
-            throw error
+        try await Self.withUpstream { upstreamPort in
+            let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+            let balancer = try ServiceProcess("load-balancer", environment: [
+                "GATEWAY_URLS": refused, "STATS_TARGETS": "blog-service=\(refused)", "UI_URLS": "http://127.0.0.1:\(upstreamPort)",
+            ])
+            let base = "http://127.0.0.1:\(try await balancer.port())"
+            try await withHTTPClient { client in
+                let index = try await get(client, "\(base)/")
+                #expect(index.status == HTTPResponseStatus.ok)
+                #expect(index.body == "<h1>ui pod</h1>")
+                #expect(try await get(client, "\(base)/app.js").body == "console.log(1)")
+                // The load balancer's own routes are not proxied.
+                let stats = try await get(client, "\(base)/stats")
+                #expect(try json(stats.body)["service"] as? String == "load-balancer")
+                #expect(try await get(client, "\(base)/health/live").status == HTTPResponseStatus.ok)
+            }
+            #expect(try await balancer.terminate() == 0)
         }
-        try await client.shutdown()
-        #expect(try await balancer.terminate() == 0)
-        await upstream.stop()
     }
 
     /// The forwarder's own answers: a gateway that accepts and never answers → 504 after the
@@ -165,8 +149,7 @@ import Testing
             "HTTP_MAX_BODY_BYTES": "1000",
         ])
         let base = "http://127.0.0.1:\(try await balancer.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        try await withHTTPClient { client in
             let start = ContinuousClock.now
             let hung = try await get(client, "\(base)/api/posts", headers: ["X-Request-ID": "fwd-504"])
             let elapsed = start.duration(to: .now)
@@ -177,11 +160,7 @@ import Testing
             let large = try await post(client, "\(base)/api/posts", body: String(repeating: "x", count: 2000))
             #expect(large.status.code == 413)
             #expect((try json(large.body)["error"] as? [String: Any])?["code"] != nil)
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
         _ = silent
         #expect(try await balancer.terminate() == 0)
     }
@@ -201,83 +180,83 @@ import Testing
             return "first"
         }
         router.get("/health/ready") { _, _ in "ready" }
-        let (upstreamPort, stopUpstream) = try await startServer(router)
-        // The response deadline is connect + read timeout: 3 s.
-        let balancer = try ServiceProcess("load-balancer", environment: [
-            "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
-            "HTTP_CLIENT_CONNECT_TIMEOUT_MS": "1000", "HTTP_CLIENT_READ_TIMEOUT_MS": "2000",
-        ])
-        let connection = try RawConnection(port: try await balancer.port())
-        let sentAt = UInt64(Date().timeIntervalSince1970 * 1000)
-        connection.send("GET /api/once HTTP/1.1\r\nHost: lb\r\n\r\n")
-        let first = connection.receive()
-        #expect(first.hasPrefix("HTTP/1.1 200"))
-        // A request without traceparent starts a trace here: its id begins with the time in ms.
-        let traceparent = try #require(first.split(separator: "\r\n").first { $0.lowercased().hasPrefix("traceparent:") })
-        let traceID = try #require(traceparent.split(separator: "-").dropFirst().first)
-        let stamped = try #require(UInt64(traceID.prefix(12), radix: 16))
-        #expect(stamped >= sentAt && stamped <= sentAt + 2000, "trace id \(traceID) vs \(sentAt)")
-        try await Task.sleep(for: .milliseconds(1500))
-        let start = ContinuousClock.now
-        connection.send("GET /api/once HTTP/1.1\r\nHost: lb\r\n\r\n")
-        let answer = connection.receive()
-        let elapsed = start.duration(to: .now)
-        #expect(answer.hasPrefix("HTTP/1.1 504"), "\(answer)")
-        #expect(elapsed >= .milliseconds(2900) && elapsed < .milliseconds(3500), "504 after \(elapsed)")
-        // Both requests came over one upstream connection (one peer port).
-        let ports = peers.withLockedValue { $0 }
-        #expect(ports.count == 2 && ports[0] == ports[1], "upstream peers \(ports)")
-        await stopUpstream()
-        #expect(try await balancer.terminate() == 0)
+        try await withServer(router) { upstreamPort in
+            // The response deadline is connect + read timeout: 3 s.
+            let balancer = try ServiceProcess("load-balancer", environment: [
+                "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
+                "HTTP_CLIENT_CONNECT_TIMEOUT_MS": "1000", "HTTP_CLIENT_READ_TIMEOUT_MS": "2000",
+            ])
+            let connection = try RawConnection(port: try await balancer.port())
+            let sentAt = UInt64(Date().timeIntervalSince1970 * 1000)
+            connection.send("GET /api/once HTTP/1.1\r\nHost: lb\r\n\r\n")
+            let first = connection.receive()
+            #expect(first.hasPrefix("HTTP/1.1 200"))
+            // A request without traceparent starts a trace here: its id begins with the time in ms.
+            let traceparent = try #require(first.split(separator: "\r\n").first { $0.lowercased().hasPrefix("traceparent:") })
+            let traceID = try #require(traceparent.split(separator: "-").dropFirst().first)
+            let stamped = try #require(UInt64(traceID.prefix(12), radix: 16))
+            #expect(stamped >= sentAt && stamped <= sentAt + 2000, "trace id \(traceID) vs \(sentAt)")
+            try await Task.sleep(for: .milliseconds(1500))
+            let start = ContinuousClock.now
+            connection.send("GET /api/once HTTP/1.1\r\nHost: lb\r\n\r\n")
+            let answer = connection.receive()
+            let elapsed = start.duration(to: .now)
+            #expect(answer.hasPrefix("HTTP/1.1 504"), "\(answer)")
+            #expect(elapsed >= .milliseconds(2900) && elapsed < .milliseconds(3500), "504 after \(elapsed)")
+            // Both requests came over one upstream connection (one peer port).
+            let ports = peers.withLockedValue { $0 }
+            #expect(ports.count == 2 && ports[0] == ports[1], "upstream peers \(ports)")
+            #expect(try await balancer.terminate() == 0)
+        }
     }
 
     /// The forwarder's idle timeout: a keep-alive connection stays open while it is used and is
     /// closed by the load balancer once it has been idle for `HTTP_IDLE_TIMEOUT_SECONDS`.
     @Test func forwardedConnectionsCloseAfterTheIdleTimeout() async throws {
-        let (port, stop) = try await Self.startUpstream()
-        let balancer = try ServiceProcess("load-balancer", environment: [
-            "GATEWAY_URLS": "http://127.0.0.1:\(port)", "STATS_TARGETS": "x=http://127.0.0.1:\(port)", "HTTP_IDLE_TIMEOUT_SECONDS": "1",
-        ])
-        let connection = try RawConnection(port: try await balancer.port())
-        // Three requests 0.6 s apart: 1.8 s on one connection, never idle for a whole second.
-        for _ in 0..<3 {
+        try await Self.withUpstream { port in
+            let balancer = try ServiceProcess("load-balancer", environment: [
+                "GATEWAY_URLS": "http://127.0.0.1:\(port)", "STATS_TARGETS": "x=http://127.0.0.1:\(port)", "HTTP_IDLE_TIMEOUT_SECONDS": "1",
+            ])
+            let connection = try RawConnection(port: try await balancer.port())
+            // Three requests 0.6 s apart: 1.8 s on one connection, never idle for a whole second.
+            for _ in 0..<3 {
+                connection.send("GET /api/anything HTTP/1.1\r\nHost: lb\r\n\r\n")
+                #expect(connection.receive().hasPrefix("HTTP/1.1 "))
+                try await Task.sleep(for: .milliseconds(600))
+            }
             connection.send("GET /api/anything HTTP/1.1\r\nHost: lb\r\n\r\n")
             #expect(connection.receive().hasPrefix("HTTP/1.1 "))
-            try await Task.sleep(for: .milliseconds(600))
+            let idleFrom = ContinuousClock.now
+            let rest = connection.receiveUntilClosed()  // the load balancer closes the connection
+            let idle = idleFrom.duration(to: .now)
+            #expect(rest.closed && rest.text.isEmpty)
+            #expect(idle >= .milliseconds(900) && idle < .milliseconds(2500), "closed after \(idle) idle")
+            #expect(try await balancer.terminate() == 0)
         }
-        connection.send("GET /api/anything HTTP/1.1\r\nHost: lb\r\n\r\n")
-        #expect(connection.receive().hasPrefix("HTTP/1.1 "))
-        let idleFrom = ContinuousClock.now
-        let rest = connection.receiveUntilClosed()  // the load balancer closes the connection
-        let idle = idleFrom.duration(to: .now)
-        #expect(rest.closed && rest.text.isEmpty)
-        #expect(idle >= .milliseconds(900) && idle < .milliseconds(2500), "closed after \(idle) idle")
-        await stop()
-        #expect(try await balancer.terminate() == 0)
     }
 
     /// Pipelined requests on one connection, forwarded (`/api/*`) and Hummingbird's own mixed,
     /// one with a body: every one is answered, in order.
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
-        let (port, stop) = try await Self.startUpstream()
-        let balancer = try ServiceProcess("load-balancer", environment: [
-            "GATEWAY_URLS": "http://127.0.0.1:\(port)", "STATS_TARGETS": "x=http://127.0.0.1:\(port)",
-        ])
-        let connection = try RawConnection(port: try await balancer.port())
-        connection.send(
-            "GET /api/a HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p1\r\n\r\n"
-                + "GET /health/live HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p2\r\n\r\n"
-                + "POST /api/b HTTP/1.1\r\nHost: lb\r\nContent-Length: 5\r\nX-Request-ID: p3\r\n\r\nhello"
-                + "GET /api/c HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p4\r\n\r\n"
-                + "GET /metrics HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p5\r\nConnection: close\r\n\r\n"
-        )
-        let answer = connection.receiveUntilClosed()
-        #expect(answer.closed)
-        let ids = answer.text.matches(of: /(?i)x-request-id: (p\d)/).map { String($0.1) }
-        #expect(ids == ["p1", "p2", "p3", "p4", "p5"], "\(answer.text.prefix(2000))")
-        #expect(answer.text.matches(of: /HTTP\/1\.1 \d{3}/).count == 5)
-        await stop()
-        #expect(try await balancer.terminate() == 0)
+        try await Self.withUpstream { port in
+            let balancer = try ServiceProcess("load-balancer", environment: [
+                "GATEWAY_URLS": "http://127.0.0.1:\(port)", "STATS_TARGETS": "x=http://127.0.0.1:\(port)",
+            ])
+            let connection = try RawConnection(port: try await balancer.port())
+            connection.send(
+                "GET /api/a HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p1\r\n\r\n"
+                    + "GET /health/live HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p2\r\n\r\n"
+                    + "POST /api/b HTTP/1.1\r\nHost: lb\r\nContent-Length: 5\r\nX-Request-ID: p3\r\n\r\nhello"
+                    + "GET /api/c HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p4\r\n\r\n"
+                    + "GET /metrics HTTP/1.1\r\nHost: lb\r\nX-Request-ID: p5\r\nConnection: close\r\n\r\n"
+            )
+            let answer = connection.receiveUntilClosed()
+            #expect(answer.closed)
+            let ids = answer.text.matches(of: /(?i)x-request-id: (p\d)/).map { String($0.1) }
+            #expect(ids == ["p1", "p2", "p3", "p4", "p5"], "\(answer.text.prefix(2000))")
+            #expect(answer.text.matches(of: /HTTP\/1\.1 \d{3}/).count == 5)
+            #expect(try await balancer.terminate() == 0)
+        }
     }
 }
 
@@ -285,19 +264,19 @@ extension LoadBalancerUpstreamTests {
     /// An HTTP/1.0 client without keep-alive gets its forwarded answer and then the connection
     /// closes, as HTTP/1.0 expects.
     @Test func anHTTP10ClientIsClosedAfterItsAnswer() async throws {
-        let (port, stop) = try await Self.startUpstream()
-        let balancer = try ServiceProcess("load-balancer", environment: [
-            "GATEWAY_URLS": "http://127.0.0.1:\(port)", "STATS_TARGETS": "x=http://127.0.0.1:\(port)",
-        ])
-        let connection = try RawConnection(port: try await balancer.port())
-        connection.send("GET /api/old HTTP/1.0\r\nX-Request-ID: old-1\r\n\r\n")
-        let answer = connection.receiveUntilClosed()
-        #expect(answer.closed, "still open after: \(answer.text)")
-        #expect(answer.text.hasPrefix("HTTP/1.1 404"))
-        #expect(answer.text.lowercased().contains("x-request-id: old-1"))
-        #expect(answer.text.lowercased().contains("connection: close"))
-        await stop()
-        #expect(try await balancer.terminate() == 0)
+        try await Self.withUpstream { port in
+            let balancer = try ServiceProcess("load-balancer", environment: [
+                "GATEWAY_URLS": "http://127.0.0.1:\(port)", "STATS_TARGETS": "x=http://127.0.0.1:\(port)",
+            ])
+            let connection = try RawConnection(port: try await balancer.port())
+            connection.send("GET /api/old HTTP/1.0\r\nX-Request-ID: old-1\r\n\r\n")
+            let answer = connection.receiveUntilClosed()
+            #expect(answer.closed, "still open after: \(answer.text)")
+            #expect(answer.text.hasPrefix("HTTP/1.1 404"))
+            #expect(answer.text.lowercased().contains("x-request-id: old-1"))
+            #expect(answer.text.lowercased().contains("connection: close"))
+            #expect(try await balancer.terminate() == 0)
+        }
     }
 }
 
@@ -320,39 +299,39 @@ extension LoadBalancerUpstreamTests {
                 body: .init(byteBuffer: ByteBuffer(bytes: body))
             )
         }
-        let (upstreamPort, stopUpstream) = try await startServer(router)
-        let balancer = try ServiceProcess("load-balancer", environment: [
-            "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
-        ])
-        let request = "GET /api/headers HTTP/1.1\r\nHost: front.example\r\nconnection: keep-alive, X-Drop-Me\r\nx-DROP-me: 1\r\n"
-            + "Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Forwarded-For: 198.51.100.7\r\n"
-            + "X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nx-Keep: yes\r\n\r\n"
-        let direct = try RawConnection(port: upstreamPort)
-        direct.send(request)
-        let directAnswer = direct.receive().lowercased()
-        #expect(directAnswer.contains("keep-alive: timeout=9") && directAnswer.contains("proxy-authenticate: basic"), "\(directAnswer)")
+        try await withServer(router) { upstreamPort in
+            let balancer = try ServiceProcess("load-balancer", environment: [
+                "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "x=http://127.0.0.1:\(upstreamPort)",
+            ])
+            let request = "GET /api/headers HTTP/1.1\r\nHost: front.example\r\nconnection: keep-alive, X-Drop-Me\r\nx-DROP-me: 1\r\n"
+                + "Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Forwarded-For: 198.51.100.7\r\n"
+                + "X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nx-Keep: yes\r\n\r\n"
+            let direct = try RawConnection(port: upstreamPort)
+            direct.send(request)
+            let directAnswer = direct.receive().lowercased()
+            #expect(directAnswer.contains("keep-alive: timeout=9") && directAnswer.contains("proxy-authenticate: basic"), "\(directAnswer)")
 
-        let connection = try RawConnection(port: try await balancer.port())
-        connection.send(request)
-        let answer = connection.receive()
-        let (head, body) = try #require(answer.split(separator: "\r\n\r\n", maxSplits: 1).map(String.init).twoParts)
-        let lowered = head.lowercased()
-        #expect(head.hasPrefix("HTTP/1.1 200"), "\(answer)")
-        #expect(!lowered.contains("keep-alive:") && !lowered.contains("proxy-authenticate"), "\(head)")
-        #expect(lowered.contains("x-visible: 1"))
-        let seen = try json(body)
-        // Field names as the upstream's HTTPTypes gives them: lowercase.
-        #expect(seen["x-keep"] as? String == "yes", "\(seen)")
-        // The load balancer trusts no client: its own X-Forwarded-* are replaced, not passed on.
-        #expect(seen["x-forwarded-for"] as? String == "127.0.0.1")
-        #expect(seen["x-forwarded-proto"] as? String == "http")
-        #expect(seen["x-forwarded-host"] as? String == "front.example")
-        #expect(seen["host"] as? String == "127.0.0.1:\(upstreamPort)")
-        for dropped in ["connection", "x-drop-me", "keep-alive", "te", "proxy-authorization"] {
-            #expect(seen[dropped] == nil, "\(dropped) reached the upstream: \(seen)")
+            let connection = try RawConnection(port: try await balancer.port())
+            connection.send(request)
+            let answer = connection.receive()
+            let (head, body) = try #require(answer.split(separator: "\r\n\r\n", maxSplits: 1).map(String.init).twoParts)
+            let lowered = head.lowercased()
+            #expect(head.hasPrefix("HTTP/1.1 200"), "\(answer)")
+            #expect(!lowered.contains("keep-alive:") && !lowered.contains("proxy-authenticate"), "\(head)")
+            #expect(lowered.contains("x-visible: 1"))
+            let seen = try json(body)
+            // Field names as the upstream's HTTPTypes gives them: lowercase.
+            #expect(seen["x-keep"] as? String == "yes", "\(seen)")
+            // The load balancer trusts no client: its own X-Forwarded-* are replaced, not passed on.
+            #expect(seen["x-forwarded-for"] as? String == "127.0.0.1")
+            #expect(seen["x-forwarded-proto"] as? String == "http")
+            #expect(seen["x-forwarded-host"] as? String == "front.example")
+            #expect(seen["host"] as? String == "127.0.0.1:\(upstreamPort)")
+            for dropped in ["connection", "x-drop-me", "keep-alive", "te", "proxy-authorization"] {
+                #expect(seen[dropped] == nil, "\(dropped) reached the upstream: \(seen)")
+            }
+            #expect(try await balancer.terminate() == 0)
         }
-        await stopUpstream()
-        #expect(try await balancer.terminate() == 0)
     }
 }
 

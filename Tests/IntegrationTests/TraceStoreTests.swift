@@ -33,71 +33,71 @@ import Testing
             "STATS_TARGETS": "api-gateway=\(gatewayURL),user-service=\(userURL)",
         ]) { $1 })
         let base = "http://127.0.0.1:\(try await balancer.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let bearer = ["Authorization": "Bearer \(admin)"]
-        do {
-            // The health checks must have found the gateway before traffic goes through.
-            _ = try await poll(timeout: .seconds(10)) { () -> Bool? in
-                try await get(client, "\(base)/api/users/1").status == .notFound ? true : nil
-            }
-            let response = try await get(client, "\(base)/api/users/1", headers: ["X-User-ID": "42", "X-Request-ID": "trace-test-1"])
-            let traceparent = try #require(response.headers.first(name: "traceparent"))
-            let traceID = String(traceparent.split(separator: "-")[1])
-
-            // Each service's own store holds its one step (the load balancer's, below, in `sources`).
-            for (name, url) in [("api-gateway", gatewayURL), ("user-service", userURL)] {
-                let own = try await poll(timeout: .seconds(5)) { () -> [[String: Any]]? in
-                    let steps = try json(try await get(client, "\(url)/traces/\(traceID)", headers: bearer).body)["steps"] as? [[String: Any]]
-                    return steps?.isEmpty == false ? steps : nil
+        try await withHTTPClient { client in
+            do {
+                // The health checks must have found the gateway before traffic goes through.
+                _ = try await poll(timeout: .seconds(10)) { () -> Bool? in
+                    try await get(client, "\(base)/api/users/1").status == .notFound ? true : nil
                 }
-                #expect(own.count == 1, "\(name): \(own)")
-                #expect(own.first?["service"] as? String == name)
-                #expect(own.first?["user_id"] as? String == "42")
-                #expect(own.first?["route"] as? String != nil)
+                let response = try await get(client, "\(base)/api/users/1", headers: ["X-User-ID": "42", "X-Request-ID": "trace-test-1"])
+                let traceparent = try #require(response.headers.first(name: "traceparent"))
+                let traceID = String(traceparent.split(separator: "-")[1])
+
+                // Each service's own store holds its one step (the load balancer's, below, in `sources`).
+                for (name, url) in [("api-gateway", gatewayURL), ("user-service", userURL)] {
+                    let own = try await poll(timeout: .seconds(5)) { () -> [[String: Any]]? in
+                        let steps = try json(try await get(client, "\(url)/traces/\(traceID)", headers: bearer).body)["steps"] as? [[String: Any]]
+                        return steps?.isEmpty == false ? steps : nil
+                    }
+                    #expect(own.count == 1, "\(name): \(own)")
+                    #expect(own.first?["service"] as? String == name)
+                    #expect(own.first?["user_id"] as? String == "42")
+                    #expect(own.first?["route"] as? String != nil)
+                }
+
+                // The load balancer merges them: one tree, parent before child.
+                // Each store writes on its own schedule (here every 100 ms): poll until all three have.
+                let merged = try await poll(timeout: .seconds(5)) { () -> [String: Any]? in
+                    let merged = try json(try await get(client, "\(base)/traces/\(traceID)", headers: bearer).body)
+                    return (merged["spans"] as? [[String: Any]])?.count == 3 ? merged : nil
+                }
+                let spans = try #require(merged["spans"] as? [[String: Any]])
+                #expect(spans.map { $0["service"] as? String } == ["load-balancer", "api-gateway", "user-service"])
+                #expect(spans.map { $0["depth"] as? Int } == [0, 1, 2])
+                #expect(spans.allSatisfy { $0["trace_id"] as? String == traceID })
+                #expect(spans[0]["parent_span_id"] == nil)
+                #expect(spans[1]["parent_span_id"] as? String == spans[0]["span_id"] as? String)
+                #expect(spans[2]["parent_span_id"] as? String == spans[1]["span_id"] as? String)
+                #expect(spans[2]["route"] as? String == "/api/users/{id}")
+                #expect(spans[2]["status_code"] as? Int == 404)
+                let durations = spans.compactMap { $0["duration_ms"] as? Double }
+                #expect(durations.count == 3 && durations[0] >= durations[1] && durations[1] >= durations[2], "\(durations)")
+                let sources = try #require(merged["sources"] as? [[String: Any]])
+                #expect(sources.map { $0["name"] as? String } == ["load-balancer", "api-gateway", "user-service"])
+                #expect(sources.allSatisfy { $0["status"] as? String == "ONLINE" && $0["count"] as? Int == 1 })
+
+                let recent = try json(try await get(client, "\(base)/traces/recent", headers: bearer).body)
+                let headline = try #require((recent["traces"] as? [[String: Any]])?.first { $0["trace_id"] as? String == traceID })
+                #expect(headline["services"] as? [String] == ["load-balancer", "api-gateway", "user-service"])
+                #expect(headline["steps"] as? Int == 3)
+
+                // The routes expose user ids and client IPs: without the admin token, 401.
+                #expect(try await get(client, "\(base)/traces/\(traceID)").status == .unauthorized)
+                #expect(try await get(client, "\(userURL)/traces?user_id=42").status == .unauthorized)
+                let byUser = try json(try await get(client, "\(userURL)/traces?user_id=42", headers: bearer).body)
+                #expect((byUser["steps"] as? [[String: Any]])?.count == 1)
+                let summary = try json(try await get(client, "\(userURL)/traces/summary", headers: bearer).body)
+                let route = (summary["routes"] as? [[String: Any]])?.first { $0["route"] as? String == "/api/users/{id}" }
+                #expect((route?["count"] as? Int ?? 0) >= 1)
+                #expect((summary["users"] as? [[String: Any]])?.first { $0["user_id"] as? String == "42" }?["calls"] as? Int == 1)
+                #expect(try await get(client, "\(base)/traces/not-a-trace", headers: bearer).status == .notFound)
+            } catch {
+                // What each process said, to see why.
+                print("load-balancer:", balancer.text.suffix(3000), "\napi-gateway:", gateway.text.suffix(3000), "\nuser-service:", user.text.suffix(3000))
+                throw error
             }
-
-            // The load balancer merges them: one tree, parent before child.
-            // Each store writes on its own schedule (here every 100 ms): poll until all three have.
-            let merged = try await poll(timeout: .seconds(5)) { () -> [String: Any]? in
-                let merged = try json(try await get(client, "\(base)/traces/\(traceID)", headers: bearer).body)
-                return (merged["spans"] as? [[String: Any]])?.count == 3 ? merged : nil
-            }
-            let spans = try #require(merged["spans"] as? [[String: Any]])
-            #expect(spans.map { $0["service"] as? String } == ["load-balancer", "api-gateway", "user-service"])
-            #expect(spans.map { $0["depth"] as? Int } == [0, 1, 2])
-            #expect(spans.allSatisfy { $0["trace_id"] as? String == traceID })
-            #expect(spans[0]["parent_span_id"] == nil)
-            #expect(spans[1]["parent_span_id"] as? String == spans[0]["span_id"] as? String)
-            #expect(spans[2]["parent_span_id"] as? String == spans[1]["span_id"] as? String)
-            #expect(spans[2]["route"] as? String == "/api/users/{id}")
-            #expect(spans[2]["status_code"] as? Int == 404)
-            let durations = spans.compactMap { $0["duration_ms"] as? Double }
-            #expect(durations.count == 3 && durations[0] >= durations[1] && durations[1] >= durations[2], "\(durations)")
-            let sources = try #require(merged["sources"] as? [[String: Any]])
-            #expect(sources.map { $0["name"] as? String } == ["load-balancer", "api-gateway", "user-service"])
-            #expect(sources.allSatisfy { $0["status"] as? String == "ONLINE" && $0["count"] as? Int == 1 })
-
-            let recent = try json(try await get(client, "\(base)/traces/recent", headers: bearer).body)
-            let headline = try #require((recent["traces"] as? [[String: Any]])?.first { $0["trace_id"] as? String == traceID })
-            #expect(headline["services"] as? [String] == ["load-balancer", "api-gateway", "user-service"])
-            #expect(headline["steps"] as? Int == 3)
-
-            // The routes expose user ids and client IPs: without the admin token, 401.
-            #expect(try await get(client, "\(base)/traces/\(traceID)").status == .unauthorized)
-            #expect(try await get(client, "\(userURL)/traces?user_id=42").status == .unauthorized)
-            let byUser = try json(try await get(client, "\(userURL)/traces?user_id=42", headers: bearer).body)
-            #expect((byUser["steps"] as? [[String: Any]])?.count == 1)
-            let summary = try json(try await get(client, "\(userURL)/traces/summary", headers: bearer).body)
-            let route = (summary["routes"] as? [[String: Any]])?.first { $0["route"] as? String == "/api/users/{id}" }
-            #expect((route?["count"] as? Int ?? 0) >= 1)
-            #expect((summary["users"] as? [[String: Any]])?.first { $0["user_id"] as? String == "42" }?["calls"] as? Int == 1)
-            #expect(try await get(client, "\(base)/traces/not-a-trace", headers: bearer).status == .notFound)
-        } catch {
-            print("load-balancer:", balancer.text.suffix(3000), "\napi-gateway:", gateway.text.suffix(3000), "\nuser-service:", user.text.suffix(3000))
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
         #expect(try await balancer.terminate() == 0)
         #expect(try await gateway.terminate() == 0)
         #expect(try await user.terminate() == 0)
@@ -111,9 +111,8 @@ import Testing
             "DATA_DIR": root.path, "TRACE_FLUSH_INTERVAL": "60s", "TRACE_BATCH_SIZE": "1000", "TRACE_BUFFER_SIZE": "1000",
         ])
         let base = "http://127.0.0.1:\(try await blog.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let count = 300
-        do {
+        try await withHTTPClient { client in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<6 {
                     group.addTask {
@@ -124,11 +123,7 @@ import Testing
                 }
                 try await group.waitForAll()
             }
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
         let database = root.appendingPathComponent("traces.db").path
         #expect(try SQLiteCLI.run(database + "-inbox", "SELECT COUNT(*) FROM trace_inbox;") == "0")
         #expect(try await blog.terminate() == 0)
@@ -145,8 +140,7 @@ import Testing
         ])
         let base = "http://127.0.0.1:\(try await blog.port())"
         let database = root.appendingPathComponent("traces.db").path
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        try await withHTTPClient { client in
             // Another connection holds the write lock of the file batches go to (the inbox) for
             // 2 s while 200 requests arrive.
             let lock = try await SQLiteCLI.holdWriteLock(database + "-inbox", seconds: 2)
@@ -186,19 +180,14 @@ import Testing
                 blog.text.contains("trace batch written after retries") ? true : nil
             }
             #expect(retried == true, "no 'trace batch written after retries' line")
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
         #expect(try await blog.terminate() == 0)
     }
 
     @Test func theTraceRoutesAreOpenOnlyOnLoopback() async throws {
         let root = try temporaryDirectory("titanium-traces")
         defer { try? FileManager.default.removeItem(at: root) }
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        try await withHTTPClient { client in
             // Off loopback without ADMIN_TOKEN: no start, one line naming the variable; the load
             // balancer too, whose fan-out serves /traces even with its own store off. (Not a
             // service that makes its HTTP client before reading the trace settings: in a debug
@@ -227,10 +216,6 @@ import Testing
             #expect(try await get(client, "http://127.0.0.1:\(try await local.port())/traces/recent").status == .ok)
             #expect(try await guarded.terminate() == 0)
             #expect(try await local.terminate() == 0)
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
     }
 }

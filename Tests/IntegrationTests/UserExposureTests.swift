@@ -10,7 +10,7 @@ import TitaniumAuth
 /// user-service and auth-service as processes (with a real redis-server): what a user's data
 /// and password accept, and who sees what.
 @Suite(.serialized) struct UserExposureTests {
-    /// Redis, user-service and auth-service on free ports, torn down by `stop()`.
+    /// Redis, user-service and auth-service on free ports, with a client: see ``with(_:)``.
     struct Stack {
         let dataDir: URL
         let redis: RedisServer
@@ -18,11 +18,26 @@ import TitaniumAuth
         let auth: ServiceProcess
         let usersURL: String
         let authURL: String
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let client: HTTPClient
 
-        init() async throws {
-            self.dataDir = try temporaryDirectory("titanium-exposure")
-            self.redis = try await RedisServer()
+        /// Starts the stack for `body` and takes it down after, whether `body` returned or threw.
+        static func with(_ body: (Stack) async throws -> Void) async throws {
+            let dataDir = try temporaryDirectory("titanium-exposure")
+            defer { try? FileManager.default.removeItem(at: dataDir) }
+            try await withRedisServer { redis in
+                try await withHTTPClient { client in
+                    let stack = try await Stack(dataDir: dataDir, redis: redis, client: client)
+                    try await body(stack)
+                    _ = try await stack.auth.terminate()
+                    _ = try await stack.users.terminate()
+                }
+            }
+        }
+
+        private init(dataDir: URL, redis: RedisServer, client: HTTPClient) async throws {
+            self.dataDir = dataDir
+            self.redis = redis
+            self.client = client
             let authPort = try RedisServer.freePort()
             self.authURL = "http://127.0.0.1:\(authPort)"
             self.users = try ServiceProcess("user-service", environment: [
@@ -35,14 +50,6 @@ import TitaniumAuth
                 "SHUTDOWN_DELAY_SECONDS": "0",
             ])
             _ = try await self.auth.port()
-        }
-
-        func stop() async throws {
-            try await self.client.shutdown()
-            await self.redis.stop()
-            _ = try await self.auth.terminate()
-            _ = try await self.users.terminate()
-            try? FileManager.default.removeItem(at: self.dataDir)
         }
 
         func send(_ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil) async throws -> Fetched {
@@ -77,8 +84,7 @@ import TitaniumAuth
     }
 
     @Test func passwordsBcryptWouldCutAreRefused() async throws {
-        let stack = try await Stack()
-        do {
+        try await Stack.with { stack in
             let users = "\(stack.usersURL)/api/users"
             func register(_ name: String, _ passwordJSON: String) async throws -> Fetched {
                 try await post(stack.client, users, body: #"{"username":"\#(name)","email":"\#(name)@example.com","password":"\#(passwordJSON)"}"#)
@@ -105,16 +111,11 @@ import TitaniumAuth
             }
             // Nothing changed: the password still logs in.
             _ = try await stack.login("euros72", password: euros)
-        } catch {
-            try await stack.stop()
-            throw error
         }
-        try await stack.stop()
     }
 
     @Test func emailIsShownOnlyToItsOwner() async throws {
-        let stack = try await Stack()
-        do {
+        try await Stack.with { stack in
             let aliceID = try await stack.register("alice", password: "password-alice")
             let bobID = try await stack.register("bob", password: "password-bob")
             let alice = try await stack.login("alice", password: "password-alice")
@@ -155,16 +156,11 @@ import TitaniumAuth
             // Bob sees his own email; /me always shows it.
             #expect(try json(try await stack.send(.GET, "\(stack.usersURL)/api/users/\(bobID)", token: bob).body)["email"] as? String == "bob@example.com")
             #expect(try json(try await stack.send(.GET, "\(stack.usersURL)/api/users/me", token: alice).body)["email"] as? String == "alice@example.com")
-        } catch {
-            try await stack.stop()
-            throw error
         }
-        try await stack.stop()
     }
 
     @Test func passwordChangeNeedsTheCurrentPasswordAndRetiresEarlierTokens() async throws {
-        let stack = try await Stack()
-        do {
+        try await Stack.with { stack in
             let id = try await stack.register("carol", password: "password-carol")
             let me = "\(stack.usersURL)/api/users/me"
             let profile = "\(stack.usersURL)/api/users/\(id)"
@@ -220,10 +216,6 @@ import TitaniumAuth
             #expect(try await stack.users.terminate() == 0)
             let unknown = try await stack.send(.GET, verify, token: fresh)
             #expect(unknown.status == .badGateway, "\(unknown.body)")
-        } catch {
-            try await stack.stop()
-            throw error
         }
-        try await stack.stop()
     }
 }

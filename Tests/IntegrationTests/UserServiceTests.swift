@@ -8,129 +8,57 @@ import Testing
 /// user-service as a process, with a real redis-server the test starts, kills and restarts.
 @Suite(.serialized) struct UserServiceTests {
     @Test func cacheAsideFailsOpenAndComesBack() async throws {
-        let redis = try await RedisServer()
         let dataDir = try temporaryDirectory("titanium-users")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let service = try ServiceProcess("user-service", environment: [
-            "DATA_DIR": dataDir.path, "REDIS_URL": redis.url, "BCRYPT_COST": "4",
-        ])
-        let base = "http://127.0.0.1:\(try await service.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
-            let created = try await post(client, "\(base)/api/users", body: #"{"username":"alice","email":"alice@example.com","password":"correct horse"}"#)
-            #expect(created.status == .created, "\(created.body)")
-            let id = try #require(try json(created.body)["id"] as? Int)
+        try await withRedisServer { redis in
+            let service = try ServiceProcess("user-service", environment: [
+                "DATA_DIR": dataDir.path, "REDIS_URL": redis.url, "BCRYPT_COST": "4",
+            ])
+            let base = "http://127.0.0.1:\(try await service.port())"
+            try await withHTTPClient { client in
+                let created = try await post(client, "\(base)/api/users", body: #"{"username":"alice","email":"alice@example.com","password":"correct horse"}"#)
+                #expect(created.status == .created, "\(created.body)")
+                let id = try #require(try json(created.body)["id"] as? Int)
 
-            let first = try await get(client, "\(base)/api/users/\(id)")
-            #expect(first.status == .ok)
-            #expect(first.headers["X-Cache"].first == "miss")
-            let second = try await get(client, "\(base)/api/users/\(id)")
-            #expect(second.headers["X-Cache"].first == "hit")
-            #expect(second.body == first.body)
+                let first = try await get(client, "\(base)/api/users/\(id)")
+                #expect(first.status == .ok)
+                #expect(first.headers["X-Cache"].first == "miss")
+                let second = try await get(client, "\(base)/api/users/\(id)")
+                #expect(second.headers["X-Cache"].first == "hit")
+                #expect(second.body == first.body)
 
-            // Redis dies: reads and writes are served from SQLite; the cache is reported OFFLINE.
-            await redis.stop()
-            let duringOutage = try await get(client, "\(base)/api/users/\(id)")
-            #expect(duringOutage.status == .ok)
-            #expect(duringOutage.headers["X-Cache"].first == "error")
-            #expect(try json(duringOutage.body)["username"] as? String == "alice")
-            let registeredDuringOutage = try await post(client, "\(base)/api/users", body: #"{"username":"bob","email":"bob@example.com","password":"battery staple"}"#)
-            #expect(registeredDuringOutage.status == .created)
-            let ready = try await get(client, "\(base)/health/ready")
-            #expect(ready.status == .ok)
-            #expect(try json(ready.body)["status"] as? String == "degraded")
-            let offline = try await get(client, "\(base)/stats")
-            let dependencies = try #require(try json(offline.body)["dependencies"] as? [String: [String: Any]])
-            #expect(dependencies["cache"]?["status"] as? String == "OFFLINE")
-            #expect(dependencies["database"]?["status"] as? String == "ONLINE")
+                // Redis dies: reads and writes are served from SQLite; the cache is reported OFFLINE.
+                await redis.stop()
+                let duringOutage = try await get(client, "\(base)/api/users/\(id)")
+                #expect(duringOutage.status == .ok)
+                #expect(duringOutage.headers["X-Cache"].first == "error")
+                #expect(try json(duringOutage.body)["username"] as? String == "alice")
+                let registeredDuringOutage = try await post(client, "\(base)/api/users", body: #"{"username":"bob","email":"bob@example.com","password":"battery staple"}"#)
+                #expect(registeredDuringOutage.status == .created)
+                let ready = try await get(client, "\(base)/health/ready")
+                #expect(ready.status == .ok)
+                #expect(try json(ready.body)["status"] as? String == "degraded")
+                let offline = try await get(client, "\(base)/stats")
+                let dependencies = try #require(try json(offline.body)["dependencies"] as? [String: [String: Any]])
+                #expect(dependencies["cache"]?["status"] as? String == "OFFLINE")
+                #expect(dependencies["database"]?["status"] as? String == "ONLINE")
 
-            // Redis returns on the same port: ONLINE again without restarting the service.
-            try await redis.start()
-            let recovered = try await poll(timeout: .seconds(10)) { () async throws -> Bool? in
-                let stats = try await get(client, "\(base)/stats")
-                let dependencies = try json(stats.body)["dependencies"] as? [String: [String: Any]]
-                return dependencies?["cache"]?["status"] as? String == "ONLINE" ? true : nil
+                // Redis returns on the same port: ONLINE again without restarting the service.
+                try await redis.start()
+                let recovered = try await poll(timeout: .seconds(10)) { () async throws -> Bool? in
+                    let stats = try await get(client, "\(base)/stats")
+                    let dependencies = try json(stats.body)["dependencies"] as? [String: [String: Any]]
+                    return dependencies?["cache"]?["status"] as? String == "ONLINE" ? true : nil
+                }
+                #expect(recovered)
+                #expect(try await get(client, "\(base)/api/users/\(id)").headers["X-Cache"].first == "miss")
+                #expect(try await get(client, "\(base)/api/users/\(id)").headers["X-Cache"].first == "hit")
+                let metrics = try await get(client, "\(base)/metrics").body
+                #expect(metrics.contains(#"cache_requests_total{result="error"} 1"#))
+                #expect(metrics.contains("user_registrations_total 2"))
             }
-            #expect(recovered)
-            #expect(try await get(client, "\(base)/api/users/\(id)").headers["X-Cache"].first == "miss")
-            #expect(try await get(client, "\(base)/api/users/\(id)").headers["X-Cache"].first == "hit")
-            let metrics = try await get(client, "\(base)/metrics").body
-            #expect(metrics.contains(#"cache_requests_total{result="error"} 1"#))
-            #expect(metrics.contains("user_registrations_total 2"))
-        } catch {
-            try await client.shutdown()
-            await redis.stop()
-            throw error
+            _ = try await service.terminate()
         }
-        try await client.shutdown()
-        await redis.stop()
-        _ = try await service.terminate()
-    }
-
-    @Test func badInputGetsTheRightStatusAndStoredTextComesBackExactly() async throws {
-        let dataDir = try temporaryDirectory("titanium-users")
-        defer { try? FileManager.default.removeItem(at: dataDir) }
-        // No Redis at all: the service still works (fail-open).
-        let service = try ServiceProcess("user-service", environment: [
-            "DATA_DIR": dataDir.path, "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())", "BCRYPT_COST": "4",
-        ])
-        let base = "http://127.0.0.1:\(try await service.port())"
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
-            let users = "\(base)/api/users"
-            #expect(try await post(client, users, body: "{}", contentType: "text/plain").status == .unsupportedMediaType)
-            #expect(try await post(client, users, body: "{not json").status == .badRequest)
-            #expect(try await post(client, users, body: #"{"username":42}"#).status == .badRequest)
-            let invalid = try await post(client, users, body: #"{"username":"x","email":"nope","password":"short"}"#)
-            #expect(invalid.status == .unprocessableEntity)
-            let fields = try #require((try json(invalid.body)["error"] as? [String: Any])?["fields"] as? [String: String])
-            #expect(Set(fields.keys) == ["username", "email", "password"])
-            let missing = try await post(client, users, body: "{}")
-            #expect(missing.status == .unprocessableEntity)
-
-            // SQL-looking and non-ASCII text is stored and returned exactly as sent.
-            let email = "robert');DROP-TABLE--users;'@例え.jp"
-            let password = "pässwörd ' OR 1=1 -- 🚀"
-            let created = try await post(client, users, body: #"{"username":"bobby.tables","email":"\#(email)","password":"\#(password)"}"#)
-            #expect(created.status == .created, "\(created.body)")
-            #expect(try json(created.body)["email"] as? String == email)
-            #expect(!created.body.contains("password") && !created.body.contains("$2"))
-            let id = try #require(try json(created.body)["id"] as? Int)
-            let fetched = try await get(client, "\(base)/api/users/\(id)")
-            #expect(try json(fetched.body)["username"] as? String == "bobby.tables")
-            // The email is shown to its owner only (UserExposureTests); here it is read from the file.
-            let stored = try SQLiteCLI.run(dataDir.appendingPathComponent("users.db").path, ".timeout 2000", "SELECT email FROM users WHERE id = \(id);")
-            #expect(stored == email)
-            #expect(!fetched.body.contains("$2"))
-
-            // Taken username (case-insensitive) or email: 409, and nothing else changes.
-            let taken = try await post(client, users, body: #"{"username":"Bobby.Tables","email":"other@example.com","password":"long enough"}"#)
-            #expect(taken.status == .conflict)
-            let takenEmail = try await post(client, users, body: #"{"username":"other","email":"\#(email)","password":"long enough"}"#)
-            #expect(takenEmail.status == .conflict)
-            #expect(try await get(client, "\(base)/api/users/\(id + 1)").status == .notFound)
-            #expect(try await get(client, "\(base)/api/users/abc").status == .notFound)
-
-            // The internal credential check: one answer whether or not the user exists.
-            let authenticate = "\(base)/internal/users/authenticate"
-            let good = try await post(client, authenticate, body: #"{"username":"bobby.tables","password":"\#(password)"}"#)
-            #expect(good.status == .ok)
-            #expect(try json(good.body)["id"] as? Int == id)
-            let wrong = try await post(client, authenticate, body: #"{"username":"bobby.tables","password":"nope nope"}"#)
-            let unknown = try await post(client, authenticate, body: #"{"username":"nobody","password":"nope nope"}"#)
-            #expect(wrong.status == .unauthorized)
-            #expect(unknown.status == .unauthorized)
-            let message = { (body: String) in (try? json(body)["error"] as? [String: Any])?["message"] as? String }
-            #expect(message(wrong.body) == message(unknown.body))
-
-            let stats = try json(try await get(client, "\(base)/stats").body)
-            #expect((stats["details"] as? [String: Any])?["users"] as? Int == 1)
-        } catch {
-            try await client.shutdown()
-            throw error
-        }
-        try await client.shutdown()
-        #expect(try await service.terminate() == 0)
     }
 
     @Test func aDatabaseFromBeforePasswordVersionsIsUpgradedInPlace() async throws {
@@ -140,8 +68,7 @@ import Testing
             "DATA_DIR": dataDir.path, "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())", "BCRYPT_COST": "4",
             "SHUTDOWN_DELAY_SECONDS": "0",
         ]
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        try await withHTTPClient { client in
             let before = try ServiceProcess("user-service", environment: environment)
             let created = try await post(client, "http://127.0.0.1:\(try await before.port())/api/users", body: #"{"username":"dave","email":"dave@example.com","password":"password-dave"}"#)
             let id = try #require(try json(created.body)["id"] as? Int)
@@ -161,10 +88,6 @@ import Testing
             #expect(try json(version.body)["password_version"] as? Int == 0)
             #expect(try await get(client, "\(base)/internal/users/\(id + 1)/password-version").status == .notFound)
             #expect(try await after.terminate() == 0)
-        } catch {
-            try await client.shutdown()
-            throw error
         }
-        try await client.shutdown()
     }
 }

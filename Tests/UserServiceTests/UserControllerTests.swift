@@ -126,6 +126,7 @@ import TitaniumRedis
             let created = try await Self.register(client, #"{"username":"bobby.tables","email":"\#(email)","password":"\#(password)"}"#)
             #expect(created.status == .created)
             let id = try created.decode(Created.self).id
+            #expect(try created.decode(Created.self).email == email)
             #expect(try await store.user(id: id)?.email == email)
 
             let authenticate = { (body: String) in
@@ -144,6 +145,26 @@ import TitaniumRedis
             let version = try await client.execute(uri: "/internal/users/\(id)/password-version", method: .get)
             #expect(try version.jsonObject["password_version"] as? Int == 0)
             #expect(try await client.execute(uri: "/internal/users/\(id + 1)/password-version", method: .get).status == .notFound)
+        }
+    }
+
+    /// The whole application as `main` builds it, in this process: with Redis refusing it is
+    /// ready but degraded, and `/stats` counts its users.
+    @Test func theApplicationIsDegradedWithoutRedisAndCountsItsUsers() async throws {
+        let directory = try temporaryDirectory("user-service-app")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let kit = try makeTestKit(service: "user-service", environment: ["DATA_DIR": directory.path])
+        let settings = Settings.fromEnvironment(["REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())", "BCRYPT_COST": "4"])
+        try await buildApplication(kit: kit, settings: settings).test(.router) { client in
+            #expect(try await Self.register(client, #"{"username":"dave","email":"dave@example.com","password":"long enough"}"#).status == .created)
+            let ready = try await client.execute(uri: "/health/ready", method: .get)
+            #expect(ready.status == .ok)
+            #expect(try ready.jsonObject["status"] as? String == "degraded")
+            let stats = try await client.execute(uri: "/stats", method: .get).jsonObject
+            #expect((stats["details"] as? [String: Any])?["users"] as? Int == 1)
+            let dependencies = try #require(stats["dependencies"] as? [String: [String: Any]])
+            #expect(dependencies["cache"]?["status"] as? String == "OFFLINE")
+            #expect(dependencies["database"]?["status"] as? String == "ONLINE")
         }
     }
 }
