@@ -42,11 +42,9 @@ struct GatewayConfiguration {
         self.auth = try pool("auth.service.url", name: "auth-service", default: "http://127.0.0.1:7301")
         self.users = try pool("user.service.url", name: "user-service", default: "http://127.0.0.1:7302")
         self.blog = try pool("blog.service.url", name: "blog-service", default: "http://127.0.0.1:7303")
-        let redisURL = settings.string("redis.url", default: "redis://127.0.0.1:6379")
-        guard let redis = RedisConfiguration(url: redisURL) else {
-            throw ConfigurationError(key: "redis.url", value: redisURL, expected: "redis://[:password@]host[:port][/db]")
-        }
-        self.redis = redis
+        self.redis = try settings.choice(
+            "redis.url", default: RedisConfiguration(), expected: RedisConfiguration.urlForm, parse: RedisConfiguration.init(url:)
+        )
         var rules: [RateLimitRule] = []
         if try settings.bool("rate.limit.enabled", default: true) {
             func rule(

@@ -39,8 +39,7 @@ func buildRouter(
     let controller = AuthController(
         issuer: issuer,
         verifier: verifier,
-        client: client,
-        userServiceURL: userServiceURL,
+        users: UserServiceClient(client: client, baseURL: userServiceURL),
         passwords: PasswordVersions(client: client, userServiceURL: userServiceURL),
         logins: (
             kit.registry.makeCounter(named: "auth_logins_total", labels: [("result", "success")], help: help),

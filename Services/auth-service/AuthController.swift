@@ -12,8 +12,7 @@ import TitaniumHTTP
 struct AuthController: Sendable {
     let issuer: TokenIssuer
     let verifier: TokenVerifier
-    let client: OutboundHTTPClient
-    let userServiceURL: String
+    let users: UserServiceClient
     let passwords: PasswordVersions
     let logins: (success: Counter, failure: Counter)
 
@@ -34,13 +33,6 @@ struct AuthController: Sendable {
         var expires_in: Int
     }
 
-    struct AuthenticatedUser: Decodable {
-        var id: Int64
-        var username: String
-        /// Absent from a user-service older than the claim: version 0.
-        var password_version: Int?
-    }
-
     @Sendable func login(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
         let body = try await request.decodeJSON(as: LoginRequest.self, context: context)
         var problems: [String: String] = [:]
@@ -48,32 +40,16 @@ struct AuthController: Sendable {
         if body.password?.isEmpty ?? true { problems["password"] = "is required" }
         guard problems.isEmpty else { throw APIError.validation(problems) }
 
-        var check = HTTPClientRequest(url: self.userServiceURL + "/internal/users/authenticate")
-        check.method = .POST
-        check.headers.add(name: "Content-Type", value: "application/json")
-        check.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
-        let response: HTTPClientResponse
-        let payload: ByteBuffer
-        do {
-            response = try await self.client.execute(check)
-            payload = try await response.body.collect(upTo: 1 << 16)
-        } catch {
-            throw APIError.upstream(error, service: "user-service")
-        }
-        switch response.status.code {
-        case 200:
-            let user = try JSONDecoder().decode(AuthenticatedUser.self, from: Data(payload.readableBytesView))
-            let (token, _) = try await self.issuer.issue(userID: user.id, username: user.username, passwordVersion: user.password_version ?? 0)
-            self.logins.success.increment()
-            return try JSONResponse(
-                TokenResponse(access_token: token, expires_in: Int(self.issuer.lifetime.components.seconds))
-            ).response(status: .ok)
-        case 401, 422:
+        let credentials = UserServiceClient.LoginCredentials(username: body.username, password: body.password)
+        guard let user = try await self.users.authenticate(credentials) else {
             self.logins.failure.increment()
             throw APIError(.unauthorized, message: "invalid username or password")
-        default:
-            throw APIError(.badGateway, message: "user-service answered \(response.status.code)")
         }
+        let (token, _) = try await self.issuer.issue(userID: user.id, username: user.username, passwordVersion: user.password_version ?? 0)
+        self.logins.success.increment()
+        return try JSONResponse(
+            TokenResponse(access_token: token, expires_in: Int(self.issuer.lifetime.components.seconds))
+        ).response(status: .ok)
     }
 
     struct VerifyResponse: Encodable, Sendable {

@@ -142,22 +142,10 @@ struct UserController: Sendable {
         return response
     }
 
-    struct Credentials: Decodable {
-        var username: String?
-        var password: String?
-    }
-
-    struct AuthenticatedUser: Encodable, Sendable {
-        var id: Int64
-        var username: String
-        /// Goes into the token, which a later password change retires.
-        var password_version: Int
-    }
-
     /// 200 `{id, username, password_version}` or 401 with one message whether or not the user
     /// exists; an unknown user still costs one bcrypt verification, so timing does not tell them apart.
     @Sendable func authenticate(_ request: Request, context: TitaniumRequestContext) async throws -> Response {
-        let body = try await request.decodeJSON(as: Credentials.self, context: context)
+        let body = try await request.decodeJSON(as: UserServiceClient.LoginCredentials.self, context: context)
         guard let username = body.username, let password = body.password, !username.isEmpty, !password.isEmpty else {
             throw APIError.validation(
                 [body.username?.isEmpty == false ? nil : ("username", "is required"), body.password?.isEmpty == false ? nil : ("password", "is required")]
@@ -171,13 +159,8 @@ struct UserController: Sendable {
             throw APIError(.unauthorized, message: "invalid username or password")
         }
         return try JSONResponse(
-            AuthenticatedUser(id: found.user.id, username: found.user.username, password_version: found.passwordVersion)
+            UserServiceClient.AuthenticatedUser(id: found.user.id, username: found.user.username, password_version: found.passwordVersion)
         ).response(status: .ok)
-    }
-
-    struct PasswordVersion: Encodable, Sendable {
-        var id: Int64
-        var password_version: Int
     }
 
     /// 200 `{id, password_version}` or 404: auth-service's `/api/auth/verify` asks whether a token
@@ -186,7 +169,7 @@ struct UserController: Sendable {
         guard let id = context.parameters.get("id").flatMap(Int64.init), let version = try await self.store.passwordVersion(id: id) else {
             throw APIError(.notFound, message: "no such user")
         }
-        return try JSONResponse(PasswordVersion(id: id, password_version: version)).response(status: .ok)
+        return try JSONResponse(UserServiceClient.PasswordVersion(id: id, password_version: version)).response(status: .ok)
     }
 }
 

@@ -22,11 +22,9 @@ struct UserServiceConfiguration {
 
     init(common: ServiceConfiguration, settings: Settings) throws(ConfigurationError) {
         self.databasePath = settings.string("user.db.path", default: common.dataDirectory + "/users.db")
-        let redisURL = settings.string("redis.url", default: "redis://127.0.0.1:6379")
-        guard let redis = RedisConfiguration(url: redisURL) else {
-            throw ConfigurationError(key: "redis.url", value: redisURL, expected: "redis://[:password@]host[:port][/db]")
-        }
-        self.redis = redis
+        self.redis = try settings.choice(
+            "redis.url", default: RedisConfiguration(), expected: RedisConfiguration.urlForm, parse: RedisConfiguration.init(url:)
+        )
         self.cacheTTLSeconds = try settings.int("user.cache.ttl", default: 300, range: 1...86_400)
         self.bcryptCost = try settings.int("bcrypt.cost", default: 10, range: 4...15)
         self.jwksURL = try settings.httpURL("jwks.url", default: "http://127.0.0.1:7301/.well-known/jwks.json")

@@ -29,6 +29,9 @@ public struct RedisConfiguration: Sendable, Equatable {
         self.poolSize = poolSize
     }
 
+    /// The form ``init(url:)`` reads, as a configuration error states it.
+    public static let urlForm = "redis://[:password@]host[:port][/db]"
+
     /// Parses `redis://[:password@]host[:port][/database]`.
     public init?(url: String) {
         guard url.hasPrefix("redis://") else { return nil }
