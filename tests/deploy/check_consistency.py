@@ -140,7 +140,10 @@ class SwiftPackage:
         self.targets: dict[str, dict] = {}
         for match in re.finditer(r"\.(%s)\(" % "|".join(self.TARGET_KINDS), manifest):
             block = balanced_block(manifest, match.end() - 1)
-            name = re.search(r'name:\s*"([^"]+)"', block).group(1)
+            literal = re.search(r'name:\s*"([^"]+)"', block)
+            if literal is None:
+                continue  # a target made by a function (Package.swift's serviceTests): test code only
+            name = literal.group(1)
             path = re.search(r'path:\s*"([^"]+)"', block)
             deps: list[str] = []
             dep_match = re.search(r"dependencies:\s*\[", block)
