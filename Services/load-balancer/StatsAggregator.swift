@@ -149,7 +149,8 @@ final class StatsAggregator: Sendable {
             p95_ms: snapshot.p95Milliseconds,
             p99_ms: snapshot.p99Milliseconds,
             success_rate: snapshot.requests == 0 ? 1 : 1 - snapshot.errorRate,
-            error_rate: snapshot.requests == 0 ? 0 : snapshot.errorRate,
+            // Rounded as every service's `error_rate` is (OperationalRoutes).
+            error_rate: (snapshot.errorRate * 10_000).rounded() / 10_000,
             rate_limited_per_second: TrafficWindow.perSecond(snapshot.rateLimited, windowSeconds: snapshot.windowSeconds),
             // Real /api requests or a WebSocket heartbeat within the window.
             has_real_traffic: (snapshot.secondsSinceLast.map { $0 < Double(snapshot.windowSeconds) } ?? false)

@@ -72,7 +72,9 @@ public final class TokenVerifier: Sendable {
     /// request's context when its token was checked already (``Credentials``).
     public func claims(for request: Request, context: some IdentifiedRequestContext) async throws -> AccessClaims {
         switch context.credentials {
-        case .verified(_, let claims as AccessClaims): return claims
+        // Checked by another verifier, perhaps: this one's issuer and audience are checked again.
+        case .verified(_, let claims as AccessClaims) where claims.iss.value == self.policy.issuer && claims.aud.value.contains(self.policy.audience):
+            return claims
         case .rejected(let error): throw error
         default: return try await self.claims(for: request)
         }

@@ -20,6 +20,12 @@ import TitaniumHTTP
         router.post("/internal/users/authenticate") { request, _ -> Response in
             struct Credentials: Decodable { var username: String?; var password: String? }
             let body = try JSONDecoder().decode(Credentials.self, from: Data(try await request.body.collect(upTo: 1 << 16).readableBytesView))
+            switch body.username {
+            case "unprocessable": return Response(status: .unprocessableContent)
+            case "broken": return Response(status: .internalServerError)
+            case "garbled": return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "not json")))
+            default: break
+            }
             guard body.username == "alice", body.password == "right" else { return Response(status: .unauthorized) }
             return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: #"{"id":7,"username":"alice","password_version":2}"#)))
         }
@@ -110,6 +116,20 @@ import TitaniumHTTP
             let login = try await Self.login(client, #"{"username":"alice","password":"right"}"#)
             #expect(login.status == .badGateway)
             #expect(try login.apiError().code == "bad_gateway")
+        }
+    }
+
+    /// What user-service answers becomes the login's answer: its refusals (401, 422) are a 401;
+    /// anything else it says (a 500, an unreadable 200) is a 502, never a token.
+    @Test func userServiceAnswersMapToLoginAnswers() async throws {
+        try await withServer(Self.userService) { port in
+            try await Self.withAuthService(userServicePort: port) { client, _ in
+                for (username, status) in [("bob", 401), ("unprocessable", 401), ("broken", 502), ("garbled", 502)] {
+                    let login = try await Self.login(client, #"{"username":"\#(username)","password":"x"}"#)
+                    #expect(login.status.code == status, "\(username): \(login.status)")
+                    #expect(String(buffer: login.body).contains(#""error""#), "\(username): \(String(buffer: login.body))")
+                }
+            }
         }
     }
 }
