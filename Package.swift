@@ -9,6 +9,38 @@ let swiftSettings: [SwiftSetting] = [
     .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
 ]
 
+/// The library products the targets use, by module name.
+extension Target.Dependency {
+    static let asyncHTTPClient: Self = .product(name: "AsyncHTTPClient", package: "async-http-client")
+    static let configuration: Self = .product(name: "Configuration", package: "swift-configuration")
+    static let crypto: Self = .product(name: "Crypto", package: "swift-crypto")
+    static let grdb: Self = .product(name: "GRDB", package: "GRDB.swift")
+    static let grdbSQLite: Self = .product(name: "GRDBSQLite", package: "GRDB.swift")
+    static let httpTypes: Self = .product(name: "HTTPTypes", package: "swift-http-types")
+    static let histogram: Self = .product(name: "Histogram", package: "hdrhistogram-swift")
+    static let hummingbird: Self = .product(name: "Hummingbird", package: "hummingbird")
+    static let hummingbirdBcrypt: Self = .product(name: "HummingbirdBcrypt", package: "hummingbird-auth")
+    static let hummingbirdCore: Self = .product(name: "HummingbirdCore", package: "hummingbird")
+    static let hummingbirdTesting: Self = .product(name: "HummingbirdTesting", package: "hummingbird")
+    static let hummingbirdWSClient: Self = .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")
+    static let hummingbirdWebSocket: Self = .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket")
+    static let jwtKit: Self = .product(name: "JWTKit", package: "jwt-kit")
+    static let logging: Self = .product(name: "Logging", package: "swift-log")
+    static let metrics: Self = .product(name: "Metrics", package: "swift-metrics")
+    static let nioConcurrencyHelpers: Self = .product(name: "NIOConcurrencyHelpers", package: "swift-nio")
+    static let nioCore: Self = .product(name: "NIOCore", package: "swift-nio")
+    static let nioHTTP1: Self = .product(name: "NIOHTTP1", package: "swift-nio")
+    static let nioHTTPTypes: Self = .product(name: "NIOHTTPTypes", package: "swift-nio-extras")
+    static let nioHTTPTypesHTTP1: Self = .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras")
+    static let nioPosix: Self = .product(name: "NIOPosix", package: "swift-nio")
+    static let nioWebSocket: Self = .product(name: "NIOWebSocket", package: "swift-nio")
+    static let prometheus: Self = .product(name: "Prometheus", package: "swift-prometheus")
+    static let serviceLifecycle: Self = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+    static let tracing: Self = .product(name: "Tracing", package: "swift-distributed-tracing")
+    static let unixSignals: Self = .product(name: "UnixSignals", package: "swift-service-lifecycle")
+    static let w3cTraceContext: Self = .product(name: "W3CTraceContext", package: "swift-w3c-trace-context")
+}
+
 /// One service's in-process tests, `Tests/<Module>Tests`: they `@testable import` the service's
 /// executable module and test its router with HummingbirdTesting (no process, no built binary).
 /// One target per service, because each module declares the same names (`App`,
@@ -17,11 +49,7 @@ func serviceTests(_ service: String, _ dependencies: [Target.Dependency]) -> Tar
     .testTarget(
         name: service + "Tests",
         dependencies: [
-            .target(name: service), "TestSupport", "TitaniumHTTP",
-            .product(name: "HTTPTypes", package: "swift-http-types"),
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HummingbirdTesting", package: "hummingbird"),
-            .product(name: "NIOCore", package: "swift-nio"),
+            .target(name: service), "TestSupport", "TitaniumHTTP", .httpTypes, .hummingbird, .hummingbirdTesting, .nioCore,
         ] + dependencies,
         path: "Tests/\(service)Tests",
         swiftSettings: swiftSettings
@@ -66,7 +94,7 @@ let package = Package(
         .target(
             name: "TitaniumLogging",
             dependencies: [
-                .product(name: "Logging", package: "swift-log"),
+                .logging,
             ],
             path: "Shared/TitaniumLogging",
             swiftSettings: swiftSettings
@@ -74,10 +102,7 @@ let package = Package(
         .target(
             name: "TitaniumTracing",
             dependencies: [
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
-                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .tracing, .w3cTraceContext, .logging, .nioConcurrencyHelpers,
             ],
             path: "Shared/TitaniumTracing",
             swiftSettings: swiftSettings
@@ -85,10 +110,7 @@ let package = Package(
         .target(
             name: "TitaniumMetrics",
             dependencies: [
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .prometheus, .metrics, .histogram, .nioConcurrencyHelpers,
             ],
             path: "Shared/TitaniumMetrics",
             swiftSettings: swiftSettings
@@ -102,9 +124,7 @@ let package = Package(
         .target(
             name: "TitaniumRedis",
             dependencies: [
-                "CHiredis",
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "CHiredis", .nioPosix, .serviceLifecycle,
             ],
             path: "Shared/TitaniumRedis",
             swiftSettings: swiftSettings
@@ -112,8 +132,7 @@ let package = Package(
         .target(
             name: "TitaniumSQLite",
             dependencies: [
-                "TitaniumLogging",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "TitaniumLogging", .grdb,
             ],
             path: "Shared/TitaniumSQLite",
             swiftSettings: swiftSettings
@@ -121,15 +140,8 @@ let package = Package(
         .target(
             name: "TitaniumTrace",
             dependencies: [
-                "TitaniumHTTP", "TitaniumSQLite", "TitaniumTracing", "TitaniumMetrics",
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "GRDBSQLite", package: "GRDB.swift"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "TitaniumHTTP", "TitaniumSQLite", "TitaniumTracing", "TitaniumMetrics", .httpTypes,
+                .hummingbird, .logging, .nioCore, .grdb, .grdbSQLite, .prometheus, .serviceLifecycle,
             ],
             path: "Shared/TitaniumTrace",
             swiftSettings: swiftSettings
@@ -137,14 +149,8 @@ let package = Package(
         .target(
             name: "TitaniumAuth",
             dependencies: [
-                "TitaniumHTTP",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "JWTKit", package: "jwt-kit"),
+                "TitaniumHTTP", .asyncHTTPClient, .crypto, .httpTypes, .hummingbird, .nioCore, .nioHTTP1,
+                .jwtKit,
             ],
             path: "Shared/TitaniumAuth",
             swiftSettings: swiftSettings
@@ -152,20 +158,9 @@ let package = Package(
         .target(
             name: "TitaniumHTTP",
             dependencies: [
-                "TitaniumLogging", "TitaniumTracing", "TitaniumMetrics",
-                .product(name: "HummingbirdCore", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "TitaniumLogging", "TitaniumTracing", "TitaniumMetrics", .hummingbirdCore, .logging,
+                .metrics, .nioCore, .nioHTTP1, .prometheus, .tracing, .unixSignals, .hummingbird,
+                .asyncHTTPClient, .configuration, .httpTypes, .serviceLifecycle,
             ],
             path: "Shared/TitaniumHTTP",
             swiftSettings: swiftSettings
@@ -175,20 +170,9 @@ let package = Package(
             name: "TitaniumProxy",
             dependencies: [
                 "TitaniumLogging", "TitaniumMetrics", "TitaniumHTTP", "TitaniumTrace", "TitaniumTracing",
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "HummingbirdCore", package: "hummingbird"),
-                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
-                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
-                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
+                .httpTypes, .hummingbird, .logging, .nioConcurrencyHelpers, .nioCore, .nioHTTP1, .nioPosix,
+                .asyncHTTPClient, .hummingbirdCore, .hummingbirdWebSocket, .hummingbirdWSClient,
+                .nioWebSocket, .nioHTTPTypesHTTP1, .w3cTraceContext,
             ],
             path: "Shared/TitaniumProxy",
             swiftSettings: swiftSettings
@@ -199,20 +183,9 @@ let package = Package(
             name: "LoadBalancer",
             dependencies: [
                 "TitaniumLogging", "TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumMetrics",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
-                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
-                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
-                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
+                .asyncHTTPClient, .httpTypes, .hummingbird, .logging, .nioCore, .nioHTTP1, .nioPosix,
+                .serviceLifecycle, .hummingbirdWebSocket, .hummingbirdWSClient, .nioWebSocket, .nioHTTPTypes,
+                .nioHTTPTypesHTTP1, .w3cTraceContext,
             ],
             path: "Services/load-balancer", exclude: ["README.md"],
             swiftSettings: swiftSettings
@@ -220,13 +193,9 @@ let package = Package(
         .executableTarget(
             name: "APIGateway",
             dependencies: [
-                "TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumRedis", "TitaniumAuth", "TitaniumMetrics",
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                "TitaniumTrace", "TitaniumHTTP", "TitaniumProxy", "TitaniumRedis", "TitaniumAuth",
+                "TitaniumMetrics", .httpTypes, .hummingbird, .logging, .nioHTTP1, .prometheus,
+                .hummingbirdWebSocket,
             ],
             path: "Services/api-gateway", exclude: ["README.md"],
             swiftSettings: swiftSettings
@@ -234,13 +203,8 @@ let package = Package(
         .executableTarget(
             name: "AuthService",
             dependencies: [
-                "TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumMetrics",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                "TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumMetrics", .asyncHTTPClient,
+                .hummingbird, .jwtKit, .nioCore, .nioHTTP1, .prometheus,
             ],
             path: "Services/auth-service", exclude: ["README.md"],
             swiftSettings: swiftSettings
@@ -248,14 +212,9 @@ let package = Package(
         .executableTarget(
             name: "UserService",
             dependencies: [
-                "TitaniumTrace", "TitaniumHTTP", "TitaniumRedis", "TitaniumAuth", "TitaniumSQLite", "TitaniumMetrics",
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                "TitaniumTrace", "TitaniumHTTP", "TitaniumRedis", "TitaniumAuth", "TitaniumSQLite",
+                "TitaniumMetrics", .httpTypes, .hummingbird, .logging, .nioPosix, .prometheus, .grdb,
+                .hummingbirdBcrypt,
             ],
             path: "Services/user-service", exclude: ["README.md"],
             swiftSettings: swiftSettings
@@ -264,10 +223,7 @@ let package = Package(
             name: "BlogService",
             dependencies: [
                 "TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumSQLite", "TitaniumMetrics",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "GRDB", package: "GRDB.swift"),
+                .hummingbird, .nioCore, .prometheus, .grdb,
             ],
             path: "Services/blog-service", exclude: ["README.md"],
             swiftSettings: swiftSettings
@@ -277,13 +233,8 @@ let package = Package(
         .executableTarget(
             name: "TraceBench",
             dependencies: [
-                "TitaniumHTTP", "TitaniumTracing", "TitaniumTrace",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "TitaniumHTTP", "TitaniumTracing", "TitaniumTrace", .logging, .prometheus, .serviceLifecycle,
+                .w3cTraceContext, .nioCore, .grdb,
             ],
             path: "Benchmarks/trace/Sources",
             swiftSettings: swiftSettings
@@ -291,9 +242,7 @@ let package = Package(
         .executableTarget(
             name: "KitOverheadServer",
             dependencies: [
-                "TitaniumLogging", "TitaniumHTTP",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
+                "TitaniumLogging", "TitaniumHTTP", .hummingbird, .logging,
             ],
             path: "Benchmarks/kit-overhead/Sources",
             swiftSettings: swiftSettings
@@ -301,9 +250,7 @@ let package = Package(
         .executableTarget(
             name: "ProxyFloor",
             dependencies: [
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .nioCore, .nioPosix, .nioHTTP1,
             ],
             path: "Benchmarks/proxy/Floor",
             swiftSettings: swiftSettings
@@ -313,18 +260,10 @@ let package = Package(
         .testTarget(
             name: "TitaniumKitTests",
             dependencies: [
-                "TitaniumLogging", "TitaniumMetrics", "TitaniumTracing", "TitaniumHTTP", "TitaniumRedis", "TitaniumTrace", "TitaniumAuth", "TestSupport",
-                .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
-                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "TitaniumLogging", "TitaniumMetrics", "TitaniumTracing", "TitaniumHTTP", "TitaniumRedis",
+                "TitaniumTrace", "TitaniumAuth", "TestSupport", .jwtKit, .asyncHTTPClient, .httpTypes,
+                .hummingbird, .logging, .nioConcurrencyHelpers, .nioCore, .nioHTTP1, .tracing,
+                .w3cTraceContext, .hummingbirdTesting,
             ],
             path: "Tests/TitaniumKitTests",
             swiftSettings: swiftSettings
@@ -332,18 +271,9 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "TitaniumHTTP", "TitaniumLogging",
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdCore", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "TitaniumHTTP", "TitaniumLogging", .httpTypes, .hummingbirdTesting, .hummingbird,
+                .hummingbirdCore, .logging, .nioCore, .nioHTTP1, .nioPosix, .asyncHTTPClient,
+                .nioConcurrencyHelpers, .serviceLifecycle,
             ],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
@@ -351,31 +281,21 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "TestSupport", "TitaniumAuth",
-                .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdCore", package: "hummingbird"),
-                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
-                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "TestSupport", "TitaniumAuth", .jwtKit, .logging, .nioConcurrencyHelpers, .nioCore,
+                .nioHTTP1, .asyncHTTPClient, .hummingbird, .hummingbirdCore, .hummingbirdWebSocket,
+                .hummingbirdWSClient, .nioWebSocket, .serviceLifecycle,
             ],
             path: "Tests/IntegrationTests",
             swiftSettings: swiftSettings
         ),
         serviceTests("LoadBalancer", [
             "TitaniumMetrics", "TitaniumTrace",
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .asyncHTTPClient,
+            .nioConcurrencyHelpers,
         ]),
         serviceTests("APIGateway", ["TitaniumProxy", "TitaniumRedis"]),
-        serviceTests("AuthService", ["TitaniumAuth", .product(name: "JWTKit", package: "jwt-kit")]),
-        serviceTests("UserService", ["TitaniumAuth", "TitaniumRedis", .product(name: "JWTKit", package: "jwt-kit")]),
-        serviceTests("BlogService", ["TitaniumAuth", .product(name: "JWTKit", package: "jwt-kit")]),
+        serviceTests("AuthService", ["TitaniumAuth", .jwtKit]),
+        serviceTests("UserService", ["TitaniumAuth", "TitaniumRedis", .jwtKit]),
+        serviceTests("BlogService", ["TitaniumAuth", .jwtKit]),
     ]
 )

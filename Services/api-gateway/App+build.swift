@@ -53,13 +53,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         relay.register(on: webSockets, path: RouterPath(route.prefix))
         relay.register(on: webSockets, path: RouterPath(route.below))
     }
-    let webSocketResponder = webSockets.buildResponder()
-    let server = ServerChannel(upgradesWebSockets: true) { responder in
-        HTTP1WebSocketUpgradeChannel(
-            responder: responder, webSocketResponder: webSocketResponder,
-            configuration: .init(http1: .init(additionalChannelHandlers: forwarding.channelHandlers(), idleTimeout: nil))
-        )
-    }
+    let server = forwarding.serverChannel(webSockets: webSockets)
     return kit.makeApplication(router: router, server: server, services: [redis, client])
 }
 

@@ -38,13 +38,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     }
     let webSockets = heartbeat.makeRouter()
     WebSocketRelay(upstream: gateways, logger: kit.logger).register(on: webSockets, path: "/api/**")
-    let webSocketResponder = webSockets.buildResponder()
-    let server = ServerChannel(upgradesWebSockets: true) { responder in
-        HTTP1WebSocketUpgradeChannel(
-            responder: responder, webSocketResponder: webSocketResponder,
-            configuration: .init(http1: .init(additionalChannelHandlers: forwarding.channelHandlers(), idleTimeout: nil))
-        )
-    }
+    let server = forwarding.serverChannel(webSockets: webSockets)
     return kit.makeApplication(router: router, server: server, services: [pool, client])
 }
 

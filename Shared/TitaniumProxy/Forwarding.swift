@@ -142,11 +142,6 @@ public final class Forwarding: Sendable {
         { [ForwarderInstaller(forwarder: self.makeHandler())] }
     }
 
-    /// Hummingbird's HTTP/1 server with a forwarder in each connection.
-    public var serverChannel: ServerChannel {
-        .http1(additionalChannelHandlers: self.channelHandlers)
-    }
-
     /// `Upgrade: websocket`: relayed by the WebSocket path, not forwarded. Other upgrades are
     /// forwarded as plain requests (`Upgrade` is hop-by-hop and dropped).
     public static func isWebSocketUpgrade(_ head: HTTPRequestHead) -> Bool {

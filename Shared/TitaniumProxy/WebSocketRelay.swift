@@ -108,3 +108,17 @@ extension WebSocketMessage {
         }
     }
 }
+
+extension Forwarding {
+    /// Hummingbird's HTTP/1 server with a forwarder in each connection, whose WebSocket upgrades
+    /// go to `webSockets` (relays, the load balancer's heartbeat) instead.
+    public func serverChannel(webSockets: Router<WebSocketRelayContext>) -> ServerChannel {
+        let webSocketResponder = webSockets.buildResponder()
+        return ServerChannel(upgradesWebSockets: true) { responder in
+            HTTP1WebSocketUpgradeChannel(
+                responder: responder, webSocketResponder: webSocketResponder,
+                configuration: .init(http1: .init(additionalChannelHandlers: self.channelHandlers(), idleTimeout: nil))
+            )
+        }
+    }
+}

@@ -11,19 +11,6 @@ import TitaniumAuth
 /// checked by blog-service locally (even with auth-service stopped); forged ones are rejected;
 /// only a post's author may change it.
 @Suite(.serialized) struct TokenAndPostTests {
-    func send(_ client: HTTPClient, _ method: HTTPMethod, _ url: String, token: String?, body: String? = nil) async throws -> Fetched {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-        }
-        let response = try await client.execute(request, timeout: .seconds(10))
-        let collected = try await response.body.collect(upTo: 1 << 20)
-        return Fetched(status: response.status, headers: response.headers, body: String(buffer: collected))
-    }
-
     @Test func tokensAuthorshipAndForgeries() async throws {
         let dataDir = try temporaryDirectory("titanium-tokens")
         defer { try? FileManager.default.removeItem(at: dataDir) }

@@ -53,16 +53,7 @@ import TitaniumAuth
         }
 
         func send(_ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil) async throws -> Fetched {
-            var request = HTTPClientRequest(url: url)
-            request.method = method
-            if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-            if let body {
-                request.headers.add(name: "Content-Type", value: "application/json")
-                request.body = .bytes(ByteBuffer(string: body))
-            }
-            let response = try await self.client.execute(request, timeout: .seconds(10))
-            let collected = try await response.body.collect(upTo: 1 << 20)
-            return Fetched(status: response.status, headers: response.headers, body: String(buffer: collected))
+            try await TestSupport.send(self.client, method, url, token: token, body: body)
         }
 
         /// Registers a user and returns its id.

@@ -51,6 +51,20 @@ public func poll<T>(timeout: Duration = .seconds(5), interval: Duration = .milli
     throw ProcessFailure("condition not met within \(timeout)")
 }
 
+/// Any method, with a bearer token and a JSON body when given.
+public func send(_ client: HTTPClient, _ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil) async throws -> Fetched {
+    var request = HTTPClientRequest(url: url)
+    request.method = method
+    if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+    if let body {
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: body))
+    }
+    let response = try await client.execute(request, timeout: .seconds(10))
+    let collected = try await response.body.collect(upTo: 1 << 22)
+    return Fetched(status: response.status, headers: response.headers, body: String(buffer: collected))
+}
+
 /// POSTs a body (JSON unless told otherwise).
 public func post(_ client: HTTPClient, _ url: String, body: String, contentType: String = "application/json", headers: [String: String] = [:]) async throws -> Fetched {
     var request = HTTPClientRequest(url: url)
