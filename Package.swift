@@ -261,7 +261,7 @@ let package = Package(
             name: "TitaniumKitTests",
             dependencies: [
                 "TitaniumLogging", "TitaniumMetrics", "TitaniumTracing", "TitaniumHTTP", "TitaniumRedis",
-                "TitaniumTrace", "TitaniumAuth", "TestSupport", .jwtKit, .asyncHTTPClient, .httpTypes,
+                "TitaniumTrace", "TitaniumAuth", "TitaniumProxy", "TestSupport", .jwtKit, .asyncHTTPClient, .httpTypes,
                 .hummingbird, .logging, .nioConcurrencyHelpers, .nioCore, .nioHTTP1, .tracing,
                 .w3cTraceContext, .hummingbirdTesting,
             ],

@@ -333,13 +333,11 @@ final class Exchange: @unchecked Sendable {
         self.fail(APIError(.contentTooLarge, message: "request body exceeds the limit of \(self.shared.kit.configuration.maxBodyBytes) bytes"))
     }
 
-    /// The answer for a failed upstream, logged with the error itself: the answer names only its kind.
+    /// The answer for a failed upstream, logged with the error itself (``FailureLog``): the answer
+    /// names only its kind.
     private func failure(_ error: any Error) -> APIError {
         let answer = ProxyPolicy.failure(error, service: self.upstreamName, sent: self.sent)
-        self.shared.kit.logger.warning("upstream failed", metadata: [
-            "upstream": .string(self.upstreamName), "error": .string("\(error)"),
-            "status": .stringConvertible(answer.status.code), "request_id": .string(self.requestID),
-        ])
+        self.shared.failures.warn(upstream: self.upstreamName, error: error, status: answer.status.code, requestID: self.requestID)
         return answer
     }
 

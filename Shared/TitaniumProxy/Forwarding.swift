@@ -97,6 +97,7 @@ public final class Forwarding: Sendable {
     /// The longest gap between the parts of an answer (`HTTP_CLIENT_READ_TIMEOUT_MS`).
     let readTimeout: TimeAmount
     let upstreamIdleTimeout: TimeAmount
+    let failures: FailureLog
     private let connections = NIOLockedValueBox<[ObjectIdentifier: UpstreamConnections]>([:])
 
     /// - Parameters:
@@ -117,6 +118,7 @@ public final class Forwarding: Sendable {
         self.responseTimeout = .nanoseconds((responseTimeout ?? client.readTimeout).nanoseconds)
         self.readTimeout = .nanoseconds(client.readTimeout.nanoseconds)
         self.upstreamIdleTimeout = .nanoseconds(client.idleTimeout.nanoseconds)
+        self.failures = FailureLog(logger: kit.logger)
     }
 
     /// The upstream connections of one event loop.
