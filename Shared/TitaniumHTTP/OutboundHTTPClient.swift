@@ -58,6 +58,11 @@ public final class OutboundHTTPClient: Service, Sendable {
         try? await gracefulShutdown()
         try await self.client.shutdown()
     }
+
+    /// Shuts the client down if it is still running (a build that failed after making it).
+    func shutDown() async {
+        try? await self.client.shutdown()
+    }
 }
 
 struct HTTPHeadersInjector: Injector {

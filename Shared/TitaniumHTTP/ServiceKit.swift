@@ -5,6 +5,7 @@ import Metrics
 import NIOCore
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 import TitaniumLogging
 import TitaniumMetrics
@@ -30,6 +31,10 @@ public struct ServiceKit: Sendable {
     public let accessLog: AccessLog
     /// Set on SIGTERM: `/health/ready` answers 503 `draining`.
     public let drain = DrainState()
+    /// Every outbound client made with ``makeHTTPClient()``: held here so that a build that
+    /// fails after making one (a bad setting read later) can shut it down before the process
+    /// exits; AsyncHTTPClient traps on a client dropped while running.
+    let clients = MadeClients()
     let cuts: ConnectionCuts
     /// Where requests are recorded (the trace store), when enabled.
     public var recorder: (any RequestRecorder)?
@@ -87,7 +92,14 @@ public struct ServiceKit: Sendable {
 
     /// A pooled outbound client with this service's timeouts and tracer.
     public func makeHTTPClient() -> OutboundHTTPClient {
-        OutboundHTTPClient(configuration: self.configuration.client, tracer: self.tracer)
+        let client = OutboundHTTPClient(configuration: self.configuration.client, tracer: self.tracer)
+        self.clients.list.withLock { $0.append(client) }
+        return client
+    }
+
+    /// Shuts down every client this kit made: after a failed build, before exiting.
+    func shutDownClients() async {
+        for client in self.clients.list.withLock({ $0 }) { await client.shutDown() }
     }
 
     /// Builds the application: registers the operational routes and the trace store's (a path
@@ -216,9 +228,11 @@ public enum ServiceMain {
             group.maximumCancellationDuration = .seconds(2)
             try await ServiceGroup(configuration: group).run()
         } catch let error as ConfigurationError {
+            await kit.shutDownClients()
             Self.exit(service: service, message: error.description)
         } catch {
             kit.logger.critical("service stopped with an error", metadata: ["error": "\(error)"])
+            await kit.shutDownClients()
             Glibc.exit(1)
         }
     }
@@ -228,4 +242,9 @@ public enum ServiceMain {
         line.withUTF8 { bytes in _ = Glibc.write(2, bytes.baseAddress, bytes.count) }
         Glibc.exit(1)
     }
+}
+
+/// The outbound clients a kit made (a reference: every copy of the kit shares it).
+final class MadeClients: Sendable {
+    let list = Mutex<[OutboundHTTPClient]>([])
 }

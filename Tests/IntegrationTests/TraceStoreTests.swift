@@ -189,10 +189,14 @@ import Testing
         defer { try? FileManager.default.removeItem(at: root) }
         try await withHTTPClient { client in
             // Off loopback without ADMIN_TOKEN: no start, one line naming the variable; the load
-            // balancer too, whose fan-out serves /traces even with its own store off. (Not a
-            // service that makes its HTTP client before reading the trace settings: in a debug
-            // build AsyncHTTPClient traps on the client dropped without shutdown first.)
-            for (name, extra) in [("api-gateway", [:]), ("load-balancer", ["TRACE_ENABLED": "false", "GATEWAY_URLS": "http://127.0.0.1:1"])] {
+            // balancer too, whose fan-out serves /traces even with its own store off; and the
+            // services that make their HTTP client before reading the trace settings (the kit
+            // shuts it down: AsyncHTTPClient traps on a running client dropped).
+            let services: [(String, [String: String])] = [
+                ("api-gateway", [:]), ("load-balancer", ["TRACE_ENABLED": "false", "GATEWAY_URLS": "http://127.0.0.1:1"]),
+                ("auth-service", [:]), ("user-service", [:]), ("blog-service", [:]),
+            ]
+            for (name, extra) in services {
                 let refused = try ServiceProcess(name, environment: extra.merging([
                     "DATA_DIR": root.appendingPathComponent("\(name)-open").path, "HTTP_HOST": "0.0.0.0", "ADMIN_TOKEN": "",
                 ]) { $1 })
