@@ -261,12 +261,7 @@ class ProcessGroup:
         for service in self.services:
             service.kill()
         for proc in self.redis:
-            if proc.poll() is None:
-                proc.kill()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+            _reap(proc)
             with _ALL_LOCK:
                 _ALL_PROCESSES.discard(proc)
 
@@ -297,12 +292,17 @@ def _kill_leftovers():
     with _ALL_LOCK:
         leftovers = list(_ALL_PROCESSES)
     for proc in leftovers:
-        if proc.poll() is None:
-            proc.kill()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        _reap(proc)
+
+
+def _reap(proc) -> None:
+    """Kills a process still running and waits for it (5 s at most)."""
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def dashboard_dir(tmp: Path) -> str:
@@ -536,6 +536,26 @@ class Exchange:
     @property
     def first(self) -> Response | None:
         return self.responses[0] if self.responses else None
+
+    def answer_problems(self, bound: float, allowed) -> list[str]:
+        """Why this is not one answer with an allowed status (an error in the JSON shape) and a
+        close, both within bound seconds."""
+        problems = []
+        if self.parse_error:
+            problems.append(f"unparseable answer: {self.parse_error}")
+        if self.responses:
+            first = self.responses[0]
+            if not allowed(first.status):
+                problems.append(f"answered {first.status}")
+            elif first.status >= 400 and (shape := first.error_shape_problem()):
+                problems.append(f"{first.status} without the JSON error body: {shape}")
+            if self.first_response_after is not None and self.first_response_after > bound:
+                problems.append(f"answered only after {self.first_response_after:.2f}s")
+        if not self.closed:
+            problems.append(f"connection still open after {bound + 1}s")
+        elif self.closed_after is not None and self.closed_after > bound:
+            problems.append(f"closed only after {self.closed_after:.2f}s (bound {bound}s)")
+        return problems
 
     def summary(self) -> str:
         return (f"responses={[(r.status, r.body[:120]) for r in self.responses]} closed={self.closed} "
@@ -855,6 +875,16 @@ class CountingUpstream:
                 if path.startswith(prefix):
                     best = max(best, seconds)
             return best
+
+    @staticmethod
+    def answered_path(status: int, body: bytes) -> str:
+        """The path a 200 echo answer is about (without its query), or "" for any other answer."""
+        if status != 200 or not body.startswith(b'{"ok":true'):
+            return ""
+        try:
+            return json.loads(body).get("path", "").split("?", 1)[0]
+        except ValueError:
+            return ""
 
     def _answer(self, conn: socket.socket, status: int, body: bytes, *, close: bool, head: bool = False) -> None:
         reason = {200: "OK", 400: "Bad Request", 431: "Request Header Fields Too Large"}.get(status, "X")

@@ -64,12 +64,7 @@ class ShapedUpstream(CountingUpstream):
         self._bodies: dict[int, bytes] = {}
 
     def _answer(self, conn: socket.socket, status: int, body: bytes, *, close: bool, head: bool = False) -> None:
-        path = ""
-        if status == 200 and body.startswith(b'{"ok":true'):
-            try:
-                path = json.loads(body).get("path", "").split("?", 1)[0]
-            except ValueError:
-                path = ""
+        path = self.answered_path(status, body)
         if path.startswith("/api"):
             if self.fail_api:
                 status, body = 500, b'{"error":{"code":"internal","message":"the upstream itself failed"}}'

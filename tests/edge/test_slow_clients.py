@@ -129,21 +129,7 @@ def test_silent_socket_closed_silently(services, observed, target):
 
 
 def _check_answer_then_close(x, target, bound, allowed, what):
-    problems = []
-    if x.parse_error:
-        problems.append(f"unparseable answer: {x.parse_error}")
-    if x.responses:
-        first = x.first
-        if not allowed(first.status):
-            problems.append(f"answered {first.status}")
-        elif first.status >= 400 and (shape := first.error_shape_problem()):
-            problems.append(f"{first.status} without the JSON error body: {shape}")
-        if x.first_response_after is not None and x.first_response_after > bound:
-            problems.append(f"answered only after {x.first_response_after:.2f}s")
-    if not x.closed:
-        problems.append(f"connection still open after {bound + 1}s")
-    elif x.closed_after > bound:
-        problems.append(f"closed only after {x.closed_after:.2f}s (bound {bound}s)")
+    problems = x.answer_problems(bound, allowed)
     assert not problems, f"{what} on {target}: " + "; ".join(problems) + f"\n{x.summary()}"
 
 

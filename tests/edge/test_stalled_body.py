@@ -163,20 +163,7 @@ def test_stalled_body_is_answered_and_nothing_dies(chain, waves, case):
     dead = {n: d for n, d in waves["deaths"][wave].items() if n in PATH_OF[entry] or n == entry}
     if dead:
         problems.append("DIED during this wave: " + "\n".join(dead.values()))
-    if x.parse_error:
-        problems.append(f"unparseable answer: {x.parse_error}")
-    if x.responses:
-        first = x.first
-        if first.status >= 500:
-            problems.append(f"answered {first.status}")
-        elif first.status >= 400 and (shape := first.error_shape_problem()):
-            problems.append(f"{first.status} without the JSON error body: {shape}")
-        if x.first_response_after > BOUND:
-            problems.append(f"answered only after {x.first_response_after:.2f}s")
-    if not x.closed:
-        problems.append(f"connection still open after {BOUND + 1}s")
-    elif x.closed_after > BOUND:
-        problems.append(f"closed only after {x.closed_after:.2f}s")
+    problems += x.answer_problems(BOUND, lambda status: status < 500)
     assert not problems, f"{method} {path} ({variant}) to {entry}: " + "; ".join(problems) + f"\n{x.summary()}"
 
 

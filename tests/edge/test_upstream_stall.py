@@ -20,7 +20,6 @@ as the only gateway), the proxy started with HTTP_CLIENT_READ_TIMEOUT_MS=1000:
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 
@@ -49,12 +48,7 @@ class StallingUpstream(ShapedUpstream):
         self.stalls: list[dict] = []
 
     def _answer(self, conn: socket.socket, status: int, body: bytes, *, close: bool, head: bool = False) -> None:
-        path = ""
-        if status == 200 and body.startswith(b'{"ok":true'):
-            try:
-                path = json.loads(body).get("path", "").split("?", 1)[0]
-            except ValueError:
-                path = ""
+        path = self.answered_path(status, body)
         if head or not path.startswith("/api"):
             super()._answer(conn, status, body, close=close, head=head)
             return
