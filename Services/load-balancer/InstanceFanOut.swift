@@ -148,10 +148,3 @@ struct FanOutError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
-
-extension Duration {
-    /// Whole milliseconds, for the `latency_ms` fields.
-    var roundedMilliseconds: Double {
-        (Double(self.components.seconds) * 1000 + Double(self.components.attoseconds) / 1e15).rounded()
-    }
-}

@@ -119,9 +119,9 @@ final class StatsAggregator: Sendable {
         let entries = await self.fanOut.gather("/stats", as: ServiceStats.self).map { answer in
             switch answer.result {
             case .success(let stats):
-                Entry(name: answer.target.name, url: answer.target.url, status: "ONLINE", latency_ms: answer.latency.roundedMilliseconds, stats: stats)
+                Entry(name: answer.target.name, url: answer.target.url, status: "ONLINE", latency_ms: answer.latency.milliseconds.rounded(), stats: stats)
             case .failure(let error):
-                Entry(name: answer.target.name, url: answer.target.url, status: "OFFLINE", error: "\(error)", latency_ms: answer.latency.roundedMilliseconds)
+                Entry(name: answer.target.name, url: answer.target.url, status: "OFFLINE", error: "\(error)", latency_ms: answer.latency.milliseconds.rounded())
             }
         }
         let online = entries.filter { $0.status == "ONLINE" }
@@ -141,16 +141,15 @@ final class StatsAggregator: Sendable {
             cache: .init(status: cache),
             instance: self.instance,
             started_at: RFC3339.format(epochSeconds: self.startTimeSeconds),
-            uptime_s: ((Date().timeIntervalSince1970 - self.startTimeSeconds) * 1000).rounded() / 1000,
+            uptime_s: (Date().timeIntervalSince1970 - self.startTimeSeconds).rounded(toPlaces: 3),
             window_s: snapshot.windowSeconds,
             requests_total: snapshot.totalRequests,
             requests_per_second: snapshot.requestsPerSecond,
-            avg_response_time_ms: (snapshot.averageMilliseconds * 1000).rounded() / 1000,
+            avg_response_time_ms: snapshot.averageMilliseconds.rounded(toPlaces: 3),
             p95_ms: snapshot.p95Milliseconds,
             p99_ms: snapshot.p99Milliseconds,
             success_rate: snapshot.requests == 0 ? 1 : 1 - snapshot.errorRate,
-            // Rounded as every service's `error_rate` is (OperationalRoutes).
-            error_rate: (snapshot.errorRate * 10_000).rounded() / 10_000,
+            error_rate: snapshot.errorRate.rounded(toPlaces: 4),
             rate_limited_per_second: TrafficWindow.perSecond(snapshot.rateLimited, windowSeconds: snapshot.windowSeconds),
             // Real /api requests or a WebSocket heartbeat within the window.
             has_real_traffic: (snapshot.secondsSinceLast.map { $0 < Double(snapshot.windowSeconds) } ?? false)

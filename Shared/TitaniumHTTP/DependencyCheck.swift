@@ -62,7 +62,7 @@ public struct DependencyCheck: Sendable {
         }
         let elapsed = start.duration(to: .now)
         var status = result ?? DependencyStatus(.offline, error: "no answer within \(self.timeout)")
-        status.latency_ms = status.latency_ms ?? (Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
+        status.latency_ms = status.latency_ms ?? elapsed.milliseconds
         return status
     }
 }

@@ -114,7 +114,8 @@ public struct OperationalRoutes<Context: IdentifiedRequestContext>: Sendable {
 }
 
 extension Double {
-    func rounded(toPlaces places: Int) -> Double {
+    /// Rounded to `places` decimals, as every `/stats` figure is.
+    public func rounded(toPlaces places: Int) -> Double {
         let factor = pow(10, Double(places))
         return (self * factor).rounded() / factor
     }

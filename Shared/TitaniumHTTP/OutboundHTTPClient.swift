@@ -72,6 +72,11 @@ struct HTTPHeadersInjector: Injector {
 }
 
 extension Duration {
+    /// Milliseconds, with their fraction (the `latency_ms` fields).
+    public var milliseconds: Double {
+        Double(self.components.seconds) * 1000 + Double(self.components.attoseconds) / 1e15
+    }
+
     /// Whole nanoseconds, saturating.
     public var nanoseconds: Int64 {
         let (seconds, attoseconds) = self.components
