@@ -263,7 +263,7 @@ let package = Package(
                 "TitaniumLogging", "TitaniumMetrics", "TitaniumTracing", "TitaniumHTTP", "TitaniumRedis",
                 "TitaniumTrace", "TitaniumAuth", "TitaniumProxy", "TestSupport", .jwtKit, .asyncHTTPClient, .httpTypes,
                 .hummingbird, .logging, .nioConcurrencyHelpers, .nioCore, .nioHTTP1, .tracing,
-                .w3cTraceContext, .hummingbirdTesting,
+                .w3cTraceContext, .hummingbirdTesting, .prometheus,
             ],
             path: "Tests/TitaniumKitTests",
             swiftSettings: swiftSettings

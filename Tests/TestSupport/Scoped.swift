@@ -58,6 +58,8 @@ where Builder.Responder.Context: InitializableFromSource<ApplicationRequestConte
     )
     let group = ServiceGroup(configuration: .init(services: [app], logger: app.logger))
     let task = Task { try await group.run() }
-    let bound = try await poll { port.withLockedValue { $0 } }
+    // 20 s, as a service process gets to report its port: a machine busy flushing a CI run's
+    // writes once held every test's start for about 6 s.
+    let bound = try await poll(timeout: .seconds(20)) { port.withLockedValue { $0 } }
     return (bound, { await group.triggerGracefulShutdown(); _ = await task.result })
 }
