@@ -6,12 +6,20 @@
 #   scripts/stack.sh down          stop a stack started with --detach
 #   scripts/stack.sh stop NAME     stop one service of a running stack (e.g. blog-service)
 #   scripts/stack.sh start NAME    start it again, exactly as `up` did, and wait until ready
+#   scripts/stack.sh restart NAME  stop it (SIGTERM: it drains) and start it again; a gateway
+#                                  replica is restarted only once the load balancer sees every
+#                                  other replica healthy, and `restart` returns once the load
+#                                  balancer sees the new one healthy again
+#   scripts/stack.sh names         the service names of the running stack, in start order
 # Environment: TITANIUM_VAR (state folder, default var/), TITANIUM_PORT_OFFSET (added to every
-# service port, default 0), REDIS_PORT (6379), TITANIUM_BIN_DIR (use these binaries, no build).
-# `up` records the binaries, ports and Redis port it used in $TITANIUM_VAR/run/stack.env, and
-# `start` reuses them, so only TITANIUM_VAR has to match. Every service gets this script's
-# environment: exported TRACE_* (e.g. TRACE_FLUSH_INTERVAL=500ms) and ADMIN_TOKEN settings reach
-# them, and `up` records them in stack.env too (mode 600), so `start` launches with the same.
+# service port, default 0), REDIS_PORT (6379), TITANIUM_BIN_DIR (use these binaries, no build),
+# GATEWAY_REPLICAS (api-gateway processes, default 1: the second is `api-gateway-2` on the next
+# port, 7201, and so on; the load balancer balances over all of them and its /stats lists each).
+# `up` records the binaries, ports, replicas and Redis port it used in $TITANIUM_VAR/run/stack.env,
+# and `start` reuses them, so only TITANIUM_VAR has to match. Every service gets this script's
+# environment: exported TRACE_*, BACKEND_*, RATE_LIMIT_*, SHUTDOWN_*_SECONDS and ADMIN_TOKEN
+# settings reach them, and `up` records them in stack.env too (mode 600), so `start` launches
+# with the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -22,13 +30,25 @@ DATA="$VAR/data"
 REDIS_PORT="${REDIS_PORT:-6379}"
 
 OFFSET="${TITANIUM_PORT_OFFSET:-0}"
+GATEWAY_REPLICAS="${GATEWAY_REPLICAS:-1}"
 declare -A PORTS
+# PORTS, ORDER (start order) and GATEWAYS (the api-gateway processes) from OFFSET and GATEWAY_REPLICAS.
 set_ports() {
+  case "$GATEWAY_REPLICAS" in
+    [1-9]) ;;
+    *) echo "GATEWAY_REPLICAS must be 1 to 9: $GATEWAY_REPLICAS" >&2; exit 2 ;;
+  esac
   PORTS=([auth-service]=$((7301 + OFFSET)) [user-service]=$((7302 + OFFSET)) [blog-service]=$((7303 + OFFSET))
          [api-gateway]=$((7200 + OFFSET)) [load-balancer]=$((7100 + OFFSET)))
+  GATEWAYS=(api-gateway)
+  local n
+  for (( n=2; n<=GATEWAY_REPLICAS; n++ )); do
+    PORTS[api-gateway-$n]=$((7200 + n - 1 + OFFSET))
+    GATEWAYS+=("api-gateway-$n")
+  done
+  ORDER=(auth-service user-service blog-service "${GATEWAYS[@]}" load-balancer)
 }
 set_ports
-ORDER=(auth-service user-service blog-service api-gateway load-balancer)
 
 stop_pid_file() {
   local file="$1" pid
@@ -43,8 +63,12 @@ stop_pid_file() {
 }
 
 down() {
+  load_stack_env
   # Front first, so nothing is routed to a stopped backend.
   for (( i=${#ORDER[@]}-1; i>=0; i-- )); do stop_pid_file "$RUN/${ORDER[$i]}.pid"; done
+  # Gateway replicas of a stack started with more GATEWAY_REPLICAS than this shell has.
+  local extra
+  for extra in "$RUN"/api-gateway-*.pid; do [ -e "$extra" ] && stop_pid_file "$extra"; done
   stop_pid_file "$RUN/redis.pid"
   echo "stack stopped"
 }
@@ -64,15 +88,28 @@ wait_ready() {
 
 # Starts one service in the background with the stack's environment; its pid goes to $RUN.
 launch() {
-  local name="$1" bin="$2"
+  local name="$1" bin="$2" exe="$1" gateway gateway_urls="" stats_gateways=""
+  case "$name" in api-gateway-*) exe=api-gateway ;; esac
+  for gateway in "${GATEWAYS[@]}"; do
+    gateway_urls+="${gateway_urls:+,}http://127.0.0.1:${PORTS[$gateway]}"
+    stats_gateways+="api-gateway=http://127.0.0.1:${PORTS[$gateway]},"
+  done
   env HTTP_HOST=127.0.0.1 HTTP_PORT="${PORTS[$name]}" DATA_DIR="$DATA/$name" LOG_LEVEL="${LOG_LEVEL:-info}" \
     REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
     AUTH_SERVICE_URL="http://127.0.0.1:${PORTS[auth-service]}" USER_SERVICE_URL="http://127.0.0.1:${PORTS[user-service]}" \
     BLOG_SERVICE_URL="http://127.0.0.1:${PORTS[blog-service]}" JWKS_URL="http://127.0.0.1:${PORTS[auth-service]}/.well-known/jwks.json" \
-    GATEWAY_URLS="http://127.0.0.1:${PORTS[api-gateway]}" DASHBOARD_DIR="$ROOT/dashboard-ui" TRUSTED_PROXIES="127.0.0.1/32" \
-    STATS_TARGETS="api-gateway=http://127.0.0.1:${PORTS[api-gateway]},auth-service=http://127.0.0.1:${PORTS[auth-service]},user-service=http://127.0.0.1:${PORTS[user-service]},blog-service=http://127.0.0.1:${PORTS[blog-service]}" \
-    setsid "$bin/$name" >>"$LOGS/$name.log" 2>&1 &
+    GATEWAY_URLS="$gateway_urls" DASHBOARD_DIR="$ROOT/dashboard-ui" TRUSTED_PROXIES="127.0.0.1/32" \
+    STATS_TARGETS="${stats_gateways}auth-service=http://127.0.0.1:${PORTS[auth-service]},user-service=http://127.0.0.1:${PORTS[user-service]},blog-service=http://127.0.0.1:${PORTS[blog-service]}" \
+    setsid "$bin/$exe" >>"$LOGS/$name.log" 2>&1 &
   echo $! >"$RUN/$name.pid"
+}
+
+# What `up` recorded (binaries, ports, replicas, settings), when there is a stack in $RUN.
+load_stack_env() {
+  [ -f "$RUN/stack.env" ] || return 0
+  # shellcheck disable=SC1091
+  source "$RUN/stack.env"
+  set_ports
 }
 
 known_service() {
@@ -82,6 +119,7 @@ known_service() {
 }
 
 stop_one() {
+  load_stack_env
   known_service "$1"
   stop_pid_file "$RUN/$1.pid"
   echo "$1 stopped"
@@ -89,12 +127,10 @@ stop_one() {
 
 start_one() {
   local name="$1"
-  known_service "$name"
   [ -f "$RUN/stack.env" ] || { echo "no stack recorded in $RUN (start one with: $0 up --detach)" >&2; exit 1; }
   local BIN
-  # shellcheck disable=SC1091
-  source "$RUN/stack.env"
-  set_ports
+  load_stack_env
+  known_service "$name"
   if [ -f "$RUN/$name.pid" ] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
     echo "$name is already running (pid $(cat "$RUN/$name.pid"))"
     return 0
@@ -102,6 +138,56 @@ start_one() {
   launch "$name" "$BIN"
   wait_ready "$name" "http://127.0.0.1:${PORTS[$name]}/health/ready" || { stop_pid_file "$RUN/$name.pid"; exit 1; }
   echo "$name is up on port ${PORTS[$name]}"
+}
+
+# gateways_in_rotation [EXCEPT]: waits (up to 60 s) until the load balancer's /stats shows every
+# gateway replica but EXCEPT healthy and not ejected. Without jq it waits 8 s instead (four
+# health checks at the default BACKEND_CHECK_INTERVAL_MS).
+gateways_in_rotation() {
+  local except="${1:-}" wanted="" gateway
+  for gateway in "${GATEWAYS[@]}"; do
+    [ "$gateway" = "$except" ] || wanted+="${wanted:+ }http://127.0.0.1:${PORTS[$gateway]}"
+  done
+  [ -n "$wanted" ] || return 0
+  if ! command -v jq >/dev/null 2>&1; then sleep 8; return 0; fi
+  local stats
+  for _ in $(seq 1 120); do
+    stats="$(curl -fsS -m 2 "http://127.0.0.1:${PORTS[load-balancer]}/stats" 2>/dev/null || true)"
+    if [ -n "$stats" ] && jq -e --arg wanted "$wanted" '
+        ($wanted | split(" ")) as $urls
+        | [.backends[] | select(.url as $u | $urls | index($u)) | select(.healthy and (.ejected | not))] | length == ($urls | length)
+      ' >/dev/null 2>&1 <<<"$stats"; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "the load balancer does not see every gateway replica ($wanted) healthy after 60 s" >&2
+  return 1
+}
+
+# Stops one service (SIGTERM: it drains) and starts it again. A gateway replica goes only when
+# the load balancer has every other replica in rotation, and is back once it has this one again,
+# so that the load balancer always has a gateway to send to. The other services have one process
+# each: between the old one's exit and the new one's readiness their port is closed.
+restart_one() {
+  local name="$1"
+  [ -f "$RUN/stack.env" ] || { echo "no stack recorded in $RUN (start one with: $0 up --detach)" >&2; exit 1; }
+  load_stack_env
+  known_service "$name"
+  local gateway=0 started
+  case "$name" in api-gateway | api-gateway-*) gateway=1 ;; esac
+  if [ "$gateway" = 1 ] && [ "${#GATEWAYS[@]}" -gt 1 ]; then gateways_in_rotation "$name" || exit 1; fi
+  started="$(date +%s.%N)"
+  stop_pid_file "$RUN/$name.pid"
+  ( start_one "$name" ) >/dev/null || exit 1
+  if [ "$gateway" = 1 ] || [ "$name" = load-balancer ]; then gateways_in_rotation || exit 1; fi
+  echo "$name restarted (pid $(cat "$RUN/$name.pid"), $(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s)"
+}
+
+# The service names of the stack, in start order (one line each).
+names() {
+  load_stack_env
+  printf '%s\n' "${ORDER[@]}"
 }
 
 up() {
@@ -116,7 +202,8 @@ up() {
   mkdir -p "$ROOT/dashboard-ui/vendor"
   ln -sf /usr/share/javascript/chart.js/chart.min.js "$ROOT/dashboard-ui/vendor/chart.min.js"
   mkdir -p "$RUN" "$LOGS" "$DATA"
-  down >/dev/null 2>&1 || true
+  # In a subshell: down reads the previous stack's stack.env, which must not replace this one's settings.
+  ( down ) >/dev/null 2>&1 || true
 
   if command -v redis-server >/dev/null 2>&1; then
     mkdir -p "$DATA/redis"
@@ -136,8 +223,9 @@ up() {
   (
     umask 077 # ADMIN_TOKEN may be in it
     {
-      printf 'BIN=%q\nOFFSET=%q\nREDIS_PORT=%q\nLOG_LEVEL=%q\n' "$bin" "$OFFSET" "$REDIS_PORT" "${LOG_LEVEL:-info}"
-      for var in $(compgen -e | grep -E '^(TRACE_[A-Z_]+|ADMIN_TOKEN)$' || true); do printf 'export %s=%q\n' "$var" "${!var}"; done
+      printf 'BIN=%q\nOFFSET=%q\nREDIS_PORT=%q\nLOG_LEVEL=%q\nGATEWAY_REPLICAS=%q\n' \
+        "$bin" "$OFFSET" "$REDIS_PORT" "${LOG_LEVEL:-info}" "$GATEWAY_REPLICAS"
+      for var in $(compgen -e | grep -E '^(TRACE_[A-Z_]+|BACKEND_[A-Z_]+|RATE_LIMIT_[A-Z_]+|SHUTDOWN_(DELAY|GRACE)_SECONDS|ADMIN_TOKEN)$' || true); do printf 'export %s=%q\n' "$var" "${!var}"; done
     } >"$RUN/stack.env"
   )
   for name in "${ORDER[@]}"; do launch "$name" "$bin"; done
@@ -170,5 +258,7 @@ case "${1:-}" in
   down) down ;;
   stop) stop_one "${2:-}" ;;
   start) start_one "${2:-}" ;;
-  *) echo "usage: $0 up [--detach] | down | stop NAME | start NAME" >&2; exit 2 ;;
+  restart) restart_one "${2:-}" ;;
+  names) names ;;
+  *) echo "usage: $0 up [--detach] | down | stop NAME | start NAME | restart NAME | names" >&2; exit 2 ;;
 esac
