@@ -19,7 +19,7 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let client = kit.makeHTTPClient()
     // The load balancer's X-Forwarded-Proto/Host are believed; anyone else's are replaced.
     let policy = ProxyPolicy(trustedProxies: configuration.trustedProxies)
-    let redis = RedisClient(configuration: configuration.redis)
+    let redis = RedisClient(configuration: configuration.redis, severed: kit.faults.severance(of: "cache"))
     let router = buildRouter(kit: kit, configuration: configuration, redis: redis, client: client)
     // One route table for both paths: requests a rate limit applies to go through the router
     // (the limiter waits for Redis, then ``ReverseProxy``); every other request is forwarded

@@ -39,11 +39,13 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
     let webSockets = heartbeat.makeRouter()
     WebSocketRelay(upstream: gateways, logger: kit.logger).register(on: webSockets, path: "/api/**")
     let server = forwarding.serverChannel(webSockets: webSockets)
-    return kit.makeApplication(router: router, server: server, services: [pool, client])
+    // Its own traffic is forwarded below the router, where no fault can be injected; it injects
+    // faults into the services behind it instead (`/admin/faults/{service}`, ``FaultFanOut``).
+    return kit.makeApplication(router: router, server: server, injectsFaults: false, services: [pool, client])
 }
 
-/// The load balancer's own routes, from what a test can swap: `/stats` and the merged
-/// `/traces/*` over `STATS_TARGETS` (any stand-ins), the gateway pool and heartbeat `/stats`
+/// The load balancer's own routes, from what a test can swap: `/stats`, the merged
+/// `/traces/*` and `/admin/faults/{service}` over `STATS_TARGETS` (any stand-ins), the gateway pool and heartbeat `/stats`
 /// reports on, and the dashboard.
 func buildRouter(
     kit: ServiceKit, configuration: LoadBalancerConfiguration, client: OutboundHTTPClient, backends: BackendPool, heartbeat: Heartbeat
@@ -56,7 +58,8 @@ func buildRouter(
     ).register(on: router)
     // The merged trace and recent list over every service; the trace store's other routes are
     // this store's own (registered by the kit).
-    TraceFanOut(fanOut: fanOut, local: kit.traces, adminToken: configuration.traces.adminToken).register(on: router)
+    TraceFanOut(fanOut: fanOut, local: kit.traces, adminToken: kit.configuration.adminToken).register(on: router)
+    FaultFanOut(fanOut: fanOut, adminToken: kit.configuration.adminToken).register(on: router)
     Dashboard(configuration: configuration, client: client, logger: kit.logger).register(on: router)
     return router
 }

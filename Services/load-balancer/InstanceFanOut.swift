@@ -52,34 +52,57 @@ struct InstanceFanOut: Sendable {
 
     /// Every instance's answer to `GET path`, in the order of the targets.
     func gather<Body: Decodable & Sendable>(_ path: String, as type: Body.Type, headers: [(String, String)] = []) async -> [Answer<Body>] {
-        let instances = await self.expand()
-        return await withTaskGroup(of: (Int, Answer<Body>).self) { group in
+        await self.call(.GET, path, headers: headers).map { answer in
+            let result = answer.result.flatMap { reply -> Result<Body, any Error> in
+                guard reply.status == 200 else { return .failure(FanOutError("answered \(reply.status)")) }
+                return Result { try JSONDecoder().decode(Body.self, from: Data(reply.body.readableBytesView)) }
+            }
+            return Answer(target: answer.target, latency: answer.latency, result: result)
+        }
+    }
+
+    /// An instance's answer as it came: its status and body.
+    struct Reply: Sendable {
+        var status: Int
+        var body: ByteBuffer
+    }
+
+    /// Every instance's answer to `method path` (of the targets named `name`, or all), in the
+    /// order of the targets.
+    func call(
+        _ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil, headers: [(String, String)] = [], name: String? = nil
+    ) async -> [Answer<Reply>] {
+        let instances = await self.expand().filter { name == nil || $0.name == name }
+        return await withTaskGroup(of: (Int, Answer<Reply>).self) { group in
             for (index, target) in instances.enumerated() {
                 group.addTask {
                     let start = ContinuousClock.now
-                    let result: Result<Body, any Error> = await self.fetch(target.url + path, headers: headers)
+                    let result = await self.exchange(method, target.url + path, body: body, headers: headers)
                     return (index, Answer(target: target, latency: start.duration(to: .now), result: result))
                 }
             }
-            var answers: [(Int, Answer<Body>)] = []
+            var answers: [(Int, Answer<Reply>)] = []
             for await answer in group { answers.append(answer) }
             return answers.sorted { $0.0 < $1.0 }.map(\.1)
         }
     }
 
-    /// `url`'s JSON body, decoded, or why not: an error status, or no answer within the
-    /// per-target timeout (the answer is abandoned, so a hanging target never holds the caller).
-    private func fetch<Body: Decodable & Sendable>(_ url: String, headers: [(String, String)]) async -> Result<Body, any Error> {
+    /// `url`'s answer (a body of at most 8 MB), or why not: no answer within the per-target
+    /// timeout (the answer is abandoned, so a hanging target never holds the caller).
+    private func exchange(_ method: HTTPMethod, _ url: String, body: ByteBuffer?, headers: [(String, String)]) async -> Result<Reply, any Error> {
         let timeout = self.perTargetTimeout
-        return await withTaskGroup(of: Result<Body, any Error>?.self) { group in
+        return await withTaskGroup(of: Result<Reply, any Error>?.self) { group in
             group.addTask {
                 do {
                     var request = HTTPClientRequest(url: url)
+                    request.method = method
                     for (name, value) in headers { request.headers.add(name: name, value: value) }
+                    if let body {
+                        request.headers.add(name: "Content-Type", value: "application/json")
+                        request.body = .bytes(body)
+                    }
                     let response = try await self.client.execute(request, timeout: timeout)
-                    guard response.status == .ok else { throw FanOutError("answered \(response.status.code)") }
-                    let body = try await response.body.collect(upTo: 8 << 20)
-                    return .success(try JSONDecoder().decode(Body.self, from: Data(body.readableBytesView)))
+                    return .success(Reply(status: Int(response.status.code), body: try await response.body.collect(upTo: 8 << 20)))
                 } catch {
                     return .failure(error)
                 }

@@ -17,7 +17,7 @@ import TitaniumTrace
 /// | `BACKEND_RISE` / `BACKEND_FALL` | 2 / 3 | passes to become healthy, failures to become unhealthy |
 /// | `BACKEND_EJECT_AFTER` | 5 | consecutive failed requests that eject a gateway |
 /// | `BACKEND_EJECT_SECONDS` | 30 | how long an ejected gateway gets no traffic |
-/// | `TRACE_*`, `ADMIN_TOKEN` | | the trace store's (``TraceConfiguration``); `ADMIN_TOKEN` also guards the merged `/traces*` |
+/// | `TRACE_*`, `ADMIN_TOKEN` | | the trace store's (``TraceConfiguration``); `ADMIN_TOKEN` (``AdminToken``) also guards the merged `/traces*` and `/admin/faults/*` |
 struct LoadBalancerConfiguration: Sendable {
     var gatewayURLs: [String]
     var statsTargets: [StatsTarget]
@@ -46,6 +46,6 @@ struct LoadBalancerConfiguration: Sendable {
             ejectAfter: try settings.int("backend.eject.after", default: 5, range: 1...1000),
             ejectFor: .seconds(try settings.int("backend.eject.seconds", default: 30, range: 1...3600))
         )
-        self.traces = try TraceConfiguration(settings: settings, dataDirectory: common.dataDirectory, listenHost: common.host)
+        self.traces = try TraceConfiguration(settings: settings, dataDirectory: common.dataDirectory)
     }
 }

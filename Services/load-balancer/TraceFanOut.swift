@@ -11,7 +11,7 @@ import TitaniumTrace
 struct TraceFanOut: Sendable {
     let fanOut: InstanceFanOut
     let local: TraceRecorder?
-    let adminToken: String?
+    let adminToken: AdminToken
 
     struct Source: Encodable, Sendable {
         var name: String
@@ -44,7 +44,7 @@ struct TraceFanOut: Sendable {
 
     func register(on router: Router<TitaniumRequestContext>) {
         router.get("/traces/{trace_id}") { request, context in
-            try TraceRoutes.authorize(request, adminToken: self.adminToken)
+            try self.adminToken.authorize(request, routes: TraceRoutes.guarded)
             let merged = await self.trace(id: try TraceRoutes.traceID(context))
             guard !merged.tree.spans.isEmpty else {
                 throw APIError(.notFound, message: "no service has recorded trace \(merged.tree.trace_id)")
@@ -52,7 +52,7 @@ struct TraceFanOut: Sendable {
             return try JSONResponse(merged).response(status: .ok)
         }
         router.get("/traces/recent") { request, _ in
-            try TraceRoutes.authorize(request, adminToken: self.adminToken)
+            try self.adminToken.authorize(request, routes: TraceRoutes.guarded)
             let limit = try TraceRoutes.limit(request, default: 20, maximum: 200)
             return try JSONResponse(await self.recent(limit: limit)).response(status: .ok)
         }
@@ -62,7 +62,7 @@ struct TraceFanOut: Sendable {
     private func gather<Body: Decodable & Sendable>(
         _ path: String, _ type: Body.Type, local: @Sendable () async throws -> Body?
     ) async -> [(Source, Body?)] {
-        let headers = self.adminToken.map { [("Authorization", "Bearer \($0)")] } ?? []
+        let headers = self.adminToken.authorizationHeader
         var results: [(Source, Body?)] = await self.fanOut.gather(path, as: Body.self, headers: headers).map { answer in
             let target = answer.target
             return switch answer.result {

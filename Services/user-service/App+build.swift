@@ -14,7 +14,7 @@ import TitaniumMetrics
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
     let configuration = try UserServiceConfiguration(common: kit.configuration, settings: settings)
     let store = try UserStore(path: configuration.databasePath)
-    let redis = RedisClient(configuration: configuration.redis)
+    let redis = RedisClient(configuration: configuration.redis, severed: kit.faults.severance(of: "cache"))
     let cache = UserCache(redis: redis, ttlSeconds: configuration.cacheTTLSeconds, registry: kit.registry, logger: kit.logger)
     let client = kit.makeHTTPClient()
     let verifier = TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.policy, client: client)

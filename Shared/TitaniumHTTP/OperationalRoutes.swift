@@ -30,6 +30,8 @@ public struct ServiceStats: Codable, Sendable {
     public var rate_limited_per_second: Double
     public var dependencies: [String: DependencyStatus]
     public var details: [String: JSONValue]?
+    /// The fault being injected (``Faults``), so that no screen shows it as an organic failure.
+    public var faults: Faults.Active?
 }
 
 /// `/health/live`, `/health/ready`, `/stats` and `/metrics`, the same on every service.
@@ -104,7 +106,8 @@ public struct OperationalRoutes<Context: IdentifiedRequestContext>: Sendable {
             error_rate: snapshot.errorRate.rounded(toPlaces: 4),
             rate_limited_per_second: TrafficWindow.perSecond(snapshot.rateLimited, windowSeconds: snapshot.windowSeconds),
             dependencies: await self.runChecks(),
-            details: await self.details()
+            details: await self.details(),
+            faults: self.kit.faults.current
         )
     }
 

@@ -50,5 +50,5 @@ public protocol RequestRecorder: Sendable {
     /// The background work (batched writes, retention) that must run, and flush on shutdown.
     var service: any Service { get }
     /// The query routes (`/traces`, `/traces/summary`, `/traces/recent`, `/traces/{trace_id}`).
-    func registerRoutes<Context: IdentifiedRequestContext>(on router: Router<Context>)
+    func registerRoutes<Context: IdentifiedRequestContext>(on router: Router<Context>, adminToken: AdminToken)
 }

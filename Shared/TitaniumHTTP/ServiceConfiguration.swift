@@ -25,6 +25,7 @@ import TitaniumLogging
 /// | `HTTP_CLIENT_CONNECT_TIMEOUT_MS` | 1000 | outbound connect timeout |
 /// | `HTTP_CLIENT_READ_TIMEOUT_MS` | 2000 | outbound read timeout (no bytes for this long) |
 /// | `HTTP_CLIENT_IDLE_TIMEOUT_SECONDS` | 30 | idle pooled outbound connections are closed after this |
+/// | `ADMIN_TOKEN` | (none) | guards `/traces*` and `/admin/faults` (``AdminToken``); required unless `HTTP_HOST` is a loopback address |
 public struct ServiceConfiguration: Sendable {
     public static let version = "0.1.0"
 
@@ -42,6 +43,7 @@ public struct ServiceConfiguration: Sendable {
     public var shutdownGrace: Duration
     public var eventLoops: Int
     public var client: OutboundClientConfiguration
+    public var adminToken: AdminToken
 
     public init(
         service: String, defaultPort: Int, settings: Settings, defaults: ServerDefaults = ServerDefaults()
@@ -77,6 +79,7 @@ public struct ServiceConfiguration: Sendable {
             readTimeout: .milliseconds(try settings.int("http.client.read.timeout.ms", default: 2000, range: 1...300_000)),
             idleTimeout: .seconds(try settings.int("http.client.idle.timeout.seconds", default: 30, range: 1...3600))
         )
+        self.adminToken = try AdminToken(settings: settings, listenHost: self.host)
     }
 }
 

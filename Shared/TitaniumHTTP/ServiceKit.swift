@@ -31,6 +31,8 @@ public struct ServiceKit: Sendable {
     public let accessLog: AccessLog
     /// Set on SIGTERM: `/health/ready` answers 503 `draining`.
     public let drain = DrainState()
+    /// The fault `/admin/faults` has set, if any (shared by every copy of the kit).
+    public let faults: Faults
     /// Every outbound client made with ``makeHTTPClient()``: held here so that a build that
     /// fails after making one (a bad setting read later) can shut it down before the process
     /// exits; AsyncHTTPClient traps on a client dropped while running.
@@ -58,9 +60,11 @@ public struct ServiceKit: Sendable {
         self.logger = logger
         self.accessLog = AccessLog(service: configuration.service, level: configuration.logLevel, sink: accessLogSink)
         self.cuts = ConnectionCuts(registry: registry)
+        self.faults = Faults(registry: registry, logger: logger)
     }
 
-    /// A router whose every route, the not-found answer included, runs the observability middleware.
+    /// A router whose every route, the not-found answer included, runs the observability middleware,
+    /// then the injected fault if one is set (``FaultMiddleware``).
     /// - Parameter countsInWindow: which requests the 10 s traffic window counts (default: all
     ///   but the operational endpoints).
     public func makeRouter(
@@ -68,6 +72,7 @@ public struct ServiceKit: Sendable {
     ) -> Router<TitaniumRequestContext> {
         let router = Router(context: TitaniumRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: self.makeObservabilityMiddleware(countsInWindow: countsInWindow))
+        router.add(middleware: FaultMiddleware(faults: self.faults, drain: self.drain))
         return router
     }
 
@@ -102,9 +107,9 @@ public struct ServiceKit: Sendable {
         for client in self.clients.list.withLock({ $0 }) { await client.shutDown() }
     }
 
-    /// Builds the application: registers the operational routes and the trace store's (a path
+    /// Builds the application: registers the operational routes, the trace store's (a path
     /// the router already serves keeps its handler: the load balancer has its own `/stats` and
-    /// merged `/traces/*`), answers 405 (with `Allow`) for known paths called with another
+    /// merged `/traces/*`) and `/admin/faults` (unless `injectsFaults` is false), answers 405 (with `Allow`) for known paths called with another
     /// method, and holds every connection to the configured limits (``ConnectionGuard``, at most
     /// `HTTP_MAX_CONNECTIONS`).
     public func makeApplication<Context: IdentifiedRequestContext>(
@@ -112,11 +117,13 @@ public struct ServiceKit: Sendable {
         checks: [DependencyCheck] = [],
         details: @escaping @Sendable () async -> [String: JSONValue]? = { nil },
         server: ServerChannel = .http1(),
+        injectsFaults: Bool = true,
         services: [any Service] = [],
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol where Context.Source == ApplicationRequestContextSource {
         OperationalRoutes<Context>(kit: self, checks: checks, details: details).register(on: router)
-        self.recorder?.registerRoutes(on: router)
+        self.recorder?.registerRoutes(on: router, adminToken: self.configuration.adminToken)
+        if injectsFaults { FaultRoutes<Context>(faults: self.faults, adminToken: self.configuration.adminToken).register(on: router) }
         MethodNotAllowed.register(on: router)
         let logger = self.logger
         let service = self.configuration.service

@@ -104,12 +104,15 @@ public final class Forwarding: Sendable {
     ///   - responseTimeout: from sending a request upstream to the head of its answer (default:
     ///     the outbound read timeout); the upstream's connect timeout comes before it.
     ///   - route: the requests to forward, decided on the head; nil leaves a request to Hummingbird.
+    ///     While a fault is injected (``Faults``), the requests it affects are left to Hummingbird
+    ///     too, whose router applies it (``FaultMiddleware``) and proxies them.
     public init(
         upstreams: [ForwardingUpstream], kit: ServiceKit, policy: ProxyPolicy = ProxyPolicy(), responseTimeout: Duration? = nil,
         route: @escaping @Sendable (HTTPRequestHead) -> ForwardingRoute?
     ) {
         self.upstreams = upstreams
-        self.route = route
+        let faults = kit.faults
+        self.route = { head in faults.isArmed && faults.affects(path: Forwarding.path(of: head.uri)) ? nil : route(head) }
         self.kit = kit
         self.policy = policy
         self.traces = kit.traces

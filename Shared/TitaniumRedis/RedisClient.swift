@@ -10,6 +10,8 @@ import Synchronization
 public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
     private let threadPool: NIOThreadPool
+    /// While true, every call fails at once as if Redis were unreachable (an injected fault).
+    private let severed: @Sendable () -> Bool
 
     private struct State {
         var idle: [RedisConnection] = []
@@ -20,8 +22,11 @@ public final class RedisClient: Service, Sendable {
     }
     private let state = Mutex(State())
 
-    public init(configuration: RedisConfiguration) {
+    /// - Parameter severed: while it answers true, the client behaves as if Redis were down
+    ///   (a dependency fault injected through `/admin/faults`).
+    public init(configuration: RedisConfiguration, severed: @escaping @Sendable () -> Bool = { false }) {
         self.configuration = configuration
+        self.severed = severed
         self.threadPool = NIOThreadPool(numberOfThreads: max(configuration.poolSize, 1))
         self.threadPool.start()
     }
@@ -32,7 +37,11 @@ public final class RedisClient: Service, Sendable {
 
     /// Sends one command.
     public func send(_ arguments: [String]) async throws -> RedisReply {
-        try await self.threadPool.runIfActive { try self.sendBlocking(arguments) }
+        if self.severed() {
+            self.recordFailure("injected fault: cache is down")
+            throw RedisError.unavailable("injected fault: cache is down")
+        }
+        return try await self.threadPool.runIfActive { try self.sendBlocking(arguments) }
     }
 
     public func get(_ key: String) async throws -> String? {

@@ -1,4 +1,3 @@
-import NIOCore
 import TitaniumHTTP
 
 /// The trace store's settings, read once at start-up.
@@ -14,7 +13,8 @@ import TitaniumHTTP
 /// | `TRACE_INCLUDE_PATHS` | (all) | comma-separated path prefixes to record |
 /// | `TRACE_EXCLUDE_PATHS` | `/health,/metrics,/stats,/traces` | prefixes never recorded |
 /// | `TRACE_USER_ID_SOURCES` | `token,header,query` | where the user id comes from, in order: the verified token's subject, `X-User-ID`, `?user_id=` |
-/// | `ADMIN_TOKEN` | (none) | when set, `/traces*` require `Authorization: Bearer <token>`; required unless `HTTP_HOST` is a loopback address |
+///
+/// `ADMIN_TOKEN` guards the routes (``AdminToken``, read with the service's configuration).
 public struct TraceConfiguration: Sendable {
     public enum UserIDSource: String, Sendable, CaseIterable {
         case token, header, query
@@ -29,15 +29,12 @@ public struct TraceConfiguration: Sendable {
     public var includePrefixes: [String] = []
     public var excludePrefixes = ["/health", "/metrics", "/stats", "/traces"]
     public var userIDSources: [UserIDSource] = [.token, .header, .query]
-    public var adminToken: String?
 
     public init(databasePath: String) {
         self.databasePath = databasePath
     }
 
-    /// - Parameter listenHost: `HTTP_HOST`. Off loopback, `ADMIN_TOKEN` is required: without it the
-    ///   trace routes would show user ids and client addresses to anyone who can reach the port.
-    public init(settings: Settings, dataDirectory: String, listenHost: String) throws(ConfigurationError) {
+    public init(settings: Settings, dataDirectory: String) throws(ConfigurationError) {
         self.init(databasePath: settings.string("trace.db.path", default: dataDirectory + "/traces.db"))
         self.enabled = try settings.bool("trace.enabled", default: true)
         self.bufferSize = try settings.int("trace.buffer.size", default: 1000, range: 1...10_000_000)
@@ -53,25 +50,6 @@ public struct TraceConfiguration: Sendable {
                 throw ConfigurationError(key: "trace.user.id.sources", value: name, expected: "a comma-separated order of token, header, query")
             }
             return source
-        }
-        self.adminToken = settings.optionalString("admin.token").flatMap { $0.isEmpty ? nil : $0 }
-        if self.adminToken == nil, !Self.isLoopback(listenHost) {
-            throw ConfigurationError(
-                key: "admin.token", value: "",
-                expected: "a token, because HTTP_HOST=\"\(listenHost)\" is not a loopback address (the /traces routes show user ids and client addresses)"
-            )
-        }
-    }
-
-    /// `localhost`, 127.0.0.0/8 or `::1` (in any spelling, bracketed or not).
-    static func isLoopback(_ host: String) -> Bool {
-        if host.lowercased() == "localhost" { return true }
-        let literal = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        guard let address = try? SocketAddress(ipAddress: literal, port: 0), let text = address.ipAddress else { return false }
-        switch address.protocol {
-        case .inet: return text.hasPrefix("127.")
-        case .inet6: return text == "::1"
-        default: return false
         }
     }
 

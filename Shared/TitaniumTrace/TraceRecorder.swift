@@ -95,8 +95,8 @@ public final class TraceRecorder: RequestRecorder {
     /// Records still waiting in memory.
     public var bufferDepth: Int { self.buffer.depth }
 
-    public func registerRoutes<Context: IdentifiedRequestContext>(on router: Router<Context>) {
-        TraceRoutes(recorder: self).register(on: router)
+    public func registerRoutes<Context: IdentifiedRequestContext>(on router: Router<Context>, adminToken: AdminToken) {
+        TraceRoutes(recorder: self, adminToken: adminToken).register(on: router)
     }
 }
 
@@ -108,7 +108,7 @@ extension ServiceKit {
     /// This kit with the trace store (`TRACE_*`) recording its requests, unless `TRACE_ENABLED=false`.
     public func recordingTraces(settings: Settings, options: TraceRecorder.Options = .init()) throws -> ServiceKit {
         try self.recordingTraces(
-            configuration: TraceConfiguration(settings: settings, dataDirectory: self.configuration.dataDirectory, listenHost: self.configuration.host),
+            configuration: TraceConfiguration(settings: settings, dataDirectory: self.configuration.dataDirectory),
             options: options
         )
     }

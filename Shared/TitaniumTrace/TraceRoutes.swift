@@ -11,12 +11,14 @@ import TitaniumSQLite
 ///   (since defaults to the last hour);
 /// - `GET /traces/recent?limit=`: the latest traces (limit 20, at most 200).
 /// `since` is milliseconds since the epoch or an RFC 3339 time. With `ADMIN_TOKEN` set, every
-/// route requires `Authorization: Bearer <token>` (they expose user ids and client IPs).
+/// route requires `Authorization: Bearer <token>` (they expose user ids and client IPs: ``AdminToken``).
 public struct TraceRoutes: Sendable {
     let recorder: TraceRecorder
+    let adminToken: AdminToken
 
-    public init(recorder: TraceRecorder) {
+    public init(recorder: TraceRecorder, adminToken: AdminToken) {
         self.recorder = recorder
+        self.adminToken = adminToken
     }
 
     public struct StepList: Encodable, Sendable {
@@ -32,9 +34,9 @@ public struct TraceRoutes: Sendable {
     /// merged `/traces/{trace_id}` and `/traces/recent`).
     public func register<Context: IdentifiedRequestContext>(on router: Router<Context>) {
         let store = self.recorder.store
-        let adminToken = self.recorder.configuration.adminToken
+        let adminToken = self.adminToken
         router.get("/traces") { request, _ in
-            try Self.authorize(request, adminToken: adminToken)
+            try adminToken.authorize(request, routes: Self.guarded)
             var filter = TraceStore.Filter()
             filter.userID = request.uri.queryParameters["user_id"].map(String.init)
             filter.route = request.uri.queryParameters["route"].map(String.init)
@@ -43,39 +45,28 @@ public struct TraceRoutes: Sendable {
             return try JSONResponse(StepList(steps: try await store.steps(matching: filter))).response(status: .ok)
         }
         router.get("/traces/summary") { request, _ in
-            try Self.authorize(request, adminToken: adminToken)
+            try adminToken.authorize(request, routes: Self.guarded)
             let since = try Self.since(request, default: SQLiteDatabase.now() - 3_600_000)!
             return try JSONResponse(try await store.summary(since: since)).response(status: .ok)
         }
         if !router.hasRoute(.get, "/traces/recent") {
             router.get("/traces/recent") { request, _ in
-                try Self.authorize(request, adminToken: adminToken)
+                try adminToken.authorize(request, routes: Self.guarded)
                 let limit = try Self.limit(request, default: 20, maximum: 200)
                 return try JSONResponse(RecentList(traces: try await store.recentTraces(limit: limit))).response(status: .ok)
             }
         }
         if !router.hasRoute(.get, "/traces/{trace_id}") {
             router.get("/traces/{trace_id}") { request, context in
-                try Self.authorize(request, adminToken: adminToken)
+                try adminToken.authorize(request, routes: Self.guarded)
                 let id = try Self.traceID(context)
                 return try JSONResponse(StepList(trace_id: id, steps: try await store.steps(traceID: id))).response(status: .ok)
             }
         }
     }
 
-    /// 401 unless the request carries `Bearer <adminToken>` (when one is configured).
-    public static func authorize(_ request: Request, adminToken: String?) throws {
-        guard let adminToken else { return }
-        let presented = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil } ?? ""
-        // Compared in time independent of where the first difference is.
-        let a = Array(presented.utf8), b = Array(adminToken.utf8)
-        var difference = UInt8(a.count == b.count ? 0 : 1)
-        for index in 0..<min(a.count, b.count) { difference |= a[index] ^ b[index] }
-        guard difference == 0 else {
-            throw APIError(.unauthorized, message: "the trace routes require the admin token (Authorization: Bearer ...)",
-                           headers: [.wwwAuthenticate: "Bearer"])
-        }
-    }
+    /// What a 401 names.
+    public static let guarded = "the trace routes"
 
     /// The `{trace_id}` parameter: 1–64 characters of `[A-Za-z0-9._:-]`, else 400.
     public static func traceID(_ context: some RequestContext) throws -> String {

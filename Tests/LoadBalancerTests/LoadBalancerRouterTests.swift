@@ -16,7 +16,7 @@ import TitaniumHTTP
     static func withLoadBalancer(
         _ environment: [String: String], _ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void
     ) async throws {
-        let kit = try makeTestKit(service: "load-balancer")
+        let kit = try makeTestKit(service: "load-balancer", environment: environment)
         let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
         let settings = Settings.fromEnvironment(
             ["GATEWAY_URLS": refused, "STATS_TARGETS": "auth-service=\(refused)", "DASHBOARD_DIR": "/nonexistent"].merging(environment) { $1 }

@@ -152,7 +152,7 @@ func makeTestApplication(kit: ServiceKit) -> some ApplicationProtocol {
         }
         let custom = try ServiceConfiguration(
             service: "s", defaultPort: 7302,
-            settings: .fromEnvironment(["HTTP_HOST": "0.0.0.0", "HTTP_PORT": "9000", "LOG_LEVEL": "debug", "DATA_DIR": "/tmp/x"])
+            settings: .fromEnvironment(["HTTP_HOST": "0.0.0.0", "HTTP_PORT": "9000", "LOG_LEVEL": "debug", "DATA_DIR": "/tmp/x", "ADMIN_TOKEN": "t"])
         )
         #expect(custom.host == "0.0.0.0")
         #expect(custom.port == 9000)

@@ -58,40 +58,20 @@ struct TraceStoreUnitTests {
     @Test func settingsAreReadAndRejectedByName() throws {
         let settings = Settings.fromEnvironment([
             "TRACE_FLUSH_INTERVAL": "250ms", "TRACE_BUFFER_SIZE": "10", "TRACE_EXCLUDE_PATHS": "/health,/internal",
-            "TRACE_USER_ID_SOURCES": "header,token", "ADMIN_TOKEN": "s3cret",
+            "TRACE_USER_ID_SOURCES": "header,token",
         ])
-        let configuration = try TraceConfiguration(settings: settings, dataDirectory: "/data", listenHost: "127.0.0.1")
+        let configuration = try TraceConfiguration(settings: settings, dataDirectory: "/data")
         #expect(configuration.flushInterval == .milliseconds(250))
         #expect(configuration.bufferSize == 10)
         #expect(configuration.databasePath == "/data/traces.db")
         #expect(configuration.userIDSources == [.header, .token])
-        #expect(configuration.adminToken == "s3cret")
         #expect(configuration.records(path: "/api/posts"))
         #expect(!configuration.records(path: "/internal/users/authenticate"))
         #expect(throws: ConfigurationError.self) {
-            try TraceConfiguration(settings: .fromEnvironment(["TRACE_FLUSH_INTERVAL": "soon"]), dataDirectory: "/data", listenHost: "127.0.0.1")
+            try TraceConfiguration(settings: .fromEnvironment(["TRACE_FLUSH_INTERVAL": "soon"]), dataDirectory: "/data")
         }
         #expect(throws: ConfigurationError.self) {
-            try TraceConfiguration(settings: .fromEnvironment(["TRACE_USER_ID_SOURCES": "token,cookie"]), dataDirectory: "/data", listenHost: "127.0.0.1")
+            try TraceConfiguration(settings: .fromEnvironment(["TRACE_USER_ID_SOURCES": "token,cookie"]), dataDirectory: "/data")
         }
-    }
-
-    @Test func theAdminTokenIsRequiredOffLoopback() throws {
-        let none = Settings.fromEnvironment([:])
-        for host in ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "0:0:0:0:0:0:0:1", "localhost", "LocalHost"] {
-            #expect(try TraceConfiguration(settings: none, dataDirectory: "/data", listenHost: host).adminToken == nil, "\(host)")
-        }
-        for host in ["0.0.0.0", "::", "10.0.0.5", "192.168.1.2", "example.com", "titanium.local"] {
-            #expect(throws: ConfigurationError.self, "\(host)") { try TraceConfiguration(settings: none, dataDirectory: "/data", listenHost: host) }
-            #expect(throws: ConfigurationError.self, "\(host)") {
-                try TraceConfiguration(settings: .fromEnvironment(["ADMIN_TOKEN": ""]), dataDirectory: "/data", listenHost: host)
-            }
-            let guarded = try TraceConfiguration(settings: .fromEnvironment(["ADMIN_TOKEN": "s3cret"]), dataDirectory: "/data", listenHost: host)
-            #expect(guarded.adminToken == "s3cret")
-        }
-        let error = #expect(throws: ConfigurationError.self) {
-            try TraceConfiguration(settings: none, dataDirectory: "/data", listenHost: "0.0.0.0")
-        }
-        #expect(error?.variable == "ADMIN_TOKEN")
     }
 }
