@@ -51,6 +51,39 @@
     }
   }
 
+  // ---- Injected faults (/admin/faults): shown as such, never as if they were organic ----
+
+  // "latency 300 ms ±50, 20% 503, hang, cache down" from a fault of /stats (services[].stats.faults).
+  function describeFault(fault) {
+    const kinds = Array.isArray(fault.kinds) ? fault.kinds : [];
+    const parts = [];
+    if (kinds.includes('latency')) parts.push('latency ' + fault.latency_ms + ' ms' + (fault.jitter_ms ? ' ±' + fault.jitter_ms : ''));
+    if (kinds.includes('error')) parts.push(+(fault.error_rate * 100).toFixed(1) + '% ' + (fault.error_status || 503));
+    if (kinds.includes('hang')) parts.push('hang');
+    if (kinds.includes('dependency')) parts.push((fault.dependency || 'a dependency') + ' down');
+    let text = parts.join(', ') || 'active';
+    const routes = Array.isArray(fault.routes) ? fault.routes : [];
+    if (routes.length) text += ' on ' + (routes.length > 2 ? routes.slice(0, 2).join(' ') + ' +' + (routes.length - 2) : routes.join(' '));
+    return text;
+  }
+
+  function faultBadge(fault) {
+    const badge = document.createElement('span');
+    badge.className = 'fault-badge';
+    badge.dataset.kinds = (fault.kinds || []).join(' ');
+    const left = isNumber(fault.remaining_s) ? ', ' + fmt.uptime(Math.max(0, fault.remaining_s)) + ' left' : '';
+    badge.textContent = 'FAULT: ' + describeFault(fault) + left;
+    badge.title = 'Injected on purpose through /admin/faults' +
+      (fault.applied_at ? ' at ' + fmt.clock(Date.parse(fault.applied_at)) : '') +
+      (fault.expires_at ? '; expires by itself at ' + fmt.clock(Date.parse(fault.expires_at)) : '');
+    return badge;
+  }
+
+  // The services with a dependency fault on `name` ("cache"), for the tile and the alarms.
+  function injectedDependency(rows, name) {
+    return [...new Set(rows.filter((r) => r.fault && r.fault.dependency === name).map((r) => r.name))];
+  }
+
   function setState(el, status) {
     const text = typeof status === 'string' && status ? status.toUpperCase() : 'UNKNOWN';
     el.textContent = text;
@@ -147,6 +180,7 @@
         p95: measured ? own.p95_ms : null,
         errorRate: measured ? own.error_rate : null,
         uptime: own.uptime_s,
+        fault: entry.status === 'ONLINE' && own.faults ? own.faults : null,
       });
     }
     return rows;
@@ -196,6 +230,10 @@
         error.textContent = row.error;
         statusCell.appendChild(error);
       }
+      if (row.fault) {
+        tr.dataset.fault = (row.fault.kinds || []).join(' ');
+        statusCell.appendChild(faultBadge(row.fault));
+      }
       const none = 'no request in its last 10 s';
       setFigure(cell(tr, 'Requests/s', 'num rps'), row.rps, fmt.rps);
       setFigure(cell(tr, 'p95', 'num p95'), row.p95, fmt.ms, none);
@@ -220,7 +258,7 @@
     time.textContent = fmt.clock(atMs);
     const what = document.createElement('span');
     what.className = 'what';
-    what.textContent = (kind === 'down' ? '✕ ' : '✓ ') + text;
+    what.textContent = (kind === 'down' ? '✕ ' : kind === 'fault' ? '⚑ ' : '✓ ') + text;
     li.append(time, what);
     if (detail) {
       const d = document.createElement('span');
@@ -240,8 +278,29 @@
     return pods > 1 ? row.name + ' (' + row.instance + ')' : row.name;
   }
 
+  const lastFault = new Map(); // row key -> the description of its fault ('' for none)
+
+  function checkFaults(rows, at) {
+    for (const row of rows) {
+      if (row.status !== 'ONLINE') continue; // an OFFLINE row says nothing about its fault
+      const now = row.fault ? describeFault(row.fault) : '';
+      const before = lastFault.get(row.key);
+      lastFault.set(row.key, now);
+      if (now === (before || '')) continue;
+      if (now) {
+        const expires = Date.parse(row.fault.expires_at);
+        addAlarm('fault', row.name, 'FAULT injected on ' + label(row, rows) + ': ' + now,
+          'on purpose, through /admin/faults' + (expires ? '; expires by itself at ' + fmt.clock(expires) : ''), at);
+      } else {
+        addAlarm('fault-end', row.name, 'fault on ' + label(row, rows) + ' removed or expired (was: ' + before + ')', null, at);
+      }
+    }
+    for (const key of [...lastFault.keys()]) if (!rows.some((r) => r.key === key)) lastFault.delete(key);
+  }
+
   function checkAlarms(stats, rows) {
     const at = Date.parse(stats.generated_at) || Date.now();
+    checkFaults(rows, at);
     const seen = new Set();
     for (const row of rows) {
       seen.add(row.key);
@@ -259,8 +318,15 @@
       const before = lastStatus.get('dependency:' + dependency);
       lastStatus.set('dependency:' + dependency, status);
       if (status === before) continue;
-      if (status === 'OFFLINE') addAlarm('down', dependency, dependency + ' went OFFLINE', null, at);
+      const injected = injectedDependency(rows, dependency);
+      if (status === 'OFFLINE') {
+        addAlarm('down', dependency, dependency + ' went OFFLINE' + (injected.length ? ' (injected fault)' : ''),
+          injected.length ? 'a fault injected on ' + injected.join(', ') + ' makes it behave as if ' + dependency + ' were down' : null, at);
+      }
       else if (before === 'OFFLINE' && status === 'ONLINE') addAlarm('up', dependency, dependency + ' is back ONLINE', null, at);
+      const tile = $('dep-' + dependency + '-fault');
+      tile.hidden = injected.length === 0;
+      tile.textContent = injected.length ? '⚑ injected fault: ' + injected.join(', ') : '';
       seen.add('dependency:' + dependency);
     }
     for (const key of [...lastStatus.keys()]) if (!seen.has(key)) lastStatus.delete(key); // a pod that went away
