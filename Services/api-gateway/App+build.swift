@@ -54,7 +54,9 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
         relay.register(on: webSockets, path: RouterPath(route.below))
     }
     let server = forwarding.serverChannel(webSockets: webSockets)
-    return kit.makeApplication(router: router, server: server, services: [redis, client])
+    // The rate limiter's Redis: down, the limiter lets requests pass (ready, degraded).
+    let cache = DependencyCheck(name: "cache", critical: false, probe: { _ = try await redis.send(["PING"]) })
+    return kit.makeApplication(router: router, checks: [cache], server: server, services: [redis, client])
 }
 
 /// The gateway's router, from what a test can swap: the rate limiter (its Redis may be down: it
