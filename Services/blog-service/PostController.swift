@@ -129,12 +129,15 @@ struct PostController: Sendable {
 
     /// Title 1–200 characters and at most 800 bytes of UTF-8, body 1–20000 characters and at most
     /// 80000 bytes: a character can be any number of bytes (combining marks), and storage and
-    /// page sizes are bytes. `partial` for PATCH, where each may be absent.
+    /// page sizes are bytes. No NUL character: SQLite is handed text as a C string (GRDB), so
+    /// everything after one would be lost. `partial` for PATCH, where each may be absent.
     static func problems(_ input: PostInput, partial: Bool) -> [String: String] {
         var problems: [String: String] = [:]
         if let title = input.title {
             if !(1...200).contains(title.count) || title.utf8.count > 800 || title.allSatisfy(\.isWhitespace) {
                 problems["title"] = "must be 1 to 200 characters and at most 800 bytes"
+            } else if title.utf8.contains(0) {
+                problems["title"] = "must not contain a NUL character"
             }
         } else if !partial {
             problems["title"] = "is required"
@@ -142,6 +145,8 @@ struct PostController: Sendable {
         if let body = input.body {
             if !(1...20_000).contains(body.count) || body.utf8.count > 80_000 || body.allSatisfy(\.isWhitespace) {
                 problems["body"] = "must be 1 to 20000 characters and at most 80000 bytes"
+            } else if body.utf8.contains(0) {
+                problems["body"] = "must not contain a NUL character"
             }
         } else if !partial {
             problems["body"] = "is required"

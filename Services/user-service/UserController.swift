@@ -152,9 +152,13 @@ struct UserController: Sendable {
                     .compactMap { $0 }.reduce(into: [:]) { $0[$1.0] = $1.1 }
             )
         }
-        let found = try await self.store.credentials(username: username)
+        // No username or password has a NUL, and SQLite and bcrypt read only what comes before one:
+        // `alice\0x` would log in as alice (each spelling a new key for the gateway's per-username
+        // limit), and so would her password with anything after a NUL.
+        let found = username.utf8.contains(0) ? nil : try await self.store.credentials(username: username)
         let hash = found?.passwordHash ?? self.decoyHash
-        let matches = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
+        let verified = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
+        let matches = verified && !password.utf8.contains(0)
         guard matches, let found else {
             throw APIError(.unauthorized, message: "invalid username or password")
         }

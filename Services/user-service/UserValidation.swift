@@ -18,8 +18,11 @@ enum UserValidation {
         return (3...32).contains(username.count) && allowed ? nil : "must be 3 to 32 characters of letters, digits, '_', '.' or '-'"
     }
 
+    /// No NUL either: SQLite is handed text as a C string (GRDB), so `a\0b@x.org` would be stored
+    /// as `a` (and then taken for every other such address).
     static func emailProblem(_ email: String) -> String? {
-        email.count <= 254 && email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil ? nil : "must be a valid email address"
+        email.count <= 254 && !email.utf8.contains(0) && email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil
+            ? nil : "must be a valid email address"
     }
 
     /// At least 8 characters, and only what bcrypt reads: it stops at a NUL byte (the password is

@@ -29,6 +29,13 @@ import Testing
         #expect(PostController.problems(Input(title: nil, body: String(repeating: "한", count: 20_000)), partial: true).isEmpty)
     }
 
+    /// SQLite is handed text up to a NUL: such a post would be stored cut short.
+    @Test func titleAndBodyHaveNoNUL() {
+        #expect(PostController.problems(Input(title: "a\u{0}b", body: "x\u{0}"), partial: false) == [
+            "title": "must not contain a NUL character", "body": "must not contain a NUL character",
+        ])
+    }
+
     @Test func limitAndOffsetAreWholeNumbersInRange() {
         var problems: [String: String] = [:]
         #expect(PostController.integer(nil, default: 20, range: 1...Int.max, field: "limit", problems: &problems) == 20)

@@ -141,6 +141,12 @@ import TitaniumRedis
             #expect(wrong.status == .unauthorized && unknown.status == .unauthorized)
             #expect(try wrong.apiError().message == unknown.apiError().message)
             #expect(try await authenticate(#"{"username":""}"#).apiError().fields == ["username": "is required", "password": "is required"])
+            // SQLite and bcrypt read text up to a NUL: what follows one must not be ignored.
+            let cutUsername = try await authenticate(#"{"username":"bobby.tables\u0000x","password":"\#(password)"}"#)
+            let cutPassword = try await authenticate(#"{"username":"bobby.tables","password":"\#(password)\u0000x"}"#)
+            #expect(cutUsername.status == .unauthorized && cutPassword.status == .unauthorized)
+            let nulEmail = try await Self.register(client, #"{"username":"nul","email":"a\u0000b@example.com","password":"long enough"}"#)
+            #expect(try nulEmail.apiError().fields == ["email": "must be a valid email address"])
 
             let version = try await client.execute(uri: "/internal/users/\(id)/password-version", method: .get)
             #expect(try version.jsonObject["password_version"] as? Int == 0)
