@@ -89,6 +89,7 @@ func buildRouter(
             try await proxy.forward(request, context: context, to: upstream)
         }
     }
+    OpenAPIDocument.register(on: router)
     return router
 }
 

@@ -26,6 +26,8 @@ and the metric names the code exports. Then:
   its Prometheus has the RBAC its discovery roles need, Alertmanager routes as compose does to a
   receiver that logs, and a real notification from Debian's Alertmanager through that receiver's
   nginx configuration lands in its log; the skaffold profile `monitoring` renders that overlay.
+- openapi/titanium.json and Services/api-gateway/OpenAPIDocument.swift are what scripts/openapi.py
+  makes from openapi/titanium.yaml now.
 - the users.db backup script of the CronJob runs against a live WAL database and keeps the
   newest BACKUP_KEEP copies; the CronJob mounts user-service's users.db volume read-only, and the
   on-demand restore Job (k8s-manifests/base/user-service-restore-job.yaml) writes that volume
@@ -1647,6 +1649,18 @@ def check_service_readmes(pkg: SwiftPackage, read_vars: dict[str, set[str]]) -> 
         R.check(True, "")
 
 
+def check_openapi() -> None:
+    """The files generated from openapi/titanium.yaml (scripts/openapi.py) are current: the JSON the
+    route-coverage tests read and the Swift file the gateway serves it from."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("openapi_generator", os.path.join(ROOT, "scripts", "openapi.py"))
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    for path in generator.stale():
+        R.check(False, f"{path} is stale: run python3 scripts/openapi.py after changing {generator.SOURCE}")
+    R.check(True, "")
+
+
 def render(overlay: str) -> list[dict]:
     result = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, OVERLAYS[overlay])], capture_output=True, text=True)
     if result.returncode != 0:
@@ -1676,6 +1690,7 @@ def main() -> int:
         print(f"  {name} (:{ports[name]}): {' '.join(sorted(read_vars[name]))}")
     check_pending(read_vars)
     check_service_readmes(pkg, read_vars)
+    check_openapi()
 
     df = Dockerfile()
     check_compose(pkg, df, read_vars, routes, ports)
