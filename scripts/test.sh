@@ -10,7 +10,8 @@
 #      a live user-service through a read-only bind mount (needs root);
 #   4. the dashboard in headless Chromium against a real stack;
 #   5. the two documented load mixes (mixed_load.sh, mixed_load_plus.sh) for 60 s each against a
-#      real stack, under 2 % failures;
+#      real stack, under 2 % failures; then every chaos scenario (load-tests/chaos.sh) briefly
+#      against a stack with two gateways, each verdict PASS (docs/chaos.md);
 #   6. the containers (scripts/container-test.sh, podman): every Dockerfile target built, the
 #      docker-compose.yml stack and its observability profile run and checked, the Kubernetes
 #      local overlay's pods played and probed. SKIP_CONTAINER_TEST=1 leaves it out of a local run.
@@ -36,6 +37,9 @@ bash scripts/browser-test.sh
 
 echo "== mixed load against the stack"
 bash load-tests/ci-smoke.sh
+
+echo "== chaos scenarios against a stack with two gateways"
+bash load-tests/chaos-smoke.sh
 
 echo "== containers: the Dockerfile, docker-compose.yml and the Kubernetes pods, with podman"
 if [ "${SKIP_CONTAINER_TEST:-0}" = 1 ]; then

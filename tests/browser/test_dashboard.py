@@ -13,6 +13,10 @@ state folder), opens the dashboard in headless Chromium through Selenium and che
      moment (the same `generated_at`);
   6. stopping blog-service puts an alarm on the page within 5 s (and the figures still match
      /stats, now with 5xx answers); starting it again clears OFFLINE within 5 s;
+  6b. a fault injected through the load balancer (PUT /admin/faults/blog-service, latency 300 ms
+     on /api/posts*) shows on blog-service's row as "FAULT: latency 300 ms on /api/posts*, … left"
+     and as a ⚑ alarm within 5 s, the time left as /stats says; removed (DELETE), the badge goes
+     and a "removed" alarm follows within 5 s;
   7. recent traces (traffic stopped first): a GET /api/posts with a known X-Request-ID is listed
      within 8 s under the trace id of its `traceparent`, the row as /traces/recent has it; Tab and
      Down reach its row, Enter opens the waterfall: load-balancer, api-gateway, blog-service in
@@ -161,6 +165,18 @@ def get_stats():
         return json.load(response)
 
 
+def send_json(method, path, body=None):
+    """A request to the load balancer with an optional JSON body; returns (status, parsed body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(BASE + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
 def get_json(path, token=None):
     headers = {"Accept": "application/json"}
     if token:
@@ -243,6 +259,7 @@ return {
   success: text(byId('kpi-success')),
   database: text(byId('dep-database')),
   cache: text(byId('dep-cache')),
+  cacheFault: shown(byId('dep-cache-fault')) ? text(byId('dep-cache-fault')) : null,
   rows: [...document.querySelectorAll('#services-body tr')].map((tr) => ({
     service: tr.dataset.service || null,
     name: text(tr.querySelector('.name')),
@@ -252,6 +269,7 @@ return {
     p95: text(tr.querySelector('.p95')),
     errorRate: text(tr.querySelector('.error-rate')),
     uptime: text(tr.querySelector('.uptime')),
+    fault: text(tr.querySelector('.fault-badge')),
   })),
   alarms: [...document.querySelectorAll('#alarms li')].map((li) => ({
     kind: li.dataset.kind, subject: li.dataset.subject, text: text(li.querySelector('.what')),
@@ -776,6 +794,45 @@ def main():
             snapshot, _ = wait_until("HEALTHY again", lambda: (s := page.snapshot())["status"] == "HEALTHY" and s, 5)
             return f"ONLINE {took:.1f} s after ready; alarm {back[0]['time']} {back[0]['text']!r}; {snapshot['active']} {snapshot['status']}"
 
+        def fault_shown():
+            fault = {"latency_ms": 300, "routes": ["/api/posts*"], "duration_s": 120}
+            status, body = send_json("PUT", "/admin/faults/blog-service", fault)
+            applied = time.monotonic()
+            if status != 200 or not body.get("instances") or any(i.get("status") != 200 for i in body["instances"]):
+                raise Failure(f"PUT /admin/faults/blog-service: {status} {body}")
+            try:
+                snapshot, _ = wait_until("the fault badge on blog-service's row and its alarm", lambda: (s := page.snapshot()) and any(
+                    r["name"] == "blog-service" and r["fault"] for r in s["rows"]) and any(
+                    a["kind"] == "fault" and a["subject"] == "blog-service" and a["shown"] for a in s["alarms"]) and s, 5, interval=0.1)
+                took = time.monotonic() - applied
+                stats = get_stats()
+                row = next(r for r in snapshot["rows"] if r["name"] == "blog-service")
+                match = re.fullmatch(r"FAULT: latency 300 ms on /api/posts\*, (?:(\d+)m )?(\d+)s left", row["fault"] or "")
+                if not match:
+                    raise Failure(f"blog-service's badge: {row['fault']!r}")
+                shown_left = int(match.group(1) or 0) * 60 + int(match.group(2))
+                reported = next(e["stats"]["faults"] for e in stats["services"] if e["name"] == "blog-service")
+                if reported["kinds"] != ["latency"] or not abs(shown_left - reported["remaining_s"]) <= 6:
+                    raise Failure(f"the badge says {shown_left} s left, /stats {reported}")
+                others = [r["name"] for r in snapshot["rows"] if r["fault"] and r["name"] != "blog-service"]
+                if others:
+                    raise Failure(f"a fault badge on rows without a fault: {others}")
+                alarm = next(a for a in snapshot["alarms"] if a["kind"] == "fault" and a["subject"] == "blog-service")
+                if "FAULT injected on blog-service: latency 300 ms" not in alarm["text"]:
+                    raise Failure(f"fault alarm text: {alarm['text']!r}")
+                page.screenshot(OUT / "dashboard-1280-fault.png", *WIDTHS[0])
+            finally:
+                status, body = send_json("DELETE", "/admin/faults/blog-service")
+            removed = time.monotonic()
+            if status != 200:
+                raise Failure(f"DELETE /admin/faults/blog-service: {status} {body}")
+            snapshot, _ = wait_until("the badge gone and a 'removed' alarm", lambda: (s := page.snapshot()) and not any(
+                r["fault"] for r in s["rows"]) and any(a["kind"] == "fault-end" and a["subject"] == "blog-service" for a in s["alarms"]) and s, 5)
+            gone = time.monotonic() - removed
+            end = next(a for a in snapshot["alarms"] if a["kind"] == "fault-end" and a["subject"] == "blog-service")
+            return (f"badge {row['fault']!r} and alarm {alarm['text']!r} {took:.1f} s after the PUT ({reported['remaining_s']} s left "
+                    f"on /stats); gone {gone:.1f} s after the DELETE, alarm {end['text']!r}")
+
         def screenshots():
             nonlocal shots_taken
             taken = []
@@ -1015,6 +1072,7 @@ def main():
                 ("stopping blog-service puts an alarm on the page within 5 s", alarm_on_stop),
                 ("KPIs and table match /stats while degraded", kpis_match_degraded),
                 ("starting blog-service clears OFFLINE", recovery),
+                ("a fault injected through the load balancer: badge on its row and an alarm; removed, both say so", fault_shown),
                 ("a request's trace is listed within 8 s, as /traces/recent has it", trace_listed),
                 ("Enter on its row opens the waterfall: 3 services in order, durations as /traces/{id}", waterfall_by_keyboard),
                 ("the list refreshes every 5 s without redrawing kept rows; the waterfall stays", waterfall_stays),
