@@ -359,6 +359,7 @@ case "$SCENARIO" in
   gateway-crash)
     victim_pid="$(cat "$VAR/run/$VICTIM.pid")"
     kill -KILL "$victim_pid"
+    for _ in $(seq 1 50); do kill -0 "$victim_pid" 2>/dev/null || break; sleep 0.1; done
     T_FAULT=$(now_ms)
     KILLED_NAME="$VICTIM"
     say "$(rel "$T_FAULT") kill -KILL $victim_pid ($VICTIM, $VICTIM_URL)"
@@ -371,7 +372,9 @@ case "$SCENARIO" in
       for name in "${NAMES[@]}"; do
         started=$(now_ms)
         if [ "$BREAK" = 1 ]; then
-          kill -KILL "$(cat "$VAR/run/$name.pid")" 2>/dev/null
+          victim="$(cat "$VAR/run/$name.pid")"
+          kill -KILL "$victim" 2>/dev/null
+          for _ in $(seq 1 50); do kill -0 "$victim" 2>/dev/null || break; sleep 0.1; done
           TITANIUM_VAR="$VAR" bash "$ROOT/scripts/stack.sh" start "$name" >>"$WORK/restarts.out" 2>&1
         else
           TITANIUM_VAR="$VAR" bash "$ROOT/scripts/stack.sh" restart "$name" >>"$WORK/restarts.out" 2>&1
