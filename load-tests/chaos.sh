@@ -79,7 +79,8 @@ rolling-restart
   breaks   every process of the stack is restarted in turn under load (scripts/stack.sh
            restart NAME: SIGTERM, drain, start again; a gateway replica only while the others
            are in rotation), auth-service first, the load balancer last
-  expects  0 failed requests; every restart done before the load ends
+  expects  0 failed requests; every restart done before the load ends (at the default 5 s
+           drain the six restarts take about 50 s: give it --duration 75s or more)
   --break  restarts with SIGKILL (no drain) instead: FAIL
 EOF
       ;;

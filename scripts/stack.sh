@@ -9,7 +9,11 @@
 #   scripts/stack.sh restart NAME  stop it (SIGTERM: it drains) and start it again; a gateway
 #                                  replica is restarted only once the load balancer sees every
 #                                  other replica healthy, and `restart` returns once the load
-#                                  balancer sees the new one healthy again
+#                                  balancer sees the new one healthy again; a service whose
+#                                  listener shares its port (SO_REUSEPORT: its "listening" log
+#                                  line says "reuse_port":"true") gets its new process first,
+#                                  listening beside the old one, which is stopped once the new
+#                                  one is ready, so its port never refuses a connection
 #   scripts/stack.sh names         the service names of the running stack, in start order
 # Environment: TITANIUM_VAR (state folder, default var/), TITANIUM_PORT_OFFSET (added to every
 # service port, default 0), REDIS_PORT (6379), TITANIUM_BIN_DIR (use these binaries, no build),
@@ -165,10 +169,39 @@ gateways_in_rotation() {
   return 1
 }
 
+# Whether NAME's running process listens with SO_REUSEPORT (its last "listening" line says so),
+# so that a new process can listen on its port beside it.
+shares_port() {
+  grep '"message":"listening"' "$LOGS/$1.log" 2>/dev/null | tail -n 1 | grep -q '"reuse_port":"true"'
+}
+
+# handover NAME: a new process on NAME's port beside the running one; once it listens and the
+# port answers ready, the old one gets SIGTERM and drains (its listener closes, its connections
+# end after their answers), so the port never refuses a connection.
+handover() {
+  local name="$1" old listening
+  old="$(cat "$RUN/$name.pid")"
+  listening="$(grep -c '"message":"listening"' "$LOGS/$name.log" || true)"
+  launch "$name" "$BIN"
+  for _ in $(seq 1 300); do
+    [ "$(grep -c '"message":"listening"' "$LOGS/$name.log" || true)" -gt "$listening" ] && break
+    kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null || { echo "$name: the new process exited; last log lines:" >&2; tail -n 20 "$LOGS/$name.log" >&2; echo "$old" >"$RUN/$name.pid"; exit 1; }
+    sleep 0.1
+  done
+  wait_ready "$name" "http://127.0.0.1:${PORTS[$name]}/health/ready" || exit 1
+  local new
+  new="$(cat "$RUN/$name.pid")"
+  echo "$old" >"$RUN/$name.old.pid"
+  stop_pid_file "$RUN/$name.old.pid"
+  echo "$new" >"$RUN/$name.pid"
+}
+
 # Stops one service (SIGTERM: it drains) and starts it again. A gateway replica goes only when
 # the load balancer has every other replica in rotation, and is back once it has this one again,
-# so that the load balancer always has a gateway to send to. The other services have one process
-# each: between the old one's exit and the new one's readiness their port is closed.
+# so that the load balancer always has a gateway to send to (its port is not handed over: the
+# load balancer would take the draining answers of the old process for the new one's). The other
+# services run one process each: when it shares its port the new process takes over (handover);
+# otherwise its port is closed between the old one's exit and the new one's readiness.
 restart_one() {
   local name="$1"
   [ -f "$RUN/stack.env" ] || { echo "no stack recorded in $RUN (start one with: $0 up --detach)" >&2; exit 1; }
@@ -178,8 +211,12 @@ restart_one() {
   case "$name" in api-gateway | api-gateway-*) gateway=1 ;; esac
   if [ "$gateway" = 1 ] && [ "${#GATEWAYS[@]}" -gt 1 ]; then gateways_in_rotation "$name" || exit 1; fi
   started="$(date +%s.%N)"
-  stop_pid_file "$RUN/$name.pid"
-  ( start_one "$name" ) >/dev/null || exit 1
+  if [ "$gateway" = 0 ] && shares_port "$name"; then
+    handover "$name"
+  else
+    stop_pid_file "$RUN/$name.pid"
+    ( start_one "$name" ) >/dev/null || exit 1
+  fi
   if [ "$gateway" = 1 ] || [ "$name" = load-balancer ]; then gateways_in_rotation || exit 1; fi
   echo "$name restarted (pid $(cat "$RUN/$name.pid"), $(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s)"
 }
