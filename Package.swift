@@ -30,6 +30,7 @@ extension Target.Dependency {
     static let nioConcurrencyHelpers: Self = .product(name: "NIOConcurrencyHelpers", package: "swift-nio")
     static let nioCore: Self = .product(name: "NIOCore", package: "swift-nio")
     static let nioHTTP1: Self = .product(name: "NIOHTTP1", package: "swift-nio")
+    static let nioExtras: Self = .product(name: "NIOExtras", package: "swift-nio-extras")
     static let nioHTTPTypes: Self = .product(name: "NIOHTTPTypes", package: "swift-nio-extras")
     static let nioHTTPTypesHTTP1: Self = .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras")
     static let nioPosix: Self = .product(name: "NIOPosix", package: "swift-nio")
@@ -160,7 +161,7 @@ let package = Package(
             dependencies: [
                 "TitaniumLogging", "TitaniumTracing", "TitaniumMetrics", .hummingbirdCore, .logging,
                 .metrics, .nioCore, .nioHTTP1, .prometheus, .tracing, .unixSignals, .hummingbird,
-                .asyncHTTPClient, .configuration, .httpTypes, .serviceLifecycle,
+                .asyncHTTPClient, .configuration, .httpTypes, .serviceLifecycle, .nioExtras, .nioPosix,
             ],
             path: "Shared/TitaniumHTTP",
             swiftSettings: swiftSettings

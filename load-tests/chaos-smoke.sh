@@ -12,9 +12,6 @@
 #   CHAOS_SMOKE_REDIS_PORT    Redis port for this stack (default 6379 + offset)
 #   CHAOS_SMOKE_DURATION      each fault scenario's load, in seconds (default 16: the fault holds 12 s)
 #   CHAOS_SMOKE_VAR           state folder (default: a new temporary folder, removed on success)
-#   CHAOS_SMOKE_KNOWN_FAILING scenarios whose FAIL is reported but does not fail this script
-#                             (default: rolling-restart, which fails until single-process
-#                             services can hand their port over: see docs/chaos.md; "" for none)
 # The stack is tuned for short runs, each setting one an operator may choose too: the load
 # balancer checks the gateways every 500 ms and ejects for 10 s, services drain for 2 s after
 # SIGTERM, and registration allows 60 a minute (every scenario's load registers a user).
@@ -37,7 +34,6 @@ SCENARIOS=("$@")
 OFFSET="${CHAOS_SMOKE_PORT_OFFSET:-50}"
 REDIS_PORT="${CHAOS_SMOKE_REDIS_PORT:-$((6379 + OFFSET))}"
 DURATION="${CHAOS_SMOKE_DURATION:-16}"
-KNOWN_FAILING=" ${CHAOS_SMOKE_KNOWN_FAILING-rolling-restart} "
 LB_PORT=$((7100 + OFFSET))
 URL="http://127.0.0.1:$LB_PORT"
 
@@ -110,12 +106,7 @@ for scenario in "${SCENARIOS[@]}"; do
   took=$(( $(date +%s) - t ))
   case $rc in
     0) summary+=("PASS  $scenario (${took} s)") ;;
-    1)
-      if [[ "$KNOWN_FAILING" == *" $scenario "* ]]; then
-        summary+=("FAIL  $scenario (${took} s; known, not counted: CHAOS_SMOKE_KNOWN_FAILING, see docs/chaos.md)")
-      else
-        summary+=("FAIL  $scenario (${took} s)"); status=1
-      fi ;;
+    1) summary+=("FAIL  $scenario (${took} s)"); status=1 ;;
     *) summary+=("ERROR $scenario (${took} s, chaos.sh exited $rc)"); tail -n 30 "$VAR/chaos-$scenario.out"; [ "$status" = 0 ] && status=3 ;;
   esac
 done

@@ -36,6 +36,13 @@ public struct ServerChannel: Sendable {
         }
     }
 
+    /// The guarded child channel for `responder`, for a listener of its own (``SharedPortApplication``).
+    func guardedChildChannel(
+        limits: ConnectionLimits, cuts: ConnectionCuts, responder: @escaping HTTPChannelHandler.Responder
+    ) throws -> any ServerChildChannel {
+        Self.guarded(try self.make(responder), limits: limits, cuts: cuts, upgradable: self.upgradesWebSockets)
+    }
+
     private static func guarded(_ base: some ServerChildChannel, limits: ConnectionLimits, cuts: ConnectionCuts, upgradable: Bool) -> any ServerChildChannel {
         GuardedChildChannel(base: base, limits: limits, cuts: cuts, upgradable: upgradable)
     }

@@ -127,22 +127,24 @@ public struct ServiceKit: Sendable {
         MethodNotAllowed.register(on: router)
         let logger = self.logger
         let service = self.configuration.service
-        return Application(
-            router: router,
-            server: server.builder(limits: self.configuration.limits, cuts: self.cuts),
-            configuration: .init(
-                address: .hostname(self.configuration.host, port: self.configuration.port),
-                serverName: service,
-                availableConnectionsDelegate: ConnectionLimit(maximum: self.configuration.maxConnections, registry: self.registry)
-            ),
+        return SharedPortApplication(
+            responder: router.buildResponder(),
+            channel: server,
+            limits: self.configuration.limits,
+            cuts: self.cuts,
+            host: self.configuration.host,
+            port: self.configuration.port,
+            serverName: service,
+            connectionLimit: ConnectionLimit(maximum: self.configuration.maxConnections, registry: self.registry),
             // Services stop after the server has drained: the recorder flushes what it holds last.
             services: services + (self.recorder.map { [$0.service] } ?? []),
-            onServerRunning: { channel in
+            running: { channel in
                 logger.notice(
                     "listening",
                     metadata: [
                         "host": .string(channel.localAddress?.ipAddress ?? ""),
                         "port": .stringConvertible(channel.localAddress?.port ?? 0),
+                        "reuse_port": "true",
                     ]
                 )
                 await onServerRunning(channel)
