@@ -255,6 +255,9 @@ final class Exchange: @unchecked Sendable {
             var headers = HTTPHeaders()
             headers.reserveCapacity(upstreamHead.headers.count + 3)
             self.shared.policy.forwardedResponseFields(upstreamHead.headers, into: &headers)
+            if self.upstreamFailing {
+                headers.add(name: "Proxy-Status", value: ProxyPolicy.relayedFailure(status: self.status, service: self.upstreamName))
+            }
             headers.add(name: "X-Request-ID", value: self.requestID)
             headers.add(name: "traceparent", value: self.traceparent)
             if self.closeAfter { headers.add(name: "Connection", value: "close") }

@@ -83,6 +83,13 @@ public struct ProxyPolicy: Sendable {
         status >= 500 && !headers.contains(name: "proxy-status")
     }
 
+    /// What a proxy adds to a 5xx it relays from `service` that does not say where it came from
+    /// (RFC 9209's `received-status`): the hop in front of this proxy then knows the failure
+    /// was relayed, not made here, and its passive ejection blames `service`, not this proxy.
+    static func relayedFailure(status: Int, service: String) -> String {
+        "titanium; received-status=\(status); next-hop=\"\(service)\""
+    }
+
     /// What a failed next hop answers: 504 when it did not connect or answer in time, 502 for
     /// anything else (refused, reset, closed), with `Proxy-Status` naming the error.
     public static func failure(_ error: any Error, service: String, sent: Bool) -> APIError {

@@ -59,7 +59,7 @@ public struct ReverseProxy: Sendable {
         } catch {
             throw ProxyPolicy.failure(error, service: upstream.name, sent: true)
         }
-        return self.makeResponse(response)
+        return self.makeResponse(response, from: upstream.name)
     }
 
     /// The request to send upstream: same method, path, query and end-to-end headers, the body
@@ -77,10 +77,15 @@ public struct ReverseProxy: Sendable {
         return outbound
     }
 
-    /// The upstream's answer as ours: status, end-to-end headers, the body streamed.
-    public func makeResponse(_ response: HTTPClientResponse) -> Response {
+    /// The upstream's answer as ours: status, end-to-end headers, the body streamed; a 5xx of
+    /// `service`'s own marked as relayed (``ProxyPolicy/relayedFailure(status:service:)``).
+    public func makeResponse(_ response: HTTPClientResponse, from service: String) -> Response {
         var forwarded = HTTPHeaders()
         self.policy.forwardedResponseFields(response.headers, into: &forwarded)
+        let status = Int(response.status.code)
+        if ProxyPolicy.upstreamFailed(status: status, headers: response.headers) {
+            forwarded.add(name: "Proxy-Status", value: ProxyPolicy.relayedFailure(status: status, service: service))
+        }
         var headers = HTTPFields()
         for (name, value) in forwarded {
             guard let fieldName = HTTPField.Name(name), name.lowercased() != "content-length" else { continue }

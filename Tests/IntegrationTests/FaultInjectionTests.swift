@@ -80,6 +80,18 @@ import Testing
                 #expect(try await fault(.DELETE, "api-gateway").status == .ok)
                 #expect(try await get(client, "\(base)/api/posts").status == .ok)
 
+                // A service's own 5xx, relayed by the gateway, is marked so (RFC 9209 received-status): the
+                // load balancer blames blog-service for them, not the gateway, which stays in rotation.
+                #expect(try await fault(.PUT, "blog-service", #"{"error_rate": 1, "routes": ["/api/posts"]}"#).status == .ok)
+                for _ in 0..<12 {
+                    let relayed = try await get(client, "\(base)/api/posts")
+                    #expect(relayed.status == .serviceUnavailable)
+                    #expect(relayed.headers["Proxy-Status"].first == #"titanium; received-status=503; next-hop="blog-service""#)
+                }
+                try await Task.sleep(for: .milliseconds(1100))
+                let backends = try #require(try json(try await get(client, "\(base)/stats").body)["backends"] as? [[String: Any]])
+                #expect(backends.first?["ejected"] as? Bool == false, "\(backends)")
+
                 // The cache taken away from user-service: OFFLINE, and reads still answered from SQLite.
                 let created = try await post(client, "\(base)/api/users", body: #"{"username":"faulty","email":"faulty@example.com","password":"password-faulty"}"#)
                 #expect(created.status == .created, "\(created.body)")
@@ -98,7 +110,9 @@ import Testing
                 #expect(try await serviceStats("blog-service")["faults"] == nil)
                 let metrics = try await get(client, "\(blogURL)/metrics").body
                 #expect(metrics.contains(#"fault_injections_total{kind="latency"} 1"#))
+                #expect(metrics.contains(#"fault_injections_total{kind="error"} 1"#))
                 #expect(metrics.contains(#"faults_active{kind="latency"} 0.0"#))
+                #expect(metrics.contains(#"faults_active{kind="error"} 0.0"#))
             }
             for process in [balancer, gateway, blog, users] { _ = try await process.terminate() }
         }
