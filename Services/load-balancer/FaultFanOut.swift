@@ -25,17 +25,17 @@ struct FaultFanOut: Sendable {
 
     func register(on router: Router<TitaniumRequestContext>) {
         router.put("/admin/faults/{service}") { request, context in
-            try self.adminToken.authorize(request, routes: "the fault routes")
+            try self.adminToken.authorize(request, routes: FaultRoutes<TitaniumRequestContext>.guarded)
             let service = try self.service(context)
             let fault = try await request.decodeJSON(as: [String: JSONValue].self, context: context)
             return try await self.relay(.PUT, service: service, body: ByteBuffer(bytes: try JSONEncoder().encode(fault)))
         }
         router.get("/admin/faults/{service}") { request, context in
-            try self.adminToken.authorize(request, routes: "the fault routes")
+            try self.adminToken.authorize(request, routes: FaultRoutes<TitaniumRequestContext>.guarded)
             return try await self.relay(.GET, service: try self.service(context))
         }
         router.delete("/admin/faults/{service}") { request, context in
-            try self.adminToken.authorize(request, routes: "the fault routes")
+            try self.adminToken.authorize(request, routes: FaultRoutes<TitaniumRequestContext>.guarded)
             return try await self.relay(.DELETE, service: try self.service(context))
         }
     }

@@ -3,11 +3,12 @@ import Hummingbird
 
 /// `PUT`, `GET` and `DELETE /admin/faults`: set, show and remove this service's fault
 /// (``Faults``), behind `ADMIN_TOKEN` as the trace routes are.
-struct FaultRoutes<Context: IdentifiedRequestContext>: Sendable {
+public struct FaultRoutes<Context: IdentifiedRequestContext>: Sendable {
     let faults: Faults
     let adminToken: AdminToken
 
-    static var guarded: String { "the fault routes" }
+    /// What a 401 names (the load balancer's `/admin/faults/{service}` too).
+    public static var guarded: String { "the fault routes" }
 
     /// `{"fault": ...}`, with `null` when there is none.
     struct Answer: Encodable, Sendable {

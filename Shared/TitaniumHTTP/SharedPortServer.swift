@@ -138,7 +138,7 @@ struct SharedPortServer<ChildChannel: ServerChildChannel>: Service {
     }
 }
 
-/// The `Date` field, formatted once a second.
+/// The `Date` field, formatted once a second: Hummingbird's own (`DateCache`) is internal to it.
 final class HTTPDates: Sendable {
     private let cached = Mutex<(second: Int, text: String)>((-1, ""))
 
