@@ -3,6 +3,8 @@ import NIOConcurrencyHelpers
 
 /// One built service executable, started as a real process on 127.0.0.1 with `HTTP_PORT=0`;
 /// its JSON log lines are collected and the port is learned from its "listening" line.
+/// In the PostgreSQL pass of the tests, user-service and blog-service get a PostgreSQL
+/// database (``TestDatabase``).
 public final class ServiceProcess: Sendable {
     public let name: String
     private let process: Process
@@ -26,6 +28,9 @@ public final class ServiceProcess: Sendable {
         env["HTTP_PORT"] = "0"
         env["LOG_LEVEL"] = "info"
         env.merge(environment) { _, new in new }
+        if let databaseURL = try TestDatabase.databaseURL(service: name, environment: env) {
+            env["DATABASE_URL"] = databaseURL
+        }
         process.environment = env
         let pipe = Pipe()
         process.standardOutput = pipe
