@@ -63,8 +63,9 @@ for script in "${scripts[@]}"; do
   done < <(shellcheck -x -f gcc "$script" 2>&1)  # -x: follows the sourced scripts/lib/tools.sh
 done
 echo "${#scripts[@]} scripts: ${scripts[*]}"
-# The scripts of the users.db backup CronJob and restore Job are shell too.
-for manifest in k8s-manifests/base/user-service-backup-cronjob.yaml k8s-manifests/base/user-service-restore-job.yaml; do
+# The scripts of the backup CronJobs and restore Jobs (users.db; PostgreSQL) are shell too.
+for manifest in k8s-manifests/base/user-service-backup-cronjob.yaml k8s-manifests/base/user-service-restore-job.yaml \
+  k8s-manifests/components/postgres/postgres-backup-cronjob.yaml k8s-manifests/components/postgres/postgres-restore-job.yaml; do
   "$PY" - "$manifest" "$WORK/job.sh" <<'EOF' || fail "extract the script of $manifest"
 import sys, yaml
 job = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] in ("CronJob", "Job"))
@@ -108,11 +109,13 @@ for dir in k8s-manifests/base k8s-manifests/overlays/*/; do
     fi
   done
 done
-# The files kept out of the kustomization: the Secret templates and the on-demand restore Job.
-if "$VENV_DIR/tools/bin/kubernetes-validate" -k "${K8S_VERSIONS%% *}" --strict --quiet k8s-manifests/base/*.template.yaml k8s-manifests/base/user-service-restore-job.yaml; then
-  echo "secret templates and restore Job valid"
+# The files kept out of the kustomizations: the Secret templates and the on-demand restore Jobs.
+kept_out=(k8s-manifests/base/*.template.yaml k8s-manifests/base/user-service-restore-job.yaml
+  k8s-manifests/components/postgres/*.template.yaml k8s-manifests/components/postgres/postgres-restore-job.yaml)
+if "$VENV_DIR/tools/bin/kubernetes-validate" -k "${K8S_VERSIONS%% *}" --strict --quiet "${kept_out[@]}"; then
+  echo "secret templates and restore Jobs valid: ${kept_out[*]}"
 else
-  fail "kubernetes-validate k8s-manifests/base/*.template.yaml k8s-manifests/base/user-service-restore-job.yaml"
+  fail "kubernetes-validate ${kept_out[*]}"
 fi
 
 # --- docker-compose ---------------------------------------------------------------------------
@@ -120,7 +123,7 @@ fi
 step "docker-compose config (1.29.2)"
 # compose refuses to render without the ADMIN_TOKEN a deployment must bring.
 export ADMIN_TOKEN=validate-only
-for profile in "" observability; do
+for profile in "" observability postgres; do
   args=(-f docker-compose.yml)
   [ -n "$profile" ] && args+=(--profile "$profile")
   if services="$("$VENV_DIR/compose/bin/docker-compose" "${args[@]}" config --services 2>"$WORK/compose.err")" \

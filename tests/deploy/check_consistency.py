@@ -33,6 +33,14 @@ and the metric names the code exports. Then:
   on-demand restore Job (k8s-manifests/base/user-service-restore-job.yaml) writes that volume
   and reads the backup volume read-only (tests/edge/test_backup_restore.py runs both scripts); the dashboard-ui image's nginx.conf serves dashboard-ui/ (with
   Debian's nginx).
+- the postgres component (k8s-manifests/components/postgres, in the *-postgres overlays): user-
+  and blog-service reach PostgreSQL by DATABASE_URL (a URL like any other: its host is a Service
+  on its port, and the NetworkPolicies allow exactly those connections), keep no SQLite volume and
+  no pod affinity, spread over nodes, blog-service runs 2 replicas; the pg_dump CronJob replaces
+  the users.db one with the same schedule and retention and uses the database the services use,
+  as does the on-demand restore Job beside it; the skaffold profile `postgres` renders that
+  overlay and creates its Secret first. Variables set only to be expanded into another one
+  (`$(POSTGRES_PASSWORD)` in DATABASE_URL, done by the kubelet) need no reader.
 
 Usage: check_consistency.py [--rendered OVERLAY=FILE ...] [--promtool PATH]
 Overlays that are not given rendered are rendered with `kubectl kustomize`.
@@ -59,14 +67,21 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SERVICES = ["load-balancer", "api-gateway", "auth-service", "user-service", "blog-service"]
 OVERLAYS = {"local": "k8s-manifests/overlays/local", "production": "k8s-manifests/overlays/production",
             "local-monitoring": "k8s-manifests/overlays/local-monitoring",
-            "production-monitoring": "k8s-manifests/overlays/production-monitoring"}
+            "production-monitoring": "k8s-manifests/overlays/production-monitoring",
+            "local-postgres": "k8s-manifests/overlays/local-postgres",
+            "production-postgres": "k8s-manifests/overlays/production-postgres"}
 MONITORING_COMPONENT = "k8s-manifests/components/monitoring"
+POSTGRES_COMPONENT = "k8s-manifests/components/postgres"
 IMAGE_PREFIX = "titanium/"
 
 # Variables set in the deployment files ahead of the code that reads them (being added by
 # another change). Setting one that is not read yet is a warning, not a failure; once the code
 # reads it, the entry is reported as stale and should be removed.
-PENDING: dict[str, set[str]] = {}
+# Issue 22: PostgreSQL by DATABASE_URL (user- and blog-service) and OTLP export (every service).
+PENDING: dict[str, set[str]] = {
+    "DATABASE_URL": {"user-service", "blog-service"},
+    "OTEL_EXPORTER_OTLP_ENDPOINT": {"load-balancer", "api-gateway", "auth-service", "user-service", "blog-service"},
+}
 
 # Variables naming a place a service writes (the directory must be writable under a read-only
 # root filesystem), and ones naming a file it only reads when present.
@@ -277,12 +292,12 @@ def compose_env(service: dict) -> dict:
 
 
 def urls_in(value: str) -> list[str]:
-    return re.findall(r"\b(?:https?|redis)://[^\s,]+", str(value))
+    return re.findall(r"\b(?:https?|redis|postgres(?:ql)?)://[^\s,]+", str(value))
 
 
 def split_url(url: str) -> tuple[str, int | None, str]:
     parts = urlsplit(url)
-    default = {"http": 80, "https": 443, "redis": 6379}.get(parts.scheme)
+    default = {"http": 80, "https": 443, "redis": 6379, "postgres": 5432, "postgresql": 5432}.get(parts.scheme)
     return parts.hostname or "", parts.port or default, parts.path or ""
 
 
@@ -629,7 +644,10 @@ def check_overlay(overlay: str, resources: list[dict], df: Dockerfile, read_vars
 
             if service:
                 svc_env = {**df.env(service), **env}
-                check_variables(where, service, set(env), read_vars)
+                # Set only to be expanded into another variable by the kubelet ($(NAME)).
+                expanded = {e["name"] for e in c.get("env", [])
+                            if any(f"$({e['name']})" in str(o.get("value", "")) for o in c.get("env", []) if o is not e)}
+                check_variables(where, service, set(env) - expanded, read_vars)
                 listen = int(svc_env.get("HTTP_PORT") or ports[service])
                 R.check(list(container_ports.values()) == [listen], f"{where}: {cname} listens on {listen} but declares ports {container_ports}")
                 for probe_kind, expected in (("livenessProbe", "/health/live"), ("readinessProbe", "/health/ready"), ("startupProbe", None)):
@@ -993,7 +1011,29 @@ def check_skaffold(df: Dockerfile, images_used: set[str], rendered: dict[str, li
                 R.check(pf.get("port") in [p["port"] for p in svc[0]["spec"]["ports"]], f"skaffold.yaml: port-forward port {pf.get('port')} is not a port of {pf.get('resourceName')}")
             R.check(pf.get("namespace") in namespaces, f"skaffold.yaml: port-forward namespace {pf.get('namespace')} is not the overlay's")
         forwarded = {pf.get("resourceName") for pf in patched.get("portForward", [])}
-        R.check({"grafana", "prometheus", "alertmanager"} <= forwarded, f"skaffold.yaml: profile monitoring should forward grafana, prometheus and alertmanager, forwards {sorted(forwarded)}")
+        R.check({"grafana", "prometheus", "alertmanager", "jaeger"} <= forwarded, f"skaffold.yaml: profile monitoring should forward grafana, prometheus, alertmanager and jaeger, forwards {sorted(forwarded)}")
+    # The profile `postgres`: renders the overlay with the postgres component, after creating the
+    # Secret its pods read (in that overlay's namespace).
+    if R.check("postgres" in profiles, "skaffold.yaml: no profile postgres"):
+        try:
+            patched = apply_json_patch(sk, profiles["postgres"].get("patches", []))
+        except (KeyError, IndexError, ValueError) as error:
+            R.check(False, f"skaffold.yaml: profile postgres does not apply: {error!r}")
+            return
+        paths = patched.get("manifests", {}).get("kustomize", {}).get("paths", [])
+        R.check(paths == [OVERLAYS["local-postgres"]], f"skaffold.yaml: profile postgres should render {OVERLAYS['local-postgres']}, renders {paths}")
+        resources = rendered.get("local-postgres", [])
+        namespaces = {r["metadata"]["name"] for r in resources if r["kind"] == "Namespace"}
+        secrets = {ref["name"] for _, _, spec in pod_specs(resources) for c in spec.get("containers", [])
+                   for e in c.get("env", []) for ref in [e.get("valueFrom", {}).get("secretKeyRef")] if ref}
+        hooks = [h.get("host", {}).get("command", []) for h in patched.get("deploy", {}).get("kubectl", {}).get("hooks", {}).get("before", [])]
+        made = set()
+        for command in hooks:
+            for script in (c for c in command if c.endswith(".sh")):
+                if R.check(os.path.isfile(os.path.join(ROOT, script)), f"skaffold.yaml: profile postgres hook script {script} is missing"):
+                    made |= set(re.findall(r"create secret generic ([a-z0-9-]+)", read(script)))
+            R.check(any(ns in command for ns in namespaces), f"skaffold.yaml: profile postgres hook {command} does not name the overlay's namespace")
+        R.check(secrets <= made, f"skaffold.yaml: profile postgres deploys pods reading Secrets {sorted(secrets - made)} that no hook creates")
 
 
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool", "inf", "nan", "atan2"}
@@ -1154,8 +1194,8 @@ def check_backup_mounts(overlay: str, resources: list[dict]) -> None:
     where = f"overlay {overlay}"
     users = [r for r in resources if r["kind"] == "Deployment" and app_of(r) == "user-service"]
     cron = [r for r in resources if r["kind"] == "CronJob"]
-    if not users or len(cron) != 1:
-        return  # reported by the other checks
+    if not users or len(cron) != 1 or app_of(cron[0]) != "users-db-backup":
+        return  # reported by the other checks (check_postgres_overlay for the pg_dump CronJob)
     prefix = users[0]["metadata"]["name"][:-len("user-service")]
     configmaps = {r["metadata"]["name"]: r.get("data", {}) for r in resources if r["kind"] == "ConfigMap"}
 
@@ -1212,6 +1252,84 @@ def check_backup_mounts(overlay: str, resources: list[dict]) -> None:
             and "ALL" in csec.get("capabilities", {}).get("drop", []), f"{RESTORE_JOB}: not hardened like the other pods")
     R.check(all(k in container.get("resources", {}).get(s, {}) for s in ("requests", "limits") for k in ("cpu", "memory")),
             f"{RESTORE_JOB}: lacks cpu/memory requests and limits")
+
+
+POSTGRES_RESTORE_JOB = f"{POSTGRES_COMPONENT}/postgres-restore-job.yaml"
+
+
+def check_postgres_overlay(overlay: str, resources: list[dict], sqlite_resources: list[dict]) -> None:
+    """An overlay with the postgres component: user- and blog-service on the one PostgreSQL, as
+    Deployments that can spread (no SQLite volume, no pod affinity), blog-service with 2 replicas;
+    the pg_dump CronJob in place of the users.db one (the schedule and retention of the overlay it
+    wraps, `sqlite_resources`), on the services' database; the restore Job beside it likewise."""
+    where = f"overlay {overlay}"
+    by_app = {app_of(r): r for r in resources if r["kind"] in ("Deployment", "StatefulSet", "CronJob")}
+    server = by_app.get("postgres")
+    if not R.check(server is not None and server["kind"] == "StatefulSet" and server["spec"].get("replicas") == 1,
+                   f"{where}: no one-replica postgres StatefulSet"):
+        return
+    claims = server["spec"].get("volumeClaimTemplates", [])
+    data_dir = next((e.get("value") for e in server["spec"]["template"]["spec"]["containers"][0].get("env", []) if e["name"] == "PGDATA"), "")
+    mounts = server["spec"]["template"]["spec"]["containers"][0].get("volumeMounts", [])
+    R.check(any(m["name"] in {c["metadata"]["name"] for c in claims} and under(data_dir, [m["mountPath"]]) for m in mounts),
+            f"{where}: postgres keeps PGDATA={data_dir} outside its volumeClaimTemplates")
+
+    def url_of(container: dict) -> str:
+        return next((e.get("value", "") for e in container.get("env", []) if e["name"] == "DATABASE_URL"), "")
+
+    def database(url: str) -> tuple:
+        parts = urlsplit(url)
+        return parts.hostname, parts.port, parts.username, parts.path
+
+    urls = {}
+    for app in ("user-service", "blog-service"):
+        d = by_app.get(app)
+        if not R.check(d is not None, f"{where}: no {app} Deployment"):
+            continue
+        spec = d["spec"]["template"]["spec"]
+        urls[app] = url_of(spec["containers"][0])
+        R.check(urls[app].startswith(("postgres://", "postgresql://")), f"{where}: {app} has no postgres:// DATABASE_URL")
+        R.check(not any("persistentVolumeClaim" in v for v in spec.get("volumes", [])), f"{where}: {app} still mounts a PersistentVolumeClaim")
+        R.check("podAffinity" not in spec.get("affinity", {}), f"{where}: {app} is still pinned by pod affinity")
+    R.check(len({database(u) for u in urls.values()}) == 1, f"{where}: user- and blog-service use different databases: {urls}")
+    blog = by_app.get("blog-service")
+    if blog:
+        R.check(blog["spec"].get("replicas") == 2, f"{where}: blog-service runs {blog['spec'].get('replicas')} replicas, not 2")
+        R.check(blog["spec"].get("strategy", {}).get("type") != "Recreate", f"{where}: blog-service still rolls out by Recreate")
+    R.check(not any(r["kind"] == "PersistentVolumeClaim" and app_of(r) in ("user-service", "blog-service", "users-db-backup") for r in resources),
+            f"{where}: the SQLite volumes are still rendered")
+
+    crons = [r for r in resources if r["kind"] == "CronJob"]
+    sqlite_cron = next((r for r in sqlite_resources if r["kind"] == "CronJob" and app_of(r) == "users-db-backup"), None)
+    if not R.check(len(crons) == 1 and app_of(crons[0]) == "postgres-backup", f"{where}: expected the postgres-backup CronJob alone, found {[c['metadata']['name'] for c in crons]}"):
+        return
+    cron = crons[0]
+    if R.check(sqlite_cron is not None, f"{where}: the overlay it wraps has no users-db-backup CronJob to compare with"):
+        for key in ("schedule", "timeZone", "concurrencyPolicy"):
+            R.check(cron["spec"].get(key) == sqlite_cron["spec"].get(key), f"{where}: postgres-backup {key} {cron['spec'].get(key)!r} is not the users.db backup's {sqlite_cron['spec'].get(key)!r}")
+        keep = {name: next((e.get("value") for e in r["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0].get("env", []) if e["name"] == "BACKUP_KEEP"), None)
+                for name, r in (("postgres", cron), ("sqlite", sqlite_cron))}
+        R.check(keep["postgres"] is not None and keep["postgres"] == keep["sqlite"], f"{where}: postgres-backup keeps {keep['postgres']} backups, the users.db backup {keep['sqlite']}")
+    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    R.check(database(url_of(container)) in {database(u) for u in urls.values()}, f"{where}: postgres-backup dumps {url_of(container)}, not the services' database")
+    server_image = server["spec"]["template"]["spec"]["containers"][0]["image"]
+    R.check(container["image"] == server_image, f"{where}: postgres-backup runs {container['image']}, the server {server_image} (pg_dump must match its major version)")
+    job = yaml.safe_load(read(POSTGRES_RESTORE_JOB))
+    jspec = job["spec"]["template"]["spec"]
+    jcontainer = jspec["containers"][0]
+    R.check(jcontainer["image"] == container["image"], f"{POSTGRES_RESTORE_JOB}: image {jcontainer['image']} is not the backup CronJob's {container['image']}")
+    R.check(database(url_of(jcontainer)) == database(url_of(container)), f"{POSTGRES_RESTORE_JOB}: restores into another database than the CronJob dumps")
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    jenv = {e["name"]: e.get("value") for e in jcontainer.get("env", [])}
+    R.check(jenv.get("BACKUP_DIR") == env.get("BACKUP_DIR"), f"{POSTGRES_RESTORE_JOB}: BACKUP_DIR differs from the CronJob's")
+    claim = lambda s: {v["persistentVolumeClaim"]["claimName"] for v in s.get("volumes", []) if "persistentVolumeClaim" in v}
+    R.check(claim(jspec) == claim(spec), f"{POSTGRES_RESTORE_JOB}: mounts {claim(jspec)}, the CronJob {claim(spec)}")
+    policies = [r for r in resources if r["kind"] == "NetworkPolicy"]
+    labels = server["spec"]["template"]["metadata"].get("labels", {})
+    R.check(ingress_allowed(policies, Peer("postgres-restore", job["spec"]["template"]["metadata"].get("labels", {}), server["metadata"].get("namespace", "")),
+                            labels, server["metadata"].get("namespace", ""), 5432, "postgres"),
+            f"{where}: the NetworkPolicies keep {POSTGRES_RESTORE_JOB} from postgres:5432")
 
 
 def generator_files(kustomization: str) -> dict[str, dict[str, str]]:
@@ -1313,7 +1431,7 @@ def check_monitoring_overlay(where: str, resources: list[dict]) -> set[tuple[str
         R.check(False, f"{where}: {url_or_target} does not lead to {expected_app}")
         return None
 
-    for app, compose_name in (("prometheus", "prometheus"), ("alertmanager", "alertmanager"), ("grafana", "grafana")):
+    for app, compose_name in (("prometheus", "prometheus"), ("alertmanager", "alertmanager"), ("grafana", "grafana"), ("jaeger", "jaeger")):
         if R.check(app in deployments, f"{where}: the monitoring component has no {app} Deployment"):
             R.check(pod(app)[1]["image"] == compose[compose_name]["image"],
                     f"{where}: {app} runs {pod(app)[1]['image']}, compose's observability profile {compose[compose_name]['image']}")
@@ -1711,6 +1829,8 @@ def main() -> int:
     check_monitoring(pkg.exported_metrics(), args.promtool)
     check_backup_script(rendered["local"])
     check_monitoring_sources()
+    for overlay in ("local-postgres", "production-postgres"):
+        check_postgres_overlay(overlay, rendered[overlay], rendered[overlay.removesuffix("-postgres")])
     for overlay, resources in rendered.items():
         check_backup_mounts(overlay, resources)
         edges = check_monitoring_overlay(f"overlay {overlay}", resources)
