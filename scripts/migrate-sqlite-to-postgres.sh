@@ -17,11 +17,16 @@
 #
 # What it does, in one transaction for everything it copies (psql -1): locks the target tables,
 # refuses unless they are empty, copies every row with its id (COPY text format: quotes, commas,
-# newlines, tabs, backslashes and any Unicode arrive byte for byte), checks the row count and an
+# newlines, tabs, backslashes and any Unicode arrive byte for byte; a NUL, which PostgreSQL
+# text cannot hold, is refused), checks the row count and an
 # MD5 over every column of every row against the SQLite side, moves each id sequence past the
 # highest id SQLite ever handed out (setval(pg_get_serial_sequence('users','id'), …)), and bumps
 # posts_version so every blog-service page cache starts over. Then it prints the row counts
 # PostgreSQL holds.
+#
+# PSQL names another psql command, e.g. PSQL='docker-compose exec -T postgres psql' when the
+# server is reachable only from its container (DATABASE_URL is then read in there); the script
+# hands it the URL, arguments and its standard input, no files.
 #
 # Exit: 0 copied; 1 failed (rolled back: nothing copied); 2 refused (usage, schema missing, a
 # target table not empty - e.g. a second run - or a SQLite file missing). Needs python3 (standard

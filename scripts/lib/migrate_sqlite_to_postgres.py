@@ -2,15 +2,17 @@
 """Copies users and posts from Titanium's SQLite files into PostgreSQL, ids kept.
 
 Run through scripts/migrate-sqlite-to-postgres.sh (its header is the manual). Python's standard
-library reads SQLite; psql writes PostgreSQL. Nothing else is needed.
+library reads SQLite; psql writes PostgreSQL. Nothing else is needed. PSQL may name another psql
+command (``docker-compose exec -T postgres psql``): it gets only the URL, arguments and stdin.
 
 How the copy stays exact:
 * Each SQLite file is read in one read transaction (one snapshot): rows, the row count and
   ``sqlite_sequence`` agree with each other.
-* Rows travel as COPY text format through psql's standard input: backslash, newline, carriage
-  return and tab are escaped, so a row is always one line and no value can end the data early
-  (psql's ``\\copy`` takes a line ``\\.`` for the end of data even inside a quoted CSV field).
-  The client encoding is UTF8; the bytes arrive unchanged.
+* Rows travel as COPY text format, inline after their ``COPY … FROM STDIN`` in the one stream
+  psql reads on its standard input: backslash, newline, carriage return and tab are escaped, so
+  a row is always one line and no value can end the data early (a line ``\\.`` ends it; psql
+  takes one for the end even inside a quoted CSV field, which is why CSV is not used). The client
+  encoding is UTF8; the bytes arrive unchanged.
 * One psql session, one transaction (``psql -1``) for everything copied: the target tables are
   locked (EXCLUSIVE: running services can read but not write), checked empty, filled, checked
   again against the source (row count and an MD5 over every column of every row, computed by
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -38,6 +41,7 @@ from pathlib import Path
 
 REFUSED = 2
 FAILED = 1
+COPY_DATA = "-- rows of {}"
 NOT_EMPTY_MARKER = "titanium-migrate: target table not empty"
 MISMATCH_MARKER = "titanium-migrate: copy differs from the source"
 
@@ -165,6 +169,12 @@ def extract(table: Table, source: Path, work: Path) -> Extract:
 # PostgreSQL side
 # ---------------------------------------------------------------------------------------------
 
+def psql_command() -> list[str]:
+    """psql, or what PSQL says (e.g. ``docker-compose exec -T postgres psql``: the URL is then
+    read inside that container)."""
+    return shlex.split(os.environ.get("PSQL") or "psql")
+
+
 def psql_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PGCLIENTENCODING"] = "UTF8"
@@ -173,7 +183,7 @@ def psql_env() -> dict[str, str]:
 
 
 def psql_query(url: str, sql: str) -> list[list[str]]:
-    proc = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+    proc = subprocess.run([*psql_command(), "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
                           capture_output=True, text=True, env=psql_env(), timeout=120)
     if proc.returncode != 0:
         raise Failed(f"psql: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -245,6 +255,7 @@ def create_schema(url: str, bin_dir: Path, extracts: list[Extract], work: Path) 
 def copy_script(extracts: list[Extract]) -> str:
     names = [e.table.name for e in extracts]
     lines = [
+        "SET client_encoding = 'UTF8';",
         "SET client_min_messages = warning;",
         # Running services keep reading; their writes wait until the commit (or the lock timeout).
         f"LOCK TABLE {', '.join(names)} IN EXCLUSIVE MODE;",
@@ -254,7 +265,9 @@ def copy_script(extracts: list[Extract]) -> str:
         lines.append(f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM {t}) THEN "
                      f"RAISE EXCEPTION '{NOT_EMPTY_MARKER}: {t}'; END IF; END $$;")
     for e in extracts:
-        lines.append(f"\\copy {e.table.name} ({', '.join(e.table.columns)}) FROM pstdin")
+        # The rows follow this line in the same stream, ended by \. (see copy()).
+        lines.append(f"COPY {e.table.name} ({', '.join(e.table.columns)}) FROM STDIN;")
+        lines.append(COPY_DATA.format(e.table.name))
     for e in extracts:
         t = e.table.name
         lines.append(
@@ -275,16 +288,22 @@ def copy_script(extracts: list[Extract]) -> str:
 
 
 def copy(url: str, extracts: list[Extract], work: Path) -> None:
-    script = work / "copy.sql"
-    script.write_text(copy_script(extracts), encoding="utf-8")
-    data = work / "copy.data"
-    with open(data, "wb") as out:
-        for e in extracts:  # one block per \copy, each ended by \. (unambiguous in text format)
-            with open(e.data, "rb") as part:
+    """One stream on psql's standard input (``-f -``, so that ``-1`` makes it one transaction):
+    the statements with each table's rows right after its ``COPY … FROM STDIN``, ended by ``\\.``
+    (unambiguous in text format: a backslash in a value is doubled). Nothing but the URL and this
+    stream reaches psql, so it may run in another container (PSQL)."""
+    stream = work / "copy.sql"
+    with open(stream, "wb") as out:
+        for line in copy_script(extracts).splitlines():
+            table = next((e for e in extracts if line == COPY_DATA.format(e.table.name)), None)
+            if table is None:
+                out.write(line.encode("utf-8") + b"\n")
+                continue
+            with open(table.data, "rb") as part:
                 shutil.copyfileobj(part, out)
             out.write(b"\\.\n")
-    with open(data, "rb") as stdin:
-        proc = subprocess.run(["psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", str(script)],
+    with open(stream, "rb") as stdin:
+        proc = subprocess.run([*psql_command(), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"],
                               stdin=stdin, capture_output=True, text=True, env=psql_env())
     if proc.returncode != 0:
         message = proc.stderr.strip()
@@ -317,8 +336,8 @@ def main(argv: list[str]) -> int:
         print(f"DATABASE_URL must be postgres://… or postgresql://…, not {args.database_url.split(':', 1)[0]}:…",
               file=sys.stderr)
         return REFUSED
-    if shutil.which("psql") is None:
-        print("psql is not installed (Debian: apt-get install postgresql-client)", file=sys.stderr)
+    if shutil.which(psql_command()[0]) is None:
+        print(f"{psql_command()[0]} is not installed (psql: Debian's postgresql-client)", file=sys.stderr)
         return FAILED
     url = args.database_url
     work = Path(tempfile.mkdtemp(prefix="titanium-migrate-"))  # 0700: password hashes pass through here
