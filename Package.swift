@@ -35,6 +35,7 @@ extension Target.Dependency {
     static let nioHTTPTypesHTTP1: Self = .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras")
     static let nioPosix: Self = .product(name: "NIOPosix", package: "swift-nio")
     static let nioWebSocket: Self = .product(name: "NIOWebSocket", package: "swift-nio")
+    static let postgresNIO: Self = .product(name: "PostgresNIO", package: "postgres-nio")
     static let prometheus: Self = .product(name: "Prometheus", package: "swift-prometheus")
     static let serviceLifecycle: Self = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
     static let tracing: Self = .product(name: "Tracing", package: "swift-distributed-tracing")
@@ -85,6 +86,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
@@ -136,6 +138,14 @@ let package = Package(
                 "TitaniumLogging", .grdb,
             ],
             path: "Shared/TitaniumSQLite",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "TitaniumPostgres",
+            dependencies: [
+                "TitaniumHTTP", .httpTypes, .logging, .nioCore, .nioPosix, .postgresNIO, .serviceLifecycle,
+            ],
+            path: "Shared/TitaniumPostgres",
             swiftSettings: swiftSettings
         ),
         .target(
@@ -214,8 +224,8 @@ let package = Package(
             name: "UserService",
             dependencies: [
                 "TitaniumTrace", "TitaniumHTTP", "TitaniumRedis", "TitaniumAuth", "TitaniumSQLite",
-                "TitaniumMetrics", .httpTypes, .hummingbird, .logging, .nioPosix, .prometheus, .grdb,
-                .hummingbirdBcrypt,
+                "TitaniumPostgres", "TitaniumMetrics", .httpTypes, .hummingbird, .logging, .nioPosix,
+                .prometheus, .grdb, .hummingbirdBcrypt, .postgresNIO,
             ],
             path: "Services/user-service", exclude: ["README.md"],
             swiftSettings: swiftSettings
@@ -223,8 +233,8 @@ let package = Package(
         .executableTarget(
             name: "BlogService",
             dependencies: [
-                "TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumSQLite", "TitaniumMetrics",
-                .hummingbird, .nioCore, .prometheus, .grdb,
+                "TitaniumTrace", "TitaniumHTTP", "TitaniumAuth", "TitaniumSQLite", "TitaniumPostgres",
+                "TitaniumMetrics", .hummingbird, .logging, .nioCore, .prometheus, .grdb, .postgresNIO,
             ],
             path: "Services/blog-service", exclude: ["README.md"],
             swiftSettings: swiftSettings
@@ -296,7 +306,7 @@ let package = Package(
         ]),
         serviceTests("APIGateway", ["TitaniumProxy", "TitaniumRedis"]),
         serviceTests("AuthService", ["TitaniumAuth", .jwtKit]),
-        serviceTests("UserService", ["TitaniumAuth", "TitaniumRedis", .jwtKit]),
+        serviceTests("UserService", ["TitaniumAuth", "TitaniumPostgres", "TitaniumRedis", .jwtKit]),
         serviceTests("BlogService", ["TitaniumAuth", .jwtKit]),
     ]
 )

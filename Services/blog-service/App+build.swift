@@ -3,19 +3,19 @@ import Prometheus
 import TitaniumAuth
 import TitaniumHTTP
 import TitaniumTrace
-import TitaniumSQLite
+import TitaniumPostgres
 import TitaniumMetrics
 
-/// Builds the blog-service application: SQLite store, token verifier (key set from
+/// Builds the blog-service application: its store (SQLite or PostgreSQL), token verifier (key set from
 /// auth-service, cached), routes, the sample page and checks.
 func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some ApplicationProtocol {
     let configuration = try BlogServiceConfiguration(common: kit.configuration, settings: settings)
-    let store = try PostStore(path: configuration.databasePath)
+    let (store, pool) = try await openPostStore(configuration.database, logger: kit.logger)
     let client = kit.makeHTTPClient()
     let verifier = TokenVerifier.remote(url: configuration.jwksURL, policy: configuration.policy, client: client)
     let kit = try kit.recordingTraces(settings: settings, options: .init(verifyToken: { await verifier.credentials(for: $0) }))
 
-    let pages = try PageCache(path: configuration.databasePath, byteBudget: configuration.pageCacheBytes)
+    let pages = PageCache(byteBudget: configuration.pageCacheBytes)
     let router = buildRouter(
         kit: kit, store: store, pages: pages, verifier: verifier,
         passwords: PasswordVersions(client: client, userServiceURL: configuration.userServiceURL)
@@ -23,21 +23,21 @@ func buildApplication(kit: ServiceKit, settings: Settings) async throws -> some 
 
     return kit.makeApplication(
         router: router,
-        checks: [DependencyCheck(name: "database", probe: { try await store.pool.ping() })],
+        checks: [DependencyCheck(name: "database", probe: { try await store.ping() })],
         details: {
             var details: [String: JSONValue] = ["page_cache_bytes": .number(Double(pages.bytes))]
             if let posts = try? await store.count() { details["posts"] = .number(Double(posts)) }
             return details
         },
-        services: [client]
+        services: [client] + (pool.map { [$0] } ?? [])
     )
 }
 
 /// The post routes and the sample page on the kit's router, from what a test can swap: the
-/// store and its page cache (any SQLite file), the verifier (a local issuer's will do) and
+/// store (any database) and its page cache, the verifier (a local issuer's will do) and
 /// where password versions are asked (a stand-in user-service).
 func buildRouter(
-    kit: ServiceKit, store: PostStore, pages: PageCache, verifier: TokenVerifier, passwords: PasswordVersions
+    kit: ServiceKit, store: any PostStore, pages: PageCache, verifier: TokenVerifier, passwords: PasswordVersions
 ) -> Router<TitaniumRequestContext> {
     let router = kit.makeRouter()
     PostController(

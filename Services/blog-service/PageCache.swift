@@ -1,4 +1,3 @@
-import GRDB
 import NIOCore
 import Synchronization
 
@@ -6,9 +5,8 @@ import Synchronization
 /// database changes: encoding 20 posts is most of what the post list costs. At most `capacity`
 /// pages and `byteBudget` bytes (`POST_PAGE_CACHE_BYTES`): any client can ask for any offset.
 ///
-/// Whether the database changed is asked of SQLite, not inferred: `PRAGMA data_version` on a
-/// connection of its own changes whenever any other connection commits — this service's writer,
-/// or another process (the sqlite3 CLI, a restore). A page is stored under the version read
+/// Whether the posts changed is asked of the store, not inferred (``PostStore/changeVersion()``):
+/// a write by another process or replica is seen too. A page is stored under the version read
 /// *before* it was fetched, so a stored page is never older than its version.
 final class PageCache: Sendable {
     struct Key: Hashable, Sendable {
@@ -22,27 +20,17 @@ final class PageCache: Sendable {
         var bytes = 0
     }
 
-    private let probe: DatabaseQueue
     private let state = Mutex(State())
     let capacity: Int
     let byteBudget: Int
 
-    init(path: String, capacity: Int = 64, byteBudget: Int = 8 << 20) throws {
-        var configuration = Configuration()
-        configuration.readonly = true
-        configuration.label = "posts-version"
-        self.probe = try DatabaseQueue(path: path, configuration: configuration)
+    init(capacity: Int = 64, byteBudget: Int = 8 << 20) {
         self.capacity = capacity
         self.byteBudget = byteBudget
     }
 
     /// Bytes held now.
     var bytes: Int { self.state.withLock { $0.bytes } }
-
-    /// The database's version now (a read of SQLite's WAL index: microseconds).
-    func version() throws -> Int64 {
-        try self.probe.inDatabase { db in try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0 }
-    }
 
     func page(_ key: Key, version: Int64) -> ByteBuffer? {
         self.state.withLock { state in state.version == version ? state.pages[key] : nil }

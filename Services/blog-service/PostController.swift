@@ -8,7 +8,7 @@ import TitaniumHTTP
 /// The post routes. Reads are public; writes need a valid token, and only a post's author may
 /// change or delete it.
 struct PostController: Sendable {
-    let store: PostStore
+    let store: any PostStore
     let pages: PageCache
     let verifier: TokenVerifier
     /// Writes refuse a token retired by a password change (user-service is asked).
@@ -39,7 +39,7 @@ struct PostController: Sendable {
         guard problems.isEmpty else { throw APIError.validation(problems) }
         let clamped = min(limit, 100)
         let key = PageCache.Key(limit: clamped, offset: offset)
-        let version = try self.pages.version()
+        let version = try await self.store.changeVersion()
         if let page = self.pages.page(key, version: version) {
             return .json(page)
         }

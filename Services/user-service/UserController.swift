@@ -10,7 +10,7 @@ import TitaniumHTTP
 /// The user routes: register, fetch by id, the token owner's own record, and the internal
 /// credential and token checks auth-service uses.
 struct UserController: Sendable {
-    let store: UserStore
+    let store: any UserStore
     let cache: UserCache
     let bcryptCost: Int
     let registrations: Counter
@@ -45,7 +45,7 @@ struct UserController: Sendable {
             let user = try await self.store.create(username: username, email: email, passwordHash: hash)
             self.registrations.increment()
             return try JSONResponse(PublicUser(user, showingEmail: true)).response(status: .created)
-        } catch UserStore.CreateError.taken(let field) {
+        } catch UserStoreError.taken(let field) {
             throw APIError(.conflict, message: "\(field) is already taken", fields: [field: "is already taken"])
         }
     }
@@ -123,10 +123,10 @@ struct UserController: Sendable {
             }
             guard hash != nil else { throw APIError(.forbidden, message: "current password is wrong") }
         }
-        let result: UserStore.UpdateResult
+        let result: UserUpdateResult
         do {
             result = try await self.store.update(id: id, passwordVersion: passwordVersion, email: body.email, passwordHash: hash)
-        } catch UserStore.CreateError.taken(let field) {
+        } catch UserStoreError.taken(let field) {
             throw APIError(.conflict, message: "\(field) is already taken", fields: [field: "is already taken"])
         }
         await self.cache.invalidate(id: id)

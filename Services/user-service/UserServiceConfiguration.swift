@@ -1,12 +1,14 @@
 import TitaniumAuth
 import TitaniumHTTP
+import TitaniumPostgres
 import TitaniumRedis
 
 /// user-service settings, on top of ``ServiceConfiguration``.
 ///
 /// | variable | default | meaning |
 /// |---|---|---|
-/// | `USER_DB_PATH` | `$DATA_DIR/users.db` | the SQLite database |
+/// | `DATABASE_URL` | (unset: SQLite) | a SQLite path or `postgres://…` (see ``DatabaseLocation``, which also lists the pool settings) |
+/// | `USER_DB_PATH` | `$DATA_DIR/users.db` | the SQLite database when `DATABASE_URL` is unset |
 /// | `REDIS_URL` | `redis://127.0.0.1:6379` | the cache |
 /// | `USER_CACHE_TTL` | 300 | seconds a cached user lives |
 /// | `BCRYPT_COST` | 10 | bcrypt work factor (10–15; lower only for tests) |
@@ -15,13 +17,15 @@ import TitaniumRedis
 struct UserServiceConfiguration {
     var jwksURL: String
     var policy: TokenPolicy
-    var databasePath: String
+    var database: DatabaseLocation
     var redis: RedisConfiguration
     var cacheTTLSeconds: Int
     var bcryptCost: Int
 
     init(common: ServiceConfiguration, settings: Settings) throws(ConfigurationError) {
-        self.databasePath = settings.string("user.db.path", default: common.dataDirectory + "/users.db")
+        self.database = try DatabaseLocation(
+            settings: settings, defaultSQLitePath: settings.string("user.db.path", default: common.dataDirectory + "/users.db")
+        )
         self.redis = try settings.choice(
             "redis.url", default: RedisConfiguration(), expected: RedisConfiguration.urlForm, parse: RedisConfiguration.init(url:)
         )

@@ -1,7 +1,7 @@
 import Foundation
-import GRDB
+import Logging
 import TitaniumHTTP
-import TitaniumSQLite
+import TitaniumPostgres
 
 /// A user without its password hash: what the store returns and the cache holds. The email is
 /// its owner's business only, so answers go out as ``PublicUser``.
@@ -28,124 +28,46 @@ struct PublicUser: Encodable, Sendable, Equatable {
     }
 }
 
-/// Users in SQLite (GRDB, WAL, busy timeout). Every write is one transaction.
-struct UserStore: Sendable {
-    let pool: DatabasePool
-
-    init(path: String) throws {
-        self.pool = try SQLiteDatabase.open(path: path, label: "users", migrator: Self.migrator)
-    }
-
-    static var migrator: DatabaseMigrator {
-        var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1-users") { db in
-            try db.create(table: "users") { table in
-                table.autoIncrementedPrimaryKey("id")
-                table.column("username", .text).notNull().collate(.nocase)
-                table.column("email", .text).notNull().collate(.nocase)
-                table.column("password_hash", .text).notNull()
-                table.column("created_at", .integer).notNull()
-            }
-            try db.create(index: "users_username_unique", on: "users", columns: ["username"], options: .unique)
-            try db.create(index: "users_email_unique", on: "users", columns: ["email"], options: .unique)
-        }
-        // Counts password changes: tokens carry the version they were issued at, and a change
-        // retires every token with an older one (exactly, whatever the clocks say).
-        migrator.registerMigration("v2-password-version") { db in
-            try db.alter(table: "users") { table in
-                table.add(column: "password_version", .integer).notNull().defaults(to: 0)
-            }
-        }
-        return migrator
-    }
-
-    enum CreateError: Error {
-        case taken(field: String)
-    }
-
-    func create(username: String, email: String, passwordHash: String) async throws -> UserRecord {
-        let createdAt = SQLiteDatabase.now()
-        do {
-            return try await self.pool.write { db in
-                try db.execute(
-                    sql: "INSERT INTO users (username, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
-                    arguments: [username, email, passwordHash, createdAt]
-                )
-                return UserRecord(id: db.lastInsertedRowID, username: username, email: email, created_at: SQLiteDatabase.timestamp(createdAt))
-            }
-        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
-            throw CreateError.taken(field: (error.message ?? "").contains("email") ? "email" : "username")
-        }
-    }
-
-    enum UpdateResult: Sendable {
-        case updated(UserRecord)
-        /// The password changed since the token was issued (or the user is gone): nothing written.
-        case retired
-    }
-
-    /// Changes email and/or password hash in one transaction, only while the password version is
-    /// still `passwordVersion` (the token's), so a change racing another password change fails
-    /// instead of overwriting it. A new hash bumps the version.
-    func update(id: Int64, passwordVersion: Int, email: String?, passwordHash: String?) async throws -> UpdateResult {
-        do {
-            return try await self.pool.write { db in
-                try db.execute(
-                    sql: """
-                        UPDATE users SET email = COALESCE(?, email), password_hash = COALESCE(?, password_hash),
-                            password_version = password_version + ?
-                        WHERE id = ? AND password_version = ?
-                        """,
-                    arguments: [email, passwordHash, passwordHash == nil ? 0 : 1, id, passwordVersion]
-                )
-                guard db.changesCount > 0,
-                    let user = try Row.fetchOne(db, sql: "SELECT id, username, email, created_at FROM users WHERE id = ?", arguments: [id])
-                else { return .retired }
-                return .updated(Self.record(user))
-            }
-        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
-            throw CreateError.taken(field: "email")
-        }
-    }
-
+/// Where users are kept: SQLite (``SQLiteUserStore``, the default) or PostgreSQL
+/// (``PostgresUserStore``), chosen by `DATABASE_URL`. Both keep usernames and emails unique
+/// without regard to case, write each change in one statement or transaction, and answer a 503
+/// ``APIError`` when the database cannot answer.
+protocol UserStore: Sendable {
+    /// ``UserStoreError/taken(field:)`` when the username or email is taken.
+    func create(username: String, email: String, passwordHash: String) async throws -> UserRecord
+    /// Changes email and/or password hash, only while the password version is still
+    /// `passwordVersion` (the token's), so a change racing another password change fails instead
+    /// of overwriting it. A new hash bumps the version.
+    func update(id: Int64, passwordVersion: Int, email: String?, passwordHash: String?) async throws -> UserUpdateResult
     /// The user's password version (see the `v2-password-version` migration); nil when there is no such user.
-    func passwordVersion(id: Int64) async throws -> Int? {
-        try await self.pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT password_version FROM users WHERE id = ?", arguments: [id])
-        }
-    }
-
+    func passwordVersion(id: Int64) async throws -> Int?
     /// The user's password hash, to check a current password; nil when there is no such user.
-    func passwordHash(id: Int64) async throws -> String? {
-        try await self.pool.read { db in
-            try String.fetchOne(db, sql: "SELECT password_hash FROM users WHERE id = ?", arguments: [id])
-        }
-    }
-
-    func user(id: Int64) async throws -> UserRecord? {
-        try await self.pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, username, email, created_at FROM users WHERE id = ?", arguments: [id])
-                .map(Self.record)
-        }
-    }
-
+    func passwordHash(id: Int64) async throws -> String?
+    func user(id: Int64) async throws -> UserRecord?
     /// The user, its password hash and password version, for authentication only.
-    func credentials(username: String) async throws -> (user: UserRecord, passwordHash: String, passwordVersion: Int)? {
-        try await self.pool.read { db in
-            guard let row = try Row.fetchOne(
-                db, sql: "SELECT id, username, email, created_at, password_hash, password_version FROM users WHERE username = ?",
-                arguments: [username]
-            ) else { return nil }
-            return (Self.record(row), row["password_hash"], row["password_version"])
-        }
-    }
+    func credentials(username: String) async throws -> (user: UserRecord, passwordHash: String, passwordVersion: Int)?
+    func count() async throws -> Int
+    /// A trivial read: throws when the database cannot answer (the health check's probe).
+    func ping() async throws
+}
 
-    func count() async throws -> Int {
-        try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users") ?? 0 }
-    }
+enum UserStoreError: Error, Equatable {
+    case taken(field: String)
+}
 
-    private static func record(_ row: Row) -> UserRecord {
-        UserRecord(id: row["id"], username: row["username"], email: row["email"], created_at: SQLiteDatabase.timestamp(row["created_at"]))
-    }
+enum UserUpdateResult: Sendable {
+    case updated(UserRecord)
+    /// The password changed since the token was issued (or the user is gone): nothing written.
+    case retired
+}
 
+/// The store `location` names, migrated; with PostgreSQL, also the pool to run as a service.
+func openUserStore(_ location: DatabaseLocation, logger: Logger) async throws -> (store: any UserStore, pool: PostgresPool?) {
+    switch location {
+    case .sqlite(let path):
+        return (try SQLiteUserStore(path: path), nil)
+    case .postgres(let settings):
+        let database = try await PostgresPool.open(settings: settings, migrations: PostgresUserStore.migrations, logger: logger)
+        return (PostgresUserStore(database: database), database)
+    }
 }

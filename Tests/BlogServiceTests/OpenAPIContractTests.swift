@@ -20,7 +20,7 @@ import TitaniumHTTP
         let client = kit.makeHTTPClient()
         let issuer = try await TokenIssuer(key: ES256PrivateKey(), policy: TokenPolicy(), lifetime: .seconds(60))
         let router = buildRouter(
-            kit: kit, store: try PostStore(path: path), pages: try PageCache(path: path), verifier: .local(issuer),
+            kit: kit, store: try SQLitePostStore(path: path), pages: PageCache(), verifier: .local(issuer),
             passwords: PasswordVersions(client: client, userServiceURL: "http://127.0.0.1:1")
         )
         let routes = OpenAPIContract.apiRoutes(of: router)

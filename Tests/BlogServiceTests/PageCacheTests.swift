@@ -7,20 +7,20 @@ import Testing
 
 /// The post-list page cache over a real SQLite file: pages live until the database changes.
 @Suite struct PageCacheTests {
-    static func withStore(_ test: (PostStore, String) async throws -> Void) async throws {
+    static func withStore(_ test: (SQLitePostStore, String) async throws -> Void) async throws {
         let directory = try temporaryDirectory("page-cache-tests")
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("blog.db").path
-        try await test(try PostStore(path: path), path)
+        try await test(try SQLitePostStore(path: path), path)
     }
 
     static let first = PageCache.Key(limit: 20, offset: 0)
     static let second = PageCache.Key(limit: 20, offset: 20)
 
     @Test func aPageIsServedUntilTheDatabaseChanges() async throws {
-        try await Self.withStore { store, path in
-            let cache = try PageCache(path: path)
-            let before = try cache.version()
+        try await Self.withStore { store, _ in
+            let cache = PageCache()
+            let before = try await store.changeVersion()
             cache.store(ByteBuffer(string: "page one"), for: Self.first, version: before)
             #expect(cache.page(Self.first, version: before) == ByteBuffer(string: "page one"))
             #expect(cache.page(Self.second, version: before) == nil)
@@ -28,7 +28,7 @@ import Testing
 
             // A write through another connection (the service's writer) is a new version.
             _ = try await store.create(authorID: 1, author: "alice", title: "t", body: "b")
-            let after = try cache.version()
+            let after = try await store.changeVersion()
             #expect(after > before)
             #expect(cache.page(Self.first, version: after) == nil)
             // A page fetched under the old version arrives late: dropped, never served as new.
@@ -41,18 +41,17 @@ import Testing
     }
 
     @Test func aChangeFromAnotherProcessIsSeenToo() async throws {
-        try await Self.withStore { _, path in
-            let cache = try PageCache(path: path)
-            let before = try cache.version()
+        try await Self.withStore { store, path in
+            let before = try await store.changeVersion()
             try SQLiteCLI.run(path, ".timeout 2000", "INSERT INTO posts (author_id, author, title, body, created_at, updated_at) VALUES (1, 'a', 't', 'b', 0, 0);")
-            #expect(try cache.version() != before)
+            #expect(try await store.changeVersion() != before)
         }
     }
 
     @Test func itHoldsAtMostItsCapacityAndByteBudget() async throws {
-        try await Self.withStore { _, path in
-            let cache = try PageCache(path: path, capacity: 2, byteBudget: 10)
-            let version = try cache.version()
+        try await Self.withStore { store, _ in
+            let cache = PageCache(capacity: 2, byteBudget: 10)
+            let version = try await store.changeVersion()
             // Larger than the whole budget: never stored.
             cache.store(ByteBuffer(string: String(repeating: "x", count: 11)), for: Self.first, version: version)
             #expect(cache.page(Self.first, version: version) == nil && cache.bytes == 0)

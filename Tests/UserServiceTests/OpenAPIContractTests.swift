@@ -18,7 +18,7 @@ import TitaniumRedis
         let directory = try temporaryDirectory("user-service-contract")
         defer { try? FileManager.default.removeItem(at: directory) }
         let kit = try makeTestKit(service: "user-service")
-        let store = try UserStore(path: directory.appendingPathComponent("users.db").path)
+        let store = try SQLiteUserStore(path: directory.appendingPathComponent("users.db").path)
         let redis = RedisClient(configuration: RedisConfiguration(port: try RedisServer.freePort()))
         let cache = UserCache(redis: redis, ttlSeconds: 60, registry: kit.registry, logger: kit.logger)
         let issuer = try await TokenIssuer(key: ES256PrivateKey(), policy: TokenPolicy(), lifetime: .seconds(60))

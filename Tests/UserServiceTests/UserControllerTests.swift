@@ -24,12 +24,12 @@ import TitaniumRedis
 
     /// Runs `test` against user-service's router and the kit's operational routes.
     static func withUserService(
-        _ test: @escaping @Sendable (any TestClientProtocol, UserStore, TokenIssuer) async throws -> Void
+        _ test: @escaping @Sendable (any TestClientProtocol, SQLiteUserStore, TokenIssuer) async throws -> Void
     ) async throws {
         let directory = try temporaryDirectory("user-service-tests")
         defer { try? FileManager.default.removeItem(at: directory) }
         let kit = try makeTestKit(service: "user-service")
-        let store = try UserStore(path: directory.appendingPathComponent("users.db").path)
+        let store = try SQLiteUserStore(path: directory.appendingPathComponent("users.db").path)
         let redis = RedisClient(configuration: RedisConfiguration(port: try RedisServer.freePort()))
         let cache = UserCache(redis: redis, ttlSeconds: 60, registry: kit.registry, logger: kit.logger)
         let issuer = try await TokenIssuer(key: ES256PrivateKey(), policy: TokenPolicy(), lifetime: .seconds(60))

@@ -79,7 +79,6 @@ IMAGE_PREFIX = "titanium/"
 # reads it, the entry is reported as stale and should be removed.
 # Issue 22: PostgreSQL by DATABASE_URL (user- and blog-service) and OTLP export (every service).
 PENDING: dict[str, set[str]] = {
-    "DATABASE_URL": {"user-service", "blog-service"},
     "OTEL_EXPORTER_OTLP_ENDPOINT": {"load-balancer", "api-gateway", "auth-service", "user-service", "blog-service"},
 }
 

@@ -1,0 +1,119 @@
+import Foundation
+import TitaniumHTTP
+
+/// Where a service keeps its data, from `DATABASE_URL`:
+///
+/// | `DATABASE_URL` | storage |
+/// |---|---|
+/// | unset or empty | SQLite at the service's default path (`USER_DB_PATH`, `BLOG_DB_PATH`) |
+/// | `sqlite:///path/to/file.db`, `sqlite:relative.db` or a plain path | SQLite at that path |
+/// | `postgres://user:password@host:port/database?sslmode=disable` (or `postgresql://`) | PostgreSQL |
+///
+/// With PostgreSQL, these tune the pool (per process):
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `DATABASE_POOL_SIZE` | 10 | connections at most |
+/// | `DATABASE_CONNECT_TIMEOUT_MS` | 3000 | to open one connection |
+/// | `DATABASE_QUERY_TIMEOUT_MS` | 5000 | one query or transaction, waiting for a connection included; also the server's `statement_timeout` |
+/// | `DATABASE_STARTUP_TIMEOUT_S` | 60 | how long a starting service waits for PostgreSQL (to migrate) before it exits 1 |
+public enum DatabaseLocation: Sendable, Equatable {
+    case sqlite(path: String)
+    case postgres(PostgresSettings)
+
+    public init(settings: Settings, defaultSQLitePath: String) throws(ConfigurationError) {
+        guard let raw = settings.optionalString("database.url") else {
+            self = .sqlite(path: defaultSQLitePath)
+            return
+        }
+        if raw.hasPrefix("postgres://") || raw.hasPrefix("postgresql://") {
+            guard var postgres = PostgresSettings(url: raw) else {
+                throw ConfigurationError(key: "database.url", value: PostgresSettings.redacted(raw), expected: PostgresSettings.urlForm)
+            }
+            postgres.poolSize = try settings.int("database.pool.size", default: 10, range: 1...100)
+            postgres.connectTimeout = .milliseconds(try settings.int("database.connect.timeout.ms", default: 3000, range: 100...60_000))
+            postgres.queryTimeout = .milliseconds(try settings.int("database.query.timeout.ms", default: 5000, range: 100...600_000))
+            postgres.startupTimeout = .seconds(try settings.int("database.startup.timeout.s", default: 60, range: 0...3600))
+            self = .postgres(postgres)
+        } else if raw.hasPrefix("sqlite:") {
+            let path = raw.dropFirst("sqlite:".count)
+            // sqlite:///abs/path → /abs/path; sqlite:rel/path → rel/path
+            self = .sqlite(path: path.hasPrefix("//") ? String(path.dropFirst(2)) : String(path))
+        } else if raw.contains("://") {
+            throw ConfigurationError(
+                key: "database.url", value: PostgresSettings.redacted(raw), expected: "a SQLite path or \(PostgresSettings.urlForm)"
+            )
+        } else {
+            self = .sqlite(path: raw)
+        }
+    }
+
+    /// How a log line names it: the SQLite path, or PostgreSQL's host, port and database (no credentials).
+    public var description: String {
+        switch self {
+        case .sqlite(let path): "sqlite:\(path)"
+        case .postgres(let postgres): "postgres://\(postgres.host):\(postgres.port)/\(postgres.database)"
+        }
+    }
+}
+
+/// A PostgreSQL server and how to use it, from a `postgres://` URL and the pool settings.
+public struct PostgresSettings: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: String?
+    public var database: String
+    /// `sslmode=require` (or `verify-full`): TLS, refusing a server without it. Anything else
+    /// (`disable`, the default) connects in clear text, as on a private network or loopback.
+    public var requireTLS: Bool
+    public var poolSize = 10
+    public var connectTimeout: Duration = .seconds(3)
+    public var queryTimeout: Duration = .seconds(5)
+    public var startupTimeout: Duration = .seconds(60)
+
+    public static let urlForm = "postgres://user:password@host:port/database?sslmode=disable|require"
+
+    public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String, requireTLS: Bool = false) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+        self.requireTLS = requireTLS
+    }
+
+    /// Parses `postgres://user[:password]@host[:port]/database[?sslmode=…]`; nil when a part is
+    /// missing or the `sslmode` is unknown. User and password may be percent-encoded.
+    public init?(url: String) {
+        guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme),
+            let host = components.host, !host.isEmpty,
+            let username = components.user.flatMap({ $0.removingPercentEncoding }), !username.isEmpty
+        else { return nil }
+        let database = String(components.path.drop(while: { $0 == "/" }))
+        guard !database.isEmpty, !database.contains("/") else { return nil }
+        var requireTLS = false
+        for item in components.queryItems ?? [] where item.name == "sslmode" {
+            switch item.value {
+            case "disable", "allow", "prefer": requireTLS = false
+            case "require", "verify-ca", "verify-full": requireTLS = true
+            default: return nil
+            }
+        }
+        self.init(
+            host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host,
+            port: components.port ?? 5432,
+            username: username,
+            password: components.password.flatMap { $0.removingPercentEncoding },
+            database: database,
+            requireTLS: requireTLS
+        )
+    }
+
+    /// The URL with its password replaced by `***`, for error messages and logs.
+    public static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? "(unparseable URL)"
+    }
+}

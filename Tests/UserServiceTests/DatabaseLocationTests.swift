@@ -1,0 +1,57 @@
+import TitaniumHTTP
+import TitaniumPostgres
+import Testing
+
+/// `DATABASE_URL` read into SQLite or PostgreSQL, and what a wrong one says.
+@Suite struct DatabaseLocationTests {
+    static func location(_ variables: [String: String]) throws(ConfigurationError) -> DatabaseLocation {
+        try DatabaseLocation(settings: .fromEnvironment(variables), defaultSQLitePath: "/data/users.db")
+    }
+
+    @Test func unsetOrEmptyIsTheDefaultSQLiteFile() throws {
+        #expect(try Self.location([:]) == .sqlite(path: "/data/users.db"))
+        #expect(try Self.location(["DATABASE_URL": ""]) == .sqlite(path: "/data/users.db"))
+    }
+
+    @Test func aPathOrASQLiteURLIsSQLite() throws {
+        #expect(try Self.location(["DATABASE_URL": "/var/lib/t/users.db"]) == .sqlite(path: "/var/lib/t/users.db"))
+        #expect(try Self.location(["DATABASE_URL": "sqlite:///var/lib/t/users.db"]) == .sqlite(path: "/var/lib/t/users.db"))
+        #expect(try Self.location(["DATABASE_URL": "sqlite:users.db"]) == .sqlite(path: "users.db"))
+    }
+
+    @Test func aPostgresURLWithItsPoolSettings() throws {
+        let location = try Self.location([
+            "DATABASE_URL": "postgresql://ti%40tan:p%3Ass@db.internal:6543/titanium?sslmode=require",
+            "DATABASE_POOL_SIZE": "4", "DATABASE_QUERY_TIMEOUT_MS": "1500",
+        ])
+        guard case .postgres(let settings) = location else {
+            Issue.record("expected PostgreSQL, got \(location)")
+            return
+        }
+        #expect(settings.host == "db.internal" && settings.port == 6543 && settings.database == "titanium")
+        #expect(settings.username == "ti@tan" && settings.password == "p:ss" && settings.requireTLS)
+        #expect(settings.poolSize == 4 && settings.queryTimeout == .milliseconds(1500) && settings.connectTimeout == .seconds(3))
+        #expect(location.description == "postgres://db.internal:6543/titanium")
+
+        let plain = try Self.location(["DATABASE_URL": "postgres://titanium@127.0.0.1/titanium"])
+        #expect(plain == .postgres(PostgresSettings(host: "127.0.0.1", username: "titanium", database: "titanium")))
+    }
+
+    @Test func aWrongURLIsRefusedWithoutItsPassword() {
+        for url in [
+            "postgres://user:secret@host:5432/", "postgres://:secret@host/db", "postgres://user:secret@host/db?sslmode=maybe",
+            "mysql://user:secret@host/db",
+        ] {
+            do {
+                _ = try Self.location(["DATABASE_URL": url])
+                Issue.record("\(url) was accepted")
+            } catch {
+                #expect(error.variable == "DATABASE_URL")
+                #expect(!error.description.contains("secret"), "\(error.description)")
+            }
+        }
+        #expect(throws: ConfigurationError.self) {
+            try Self.location(["DATABASE_URL": "postgres://u@h/db", "DATABASE_POOL_SIZE": "0"])
+        }
+    }
+}
