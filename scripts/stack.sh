@@ -21,8 +21,8 @@
 # port, 7201, and so on; the load balancer balances over all of them and its /stats lists each).
 # `up` records the binaries, ports, replicas and Redis port it used in $TITANIUM_VAR/run/stack.env,
 # and `start` reuses them, so only TITANIUM_VAR has to match. Every service gets this script's
-# environment: exported TRACE_*, BACKEND_*, RATE_LIMIT_*, SHUTDOWN_*_SECONDS and ADMIN_TOKEN
-# settings reach them, and `up` records them in stack.env too (mode 600), so `start` launches
+# environment: exported TRACE_*, BACKEND_*, RATE_LIMIT_*, SHUTDOWN_*_SECONDS, DATABASE_* (user- and
+# blog-service on PostgreSQL: DATABASE_URL=postgres://…), OTEL_* and ADMIN_TOKEN settings reach them, and `up` records them in stack.env too (mode 600), so `start` launches
 # with the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -262,7 +262,7 @@ up() {
     {
       printf 'BIN=%q\nOFFSET=%q\nREDIS_PORT=%q\nLOG_LEVEL=%q\nGATEWAY_REPLICAS=%q\n' \
         "$bin" "$OFFSET" "$REDIS_PORT" "${LOG_LEVEL:-info}" "$GATEWAY_REPLICAS"
-      for var in $(compgen -e | grep -E '^(TRACE_[A-Z_]+|BACKEND_[A-Z_]+|RATE_LIMIT_[A-Z_]+|SHUTDOWN_(DELAY|GRACE)_SECONDS|ADMIN_TOKEN)$' || true); do printf 'export %s=%q\n' "$var" "${!var}"; done
+      for var in $(compgen -e | grep -E '^(TRACE_[A-Z_]+|BACKEND_[A-Z_]+|RATE_LIMIT_[A-Z_]+|SHUTDOWN_(DELAY|GRACE)_SECONDS|DATABASE_[A-Z_]+|OTEL_[A-Z_]+|ADMIN_TOKEN)$' || true); do printf 'export %s=%q\n' "$var" "${!var}"; done
     } >"$RUN/stack.env"
   )
   for name in "${ORDER[@]}"; do launch "$name" "$bin"; done
