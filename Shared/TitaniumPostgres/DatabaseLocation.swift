@@ -64,8 +64,10 @@ public struct PostgresSettings: Sendable, Equatable {
     public var username: String
     public var password: String?
     public var database: String
-    /// `sslmode=require` (or `verify-full`): TLS, refusing a server without it. Anything else
-    /// (`disable`, the default) connects in clear text, as on a private network or loopback.
+    /// `sslmode=require`, `verify-ca` or `verify-full`: TLS, refusing a server without it, and
+    /// always verifying its certificate against the system's roots and the host name (stricter
+    /// than libpq's `require`, which does not verify). `disable` (the default), `allow` and
+    /// `prefer` connect in clear text, as on a private network or loopback.
     public var requireTLS: Bool
     public var poolSize = 10
     public var connectTimeout: Duration = .seconds(3)
