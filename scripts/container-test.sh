@@ -2,8 +2,8 @@
 # Titanium's containers for real, with podman: builds every target of the Dockerfile, runs the
 # stack from docker-compose.yml (docker-compose 1.29 against podman's Docker-compatible API),
 # checks it through http://127.0.0.1:$TITANIUM_PORT, the observability profile's Prometheus and
-# Alertmanager, the postgres profile's PostgreSQL with the pg_dump CronJob's and restore Job's
-# scripts, then the Kubernetes pods of k8s-manifests/overlays/local with `podman kube play`.
+# Alertmanager, the postgres profile (the stack on PostgreSQL, the pg_dump CronJob's and restore
+# Job's scripts), then the Kubernetes pods of k8s-manifests/overlays/local with `podman kube play`.
 #
 #   bash scripts/container-test.sh
 #
@@ -317,15 +317,27 @@ step "docker-compose --profile observability down -v leaves nothing"
 compose --profile observability down -v --remove-orphans
 nothing_left
 
-# PostgreSQL alone (the services' PostgreSQL storage is tested by `make test` without containers):
-# the compose service with its hardening and healthcheck, then the scripts of the Kubernetes
-# pg_dump CronJob and restore Job, taken from the manifests, run as their pods would (the same
-# image, user 999, read-only root) against it over the compose network with its password.
-step "postgres profile: PostgreSQL healthy; the pg_dump CronJob's and restore Job's scripts"
+# The postgres profile: the whole stack with user- and blog-service on the compose PostgreSQL
+# (DATABASE_URL), a user and a post written through the load balancer and found in its tables;
+# then the scripts of the Kubernetes pg_dump CronJob and restore Job, taken from the manifests,
+# run as their pods would (the same image, user 999, read-only root) against it over the compose
+# network with its password.
+step "postgres profile: the stack on PostgreSQL; the pg_dump CronJob's and restore Job's scripts"
 POSTGRES_PASSWORD="ctest$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 export POSTGRES_PASSWORD
-compose --profile postgres up -d postgres
-wait_for 60 all_healthy || die "postgres did not become healthy in 60 s"
+DATABASE_URL="postgres://titanium:$POSTGRES_PASSWORD@postgres:5432/titanium" compose --profile postgres up -d
+wait_for 180 all_healthy || die "not every container became healthy in 180 s"
+wait_for 30 stats_all_online || die "/stats does not show every service ONLINE on PostgreSQL"
+user="pgtest$(date +%s)"
+password="postgres-$RANDOM-$RANDOM"
+curl -fsS --max-time 5 -o /dev/null -H 'Content-Type: application/json' \
+  -d "{\"username\":\"$user\",\"email\":\"$user@example.com\",\"password\":\"$password\"}" "$URL/api/users" ||
+  die "registering $user on PostgreSQL failed"
+token="$(curl -fsS --max-time 5 -H 'Content-Type: application/json' -d "{\"username\":\"$user\",\"password\":\"$password\"}" \
+  "$URL/api/auth/login" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')" ||
+  die "$user cannot log in on PostgreSQL"
+curl -fsS --max-time 5 -o /dev/null -H 'Content-Type: application/json' -H "Authorization: Bearer $token" \
+  -d '{"title":"on postgres","body":"written through the load balancer"}' "$URL/api/posts" || die "posting on PostgreSQL failed"
 # Readable by the pods' user 999 ($WORK is mktemp's, 0700).
 mkdir -m 0755 "$WORK/pg-scripts"
 "$VENV_DIR/compose/bin/python" - "$WORK/pg-scripts" <<'PY'
@@ -337,6 +349,9 @@ for name, kind, out in (("postgres-backup-cronjob.yaml", "CronJob", "backup.sh")
     open(f"{sys.argv[1]}/{out}", "w").write("\n".join(spec["template"]["spec"]["containers"][0]["args"]))
 PY
 psql_ctest() { compose exec -T postgres psql -X -A -t -q -v ON_ERROR_STOP=1 -U titanium -d titanium -c "$1"; }
+stored="$(psql_ctest "SELECT (SELECT count(*) FROM users WHERE username = '$user') || ' user, ' || (SELECT count(*) FROM posts WHERE author = '$user') || ' post'")"
+[ "$stored" = "1 user, 1 post" ] || die "PostgreSQL holds $stored of $user"
+echo "  PostgreSQL holds $stored of $user"
 # job_pod NAME=VALUE COMMAND...: one pod of the Job, with one more variable.
 job_pod() {
   local variable="$1"; shift
@@ -351,6 +366,9 @@ for _ in 1 2 3; do job_pod BACKUP_KEEP=2 sh /scripts/backup.sh; sleep 1; done
 backups="$(job_pod BACKUP_KEEP=2 ls /backup | grep -c '^titanium\.')"
 [ "$backups" = 2 ] || die "BACKUP_KEEP=2 left $backups backups"
 psql_ctest "DELETE FROM ctest WHERE name = 'lost'; INSERT INTO ctest (name) VALUES ('after');"
+# The restore Job refuses while other sessions are connected: the services go first, as the
+# runbook in docs/deploy.md says.
+compose stop user-service blog-service >/dev/null
 job_pod BACKUP_FILE= sh /scripts/restore.sh
 rows="$(psql_ctest "SELECT string_agg(name, ',' ORDER BY id) || ' next ' || nextval(pg_get_serial_sequence('ctest', 'id')) FROM ctest")"
 [ "$rows" = "kept,lost next 3" ] || die "after the restore the table holds: $rows"
