@@ -3,7 +3,10 @@
 #   1. the deployment files checked by the tools that read them (kubectl kustomize +
 #      kubernetes-validate, docker-compose config, promtool, shellcheck) and against the code;
 #   2. one debug build, then the Swift tests: unit tests and integration tests that start the
-#      built executables (and redis-server) as real processes;
+#      built executables (and redis-server, and PostgreSQL for PostgresStorageTests) as real
+#      processes; then the integration tests of user-service, auth-service and blog-service
+#      again with both services on PostgreSQL (Debian's, started here in a temporary directory
+#      on a port of its own; a database for each service process, Tests/TestSupport/TestDatabase.swift);
 #   3. the edge suite (tests/edge, pytest): hostile clients on raw sockets against the real
 #      processes: framing and smuggling, slow clients, stalled bodies, drain on SIGTERM, rate-limit
 #      spellings, bounded records; and the Kubernetes users.db backup and restore scripts against
@@ -30,6 +33,21 @@ swift build --build-tests
 export TITANIUM_BIN_DIR="$(swift build --show-bin-path)"
 # A hung test fails the run instead of holding CI until its limit.
 timeout 1500 swift test --skip-build
+
+echo "== user, auth and blog integration tests again, on PostgreSQL"
+# Tests that look into the SQLite files are skipped in this pass, saying so.
+# shellcheck source=scripts/lib/postgres.sh
+. scripts/lib/postgres.sh
+postgres_dir="$(mktemp -d "${TMPDIR:-/tmp}/titanium-test-postgres.XXXXXX")"
+trap 'postgres_stop "$postgres_dir"; rm -rf "$postgres_dir"' EXIT
+postgres_start "$postgres_dir"
+SECONDS=0
+TITANIUM_TEST_POSTGRES_URL="$POSTGRES_URL" timeout 900 swift test --skip-build \
+  --filter 'IntegrationTests\.(UserServiceTests|UserExposureTests|TokenAndPostTests|GatewayTests|FiveServicesTests)/'
+echo "PostgreSQL pass: ${SECONDS} s"
+postgres_stop "$postgres_dir"
+rm -rf "$postgres_dir"
+trap - EXIT
 
 echo "== edge suite: hostile clients against the real processes"
 python3 -c 'import pytest, yaml' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check pytest PyYAML

@@ -61,7 +61,8 @@ import Testing
         }
     }
 
-    @Test func aDatabaseFromBeforePasswordVersionsIsUpgradedInPlace() async throws {
+    @Test(.disabled(if: TestDatabase.isPostgres, "alters the SQLite file users.db; PostgreSQL databases start with password_version"))
+    func aDatabaseFromBeforePasswordVersionsIsUpgradedInPlace() async throws {
         let dataDir = try temporaryDirectory("titanium-users")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let environment = [
