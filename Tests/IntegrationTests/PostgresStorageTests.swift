@@ -209,6 +209,42 @@ import Testing
         }
     }
 
+    @Test(.timeLimit(.minutes(1)))
+    func postgresKilledAndStartedAgainIsServedAgainWithoutARestart() async throws {
+        let dataDir = try temporaryDirectory("titanium-pg-crash")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        try await withPostgresServer { postgres in
+            try postgres.createDatabase("titanium")
+            let service = try ServiceProcess("user-service", environment: [
+                "DATABASE_URL": postgres.url(database: "titanium"), "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())",
+                "BCRYPT_COST": "4", "DATA_DIR": dataDir.path, "SHUTDOWN_DELAY_SECONDS": "0",
+            ])
+            let base = "http://127.0.0.1:\(try await service.port())"
+            try await withHTTPClient { client in
+                let created = try await post(client, "\(base)/api/users", body: #"{"username":"crash","email":"crash@example.com","password":"password-crash"}"#)
+                let id = try #require(try json(created.body)["id"] as? Int, "\(created.body)")
+                #expect(try await get(client, "\(base)/api/users/\(id)").status == .ok)
+
+                // A crash (SIGKILL: no shutdown, the server recovers from its WAL on the next start).
+                try await postgres.stop(.kill)
+                let down = try await send(client, .GET, "\(base)/api/users/\(id)")
+                #expect(down.status == .serviceUnavailable, "\(down.body)")
+                try await postgres.start()
+                let returned = ContinuousClock.now
+                _ = try await poll(timeout: .seconds(5), interval: .milliseconds(50)) { () async throws -> Bool? in
+                    try await get(client, "\(base)/api/users/\(id)").status == .ok ? true : nil
+                }
+                let servedAfter = returned.duration(to: .now)
+                print("PostgresStorageTests crash: a read served again \(Self.seconds(servedAfter)) after PostgreSQL returned")
+                #expect(try await Self.databaseStatus(client, base) == "ONLINE")
+                let after = try await post(client, "\(base)/api/users", body: #"{"username":"crash2","email":"crash2@example.com","password":"password-crash"}"#)
+                #expect(after.status == .created, "\(after.body)")
+                #expect(service.logObjects.filter { $0["message"] as? String == "listening" }.count == 1)
+            }
+            #expect(try await service.terminate() == 0)
+        }
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func twoBlogProcessesOnOneDatabaseShareAuthorshipAndSeeEachOthersWrites() async throws {
         let dataDir = try temporaryDirectory("titanium-pg-blog")
