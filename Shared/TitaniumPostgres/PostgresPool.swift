@@ -174,7 +174,13 @@ public final class PostgresPool: Service, Sendable {
             return try await withThrowingTaskGroup(of: Result?.self) { group in
                 group.addTask { try await body(client, leased) }
                 group.addTask {
-                    try await Task.sleep(for: timeout)
+                    // The deadline, cut short when the watcher finds the server gone while this
+                    // query still waits for a connection.
+                    let deadline = ContinuousClock.now + timeout
+                    while ContinuousClock.now < deadline {
+                        try await Task.sleep(for: min(.milliseconds(100), ContinuousClock.now.duration(to: deadline)))
+                        if !leased.isSet, self.state.withLock({ $0.down }) { break }
+                    }
                     return nil
                 }
                 defer { group.cancelAll() }
