@@ -149,9 +149,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "TitaniumOTLP",
+            dependencies: [
+                "TitaniumHTTP", "TitaniumLogging", "TitaniumMetrics", "TitaniumTracing", .asyncHTTPClient, .logging, .nioCore,
+                .nioHTTP1, .prometheus, .serviceLifecycle,
+            ],
+            path: "Shared/TitaniumOTLP",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "TitaniumTrace",
             dependencies: [
-                "TitaniumHTTP", "TitaniumSQLite", "TitaniumTracing", "TitaniumMetrics", .httpTypes,
+                "TitaniumHTTP", "TitaniumOTLP", "TitaniumSQLite", "TitaniumTracing", "TitaniumMetrics", .httpTypes,
                 .hummingbird, .logging, .nioCore, .grdb, .grdbSQLite, .prometheus, .serviceLifecycle,
             ],
             path: "Shared/TitaniumTrace",
@@ -272,7 +281,7 @@ let package = Package(
             name: "TitaniumKitTests",
             dependencies: [
                 "TitaniumLogging", "TitaniumMetrics", "TitaniumTracing", "TitaniumHTTP", "TitaniumRedis",
-                "TitaniumTrace", "TitaniumAuth", "TitaniumProxy", "TestSupport", .jwtKit, .asyncHTTPClient, .httpTypes,
+                "TitaniumTrace", "TitaniumOTLP", "TitaniumAuth", "TitaniumProxy", "TestSupport", .jwtKit, .asyncHTTPClient, .httpTypes,
                 .hummingbird, .logging, .nioConcurrencyHelpers, .nioCore, .nioHTTP1, .tracing,
                 .w3cTraceContext, .hummingbirdTesting, .prometheus,
             ],

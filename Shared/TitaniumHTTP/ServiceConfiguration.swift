@@ -25,6 +25,7 @@ import TitaniumLogging
 /// | `HTTP_CLIENT_CONNECT_TIMEOUT_MS` | 1000 | outbound connect timeout |
 /// | `HTTP_CLIENT_READ_TIMEOUT_MS` | 2000 | outbound read timeout (no bytes for this long) |
 /// | `HTTP_CLIENT_IDLE_TIMEOUT_SECONDS` | 30 | idle pooled outbound connections are closed after this |
+/// | `TRACE_SAMPLE_RATIO` | 1.0 | 0 … 1: the share of new traces (a request with no `traceparent`) sampled; the decision travels in the `traceparent` sampled flag and every hop follows it (the trace store keeps 5xx and slow requests whatever it says: `TRACE_KEEP_SLOWER_THAN_MS`) |
 /// | `ADMIN_TOKEN` | (none) | guards `/traces*` and `/admin/faults` (``AdminToken``); required unless `HTTP_HOST` is a loopback address |
 public struct ServiceConfiguration: Sendable {
     public static let version = "0.1.0"
@@ -44,6 +45,8 @@ public struct ServiceConfiguration: Sendable {
     public var eventLoops: Int
     public var client: OutboundClientConfiguration
     public var adminToken: AdminToken
+    /// `TRACE_SAMPLE_RATIO`: read here because the tracer is made before anything else.
+    public var traceSampleRatio: Double
 
     public init(
         service: String, defaultPort: Int, settings: Settings, defaults: ServerDefaults = ServerDefaults()
@@ -80,6 +83,7 @@ public struct ServiceConfiguration: Sendable {
             idleTimeout: .seconds(try settings.int("http.client.idle.timeout.seconds", default: 30, range: 1...3600))
         )
         self.adminToken = try AdminToken(settings: settings, listenHost: self.host)
+        self.traceSampleRatio = try settings.double("trace.sample.ratio", default: 1, range: 0...1)
     }
 }
 

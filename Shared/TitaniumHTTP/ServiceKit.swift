@@ -213,7 +213,7 @@ public enum ServiceMain {
         // Before anything touches the shared event-loop group (Hummingbird's server, AsyncHTTPClient).
         NIOSingletons.groupLoopCountSuggestion = configuration.eventLoops
         let registry = PrometheusCollectorRegistry()
-        let tracer = W3CTracer()
+        let tracer = W3CTracer(sampler: TraceSampler(ratio: configuration.traceSampleRatio))
         let level = configuration.logLevel
         LoggingSystem.bootstrap({ _, provider in
             JSONLogHandler(service: service, level: level, metadataProvider: provider)

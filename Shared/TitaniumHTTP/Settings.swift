@@ -44,6 +44,14 @@ public struct Settings: Sendable {
         return value
     }
 
+    public func double(_ key: String, default defaultValue: Double, range: ClosedRange<Double>) throws(ConfigurationError) -> Double {
+        guard let raw = self.optionalString(key) else { return defaultValue }
+        guard let value = Double(raw), value.isFinite, range.contains(value) else {
+            throw ConfigurationError(key: key, value: raw, expected: "a number in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
     public func bool(_ key: String, default defaultValue: Bool) throws(ConfigurationError) -> Bool {
         guard let raw = self.optionalString(key) else { return defaultValue }
         switch raw.lowercased() {

@@ -1,54 +1,55 @@
 import Logging
 
-/// A minimal append-only JSON writer for log lines: no intermediate dictionaries, no Foundation.
-struct JSONWriter {
-    private(set) var bytes: [UInt8] = []
+/// A minimal append-only JSON writer for log lines (and OTLP's JSON): no intermediate
+/// dictionaries, no Foundation.
+public struct JSONWriter {
+    public private(set) var bytes: [UInt8] = []
     private var needsComma = false
 
-    init() {
+    public init() {
         self.bytes.reserveCapacity(512)
     }
 
-    mutating func beginObject() {
+    public mutating func beginObject() {
         self.separate()
         self.bytes.append(UInt8(ascii: "{"))
         self.needsComma = false
     }
 
-    mutating func endObject() {
+    public mutating func endObject() {
         self.bytes.append(UInt8(ascii: "}"))
         self.needsComma = true
     }
 
-    mutating func beginArray() {
+    public mutating func beginArray() {
         self.separate()
         self.bytes.append(UInt8(ascii: "["))
         self.needsComma = false
     }
 
-    mutating func endArray() {
+    public mutating func endArray() {
         self.bytes.append(UInt8(ascii: "]"))
         self.needsComma = true
     }
 
-    mutating func key(_ key: String) {
+    public mutating func key(_ key: String) {
         self.string(key)
         self.bytes.append(UInt8(ascii: ":"))
         self.needsComma = false
     }
 
-    mutating func null() {
+    public mutating func null() {
         self.raw("null")
     }
 
-    mutating func raw(_ text: String) {
+    public mutating func raw(_ text: String) {
         self.separate()
         self.bytes.append(contentsOf: text.utf8)
         self.needsComma = true
     }
 
     /// An unsigned integer as a JSON number, without an intermediate String.
-    mutating func number(_ value: UInt64) {
+    public mutating func number(_ value: UInt64) {
         self.separate()
         self.appendDigits(value)
         self.needsComma = true
@@ -83,7 +84,7 @@ struct JSONWriter {
     }
 
     /// Bytes that are already valid JSON string content (ids, a cached timestamp).
-    mutating func quotedASCII(_ bytes: UnsafeRawBufferPointer) {
+    public mutating func quotedASCII(_ bytes: UnsafeRawBufferPointer) {
         self.separate()
         self.bytes.append(UInt8(ascii: "\""))
         self.bytes.append(contentsOf: bytes)
@@ -92,7 +93,7 @@ struct JSONWriter {
     }
 
     /// A key that needs no escaping (a literal of ours).
-    mutating func key(_ key: StaticString) {
+    public mutating func key(_ key: StaticString) {
         self.separate()
         self.bytes.append(UInt8(ascii: "\""))
         key.withUTF8Buffer { self.bytes.append(contentsOf: $0) }
@@ -101,7 +102,7 @@ struct JSONWriter {
         self.needsComma = false
     }
 
-    mutating func string(_ text: String) {
+    public mutating func string(_ text: String) {
         self.separate()
         self.bytes.append(UInt8(ascii: "\""))
         if text.utf8.withContiguousStorageIfAvailable({ self.appendEscaping($0) }) == nil {

@@ -1,4 +1,5 @@
 import TitaniumHTTP
+import TitaniumOTLP
 
 /// The trace store's settings, read once at start-up.
 ///
@@ -12,9 +13,12 @@ import TitaniumHTTP
 /// | `TRACE_RETENTION_HOURS` | 168 | older rows are deleted, 1,000 at a time, every minute |
 /// | `TRACE_INCLUDE_PATHS` | (all) | comma-separated path prefixes to record |
 /// | `TRACE_EXCLUDE_PATHS` | `/health,/metrics,/stats,/traces` | prefixes never recorded |
+/// | `TRACE_KEEP_SLOWER_THAN_MS` | 500 | a request of a trace that was not sampled (`TRACE_SAMPLE_RATIO`, read with the service's configuration) is recorded all the same when it took at least this long, or was answered 5xx |
 /// | `TRACE_USER_ID_SOURCES` | `token,header,query` | where the user id comes from, in order: the verified token's subject, `X-User-ID`, `?user_id=` |
 ///
 /// `ADMIN_TOKEN` guards the routes (``AdminToken``, read with the service's configuration).
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, every recorded request is also exported as an OTLP
+/// span (``OTLPConfiguration``); `TRACE_ENABLED=false` turns that off too.
 public struct TraceConfiguration: Sendable {
     public enum UserIDSource: String, Sendable, CaseIterable {
         case token, header, query
@@ -29,6 +33,10 @@ public struct TraceConfiguration: Sendable {
     public var includePrefixes: [String] = []
     public var excludePrefixes = ["/health", "/metrics", "/stats", "/traces"]
     public var userIDSources: [UserIDSource] = [.token, .header, .query]
+    /// Unsampled requests this slow (or answered 5xx) are recorded anyway.
+    public var keepSlowerThan: Duration = .milliseconds(500)
+    /// Where recorded requests are exported as spans, if anywhere.
+    public var export: OTLPConfiguration?
 
     public init(databasePath: String) {
         self.databasePath = databasePath
@@ -51,6 +59,8 @@ public struct TraceConfiguration: Sendable {
             }
             return source
         }
+        self.keepSlowerThan = .milliseconds(try settings.int("trace.keep.slower.than.ms", default: 500, range: 0...3_600_000))
+        self.export = try OTLPConfiguration.from(settings)
     }
 
     /// `250ms`, `5s` or a plain number of seconds; more than zero, at most an hour.

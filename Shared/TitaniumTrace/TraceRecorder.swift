@@ -9,6 +9,7 @@ import Prometheus
 import ServiceLifecycle
 import Synchronization
 import TitaniumHTTP
+import TitaniumOTLP
 import TitaniumTracing
 import TitaniumMetrics
 
@@ -40,6 +41,10 @@ public final class TraceRecorder: RequestRecorder {
     let buffer: TraceBuffer
     let writer: TraceWriter
     let dropped: Prometheus.Counter
+    let unsampled: Prometheus.Counter
+    let keepSlowerThanMicroseconds: UInt64
+    /// Sends every recorded request to an OTLP collector too, when one is configured.
+    public let exporter: OTLPExporter?
 
     public init(
         configuration: TraceConfiguration, service: String, instance: String, registry: PrometheusCollectorRegistry, logger: Logger,
@@ -52,13 +57,27 @@ public final class TraceRecorder: RequestRecorder {
         self.store = try TraceStore(path: configuration.databasePath)
         self.buffer = TraceBuffer(capacity: configuration.bufferSize, batchSize: configuration.batchSize)
         self.dropped = registry.makeCounter(named: "trace_records_dropped_total", help: "Trace records dropped because the buffer was full or the store kept failing")
+        self.unsampled = registry.makeCounter(
+            named: "trace_records_unsampled_total", help: "Requests not recorded: their trace was not sampled, and they were neither 5xx nor slow"
+        )
+        self.keepSlowerThanMicroseconds = UInt64(configuration.keepSlowerThan.components.seconds) * 1_000_000
+            + UInt64(configuration.keepSlowerThan.components.attoseconds / 1_000_000_000_000)
+        self.exporter = configuration.export.map { export in
+            OTLPExporter(
+                configuration: export, resource: OTLPResource(service: service, instance: instance, version: ServiceConfiguration.version),
+                registry: registry, logger: logger
+            )
+        }
         self.writer = TraceWriter(
             store: self.store, buffer: self.buffer, configuration: configuration, service: service, instance: instance,
             registry: registry, dropped: self.dropped, logger: logger
         )
     }
 
-    public var service: any Service { self.writer }
+    public var service: any Service {
+        guard let exporter = self.exporter else { return self.writer }
+        return TraceServices(services: [self.writer, exporter])
+    }
 
     public func shouldRecord(_ request: Request) -> Bool {
         self.configuration.records(path: request.uri.path) && (self.options.filter?(request) ?? true)
@@ -88,8 +107,27 @@ public final class TraceRecorder: RequestRecorder {
         return nil
     }
 
+    /// Keeps a request of a sampled trace, and any request answered 5xx or slower than
+    /// `TRACE_KEEP_SLOWER_THAN_MS` whatever its trace's flag says.
+    ///
+    /// A trace that was not sampled is therefore kept only at the hops that saw it fail or take
+    /// long. A proxy's answer contains its upstream's (a relayed 5xx is its 5xx, a slow upstream
+    /// makes it slow), so a failure or a delay at blog-service is kept at the gateway and the
+    /// load balancer too: that trace is complete from the edge down to where it went wrong. Hops
+    /// below that, which answered fine and fast before anyone knew, are not: their record was
+    /// decided when they answered.
     public func record(_ request: FinishedRequest) {
+        guard self.keeps(request) else {
+            self.unsampled.increment()
+            return
+        }
         if !self.buffer.append(request) { self.dropped.increment() }
+        self.exporter?.enqueue(request)
+    }
+
+    public func keeps(_ request: FinishedRequest) -> Bool {
+        request.spanContext.isSampled || request.status >= 500
+            || request.latencyMicroseconds >= self.keepSlowerThanMicroseconds
     }
 
     /// Records still waiting in memory.

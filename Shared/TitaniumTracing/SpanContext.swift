@@ -16,6 +16,9 @@ public struct W3CSpanContext: Sendable, Hashable {
         self.isRemote = isRemote
     }
 
+    /// The `traceparent` sampled flag: whether the trace's first hop chose to record it.
+    public var isSampled: Bool { self.traceContext.flags.contains(.sampled) }
+
     public var parentSpanIDString: String? {
         self.parentSpanID.map { id in withUnsafeBytes(of: id.bytes) { Hex.encode($0) } }
     }

@@ -15,15 +15,19 @@ public struct W3CTracer: Tracer {
     /// Called once per span when it ends. Without it spans carry ids only and record nothing
     /// (`isRecording` is false), which keeps the per-request cost down.
     public var onSpanEnd: (@Sendable (FinishedSpan) -> Void)?
+    /// Which new traces carry the sampled flag (`TRACE_SAMPLE_RATIO`); a continued trace keeps its caller's.
+    public var sampler: TraceSampler
 
     public init(
         makeTraceID: @escaping @Sendable () -> TraceID = {
             var random = IDRandomGenerator()
             return TraceID.timeOrdered(using: &random)
         },
+        sampler: TraceSampler = .always,
         onSpanEnd: (@Sendable (FinishedSpan) -> Void)? = nil
     ) {
         self.makeTraceID = makeTraceID
+        self.sampler = sampler
         self.onSpanEnd = onSpanEnd
     }
 
@@ -49,13 +53,18 @@ public struct W3CTracer: Tracer {
         )
     }
 
-    /// A new span's identity: a child of `parent` (same trace, flags and state), or the root of
-    /// a new trace (``makeTraceID``) when there is none.
+    /// A new span's identity: a child of `parent` (same trace, flags and state: the caller's
+    /// sampling decision holds), or the root of a new trace (``makeTraceID``), sampled or not by
+    /// ``sampler``, when there is none.
     public func spanContext(childOf parent: W3CSpanContext?) -> W3CSpanContext {
         var random = IDRandomGenerator()
         guard let parent else {
+            let traceID = self.makeTraceID()
             return W3CSpanContext(
-                traceContext: TraceContext(traceID: self.makeTraceID(), spanID: .random(using: &random), flags: .sampled, state: TraceState())
+                traceContext: TraceContext(
+                    traceID: traceID, spanID: .random(using: &random), flags: self.sampler.samples(traceID) ? .sampled : [],
+                    state: TraceState()
+                )
             )
         }
         return W3CSpanContext(
