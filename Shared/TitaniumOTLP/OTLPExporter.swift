@@ -69,17 +69,25 @@ public final class OTLPExporter: Service, Sendable {
     /// Spans waiting in memory.
     public var queueDepth: Int { self.queue.depth }
 
-    public func run() async throws {
+    /// The exporter's own client: not traced, the export timeout as its read timeout.
+    static func makeClient(_ configuration: OTLPConfiguration) -> HTTPClient {
         var clientConfiguration = HTTPClient.Configuration(
             timeout: .init(
-                connect: .nanoseconds(min(self.configuration.timeout, .seconds(5)).nanoseconds),
-                read: .nanoseconds(self.configuration.timeout.nanoseconds)
+                connect: .nanoseconds(min(configuration.timeout, .seconds(5)).nanoseconds),
+                read: .nanoseconds(configuration.timeout.nanoseconds)
             ),
             connectionPool: .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 2)
         )
         // The export requests themselves are not traced.
         clientConfiguration.tracing.tracer = nil
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        // A refused connection fails the attempt at once (and is retried on this exporter's
+        // schedule) instead of being retried by the pool until the request's deadline.
+        clientConfiguration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+    }
+
+    public func run() async throws {
+        let client = Self.makeClient(self.configuration)
         self.logger.notice(
             "exporting spans over OTLP/HTTP",
             metadata: ["otlp.url": .string(self.configuration.tracesURL), "otlp.batch": "\(self.configuration.maxBatchSize)"]
