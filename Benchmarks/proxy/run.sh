@@ -2,7 +2,9 @@
 # The load balancer as a proxy, side by side in one run:
 #   1. lb     vs nginx   the load balancer and nginx proxy_pass (1 worker, keepalive upstream)
 #                        in front of the same backend (a separate nginx answering `return 200`
-#                        with a small JSON body), GET /api/bench, wrk -t1 -c64
+#                        with a small JSON body), GET /api/bench, wrk -t1 -c64; beside them a
+#                        second load balancer with TRACE_SAMPLE_RATIO=0.01 (SAMPLED_RATIO), which
+#                        records a trace row for 1 % of the requests instead of every one
 #   2. chain  vs direct  GET /api/posts through load-balancer → api-gateway → blog-service
 #                        against blog-service direct (200 posts, the newest 20 per page), wrk -t1 -c64
 #   3. chain  vs direct  at a fixed 1,000 requests/s: hey -c 10 -q 100 (Debian `hey`; -q is per
@@ -18,7 +20,8 @@
 #                                   request (to a file), as the other benchmarks and the stack do;
 #                                   notice turns access lines off
 #   PIN=1                           servers (nginx, Titanium) on CPU 0, wrk/hey on CPU 1
-#   PORT_BASE (12100)               ports PORT_BASE+1 … PORT_BASE+14 on 127.0.0.1
+#   PORT_BASE (12100)               ports PORT_BASE+1 … PORT_BASE+15 on 127.0.0.1
+#   SAMPLED_RATIO (0.01)            TRACE_SAMPLE_RATIO of the sampled load balancer in part 1
 #   TITANIUM_BIN_DIR                release binaries (default .build/release); nothing is built
 #   PARTS ("proxy chain rate")      which parts to run; the summary covers those run. Also
 #                                   "breakdown": the load balancer as in part 1 against copies with
@@ -75,8 +78,10 @@ TCP_FLOOR_PORT=$((PORT_BASE + 11))   # floor: proxy-floor tcp → backend
 HTTP_FLOOR_PORT=$((PORT_BASE + 12))  # floor: proxy-floor http → backend
 FLOOR_HOP2_PORT=$((PORT_BASE + 13))  # floor: proxy-floor http → blog
 FLOOR_CHAIN_PORT=$((PORT_BASE + 14)) # floor: proxy-floor http → proxy-floor http → blog
+SAMPLED_PORT=$((PORT_BASE + 15))     # load balancer → backend at TRACE_SAMPLE_RATIO=SAMPLED_RATIO
+SAMPLED_RATIO="${SAMPLED_RATIO:-0.01}"
 for port in $BACKEND_PORT $NGINX_PORT $LB_PORT $BLOG_PORT $GATEWAY_PORT $CHAIN_PORT $UNUSED_PORT $NOTRACE_PORT $BARE_PORT $ONELOOP_PORT \
-            $TCP_FLOOR_PORT $HTTP_FLOOR_PORT $FLOOR_HOP2_PORT $FLOOR_CHAIN_PORT; do
+            $TCP_FLOOR_PORT $HTTP_FLOOR_PORT $FLOOR_HOP2_PORT $FLOOR_CHAIN_PORT $SAMPLED_PORT; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is taken: set PORT_BASE" >&2; exit 1; fi
 done
 
@@ -131,6 +136,10 @@ service_start() { # NAME BINARY PORT [VAR=VALUE…]
 }
 stats="STATS_TARGETS=api-gateway=http://127.0.0.1:$GATEWAY_PORT,blog-service=http://127.0.0.1:$BLOG_PORT"
 service_start lb load-balancer "$LB_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" DASHBOARD_DIR="$ROOT/dashboard-ui"
+if [[ " $PARTS " == *" proxy "* ]]; then
+  service_start lb_sampled load-balancer "$SAMPLED_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" \
+    DASHBOARD_DIR="$ROOT/dashboard-ui" TRACE_SAMPLE_RATIO="$SAMPLED_RATIO"
+fi
 if [[ " $PARTS " == *" breakdown "* ]]; then
   service_start lb_notrace load-balancer "$NOTRACE_PORT" GATEWAY_URLS="http://127.0.0.1:$BACKEND_PORT" "$stats" TRACE_ENABLED=false
 fi
@@ -174,6 +183,7 @@ db.executemany("INSERT INTO posts (author_id, author, title, body, created_at, u
 db.commit()
 PY
 wait_for "http://127.0.0.1:$LB_PORT/api/bench" lb
+if [[ " $PARTS " == *" proxy "* ]]; then wait_for "http://127.0.0.1:$SAMPLED_PORT/api/bench" lb_sampled; fi
 if [[ " $PARTS " == *" breakdown "* ]]; then
   wait_for "http://127.0.0.1:$NOTRACE_PORT/api/bench" lb_notrace
   wait_for "http://127.0.0.1:$ONELOOP_PORT/api/bench" lb_oneloop
@@ -279,12 +289,14 @@ done
 # cpu_us: CPU time per request of the proxy under test (lb, nginx proxy_pass), of the three
 # services (chain) or of blog-service (direct).
 if [[ " $PARTS " == *" proxy "* ]]; then
-  echo "round lb_rps lb_p99_ms lb_cpu_us nginx_rps nginx_p99_ms nginx_cpu_us"
+  echo "round lb_rps lb_p99_ms lb_cpu_us nginx_rps nginx_p99_ms nginx_cpu_us sampled_rps sampled_p99_ms sampled_cpu_us"
   for round in $(seq 1 "$ROUNDS"); do
     a=$(run "http://127.0.0.1:$LB_PORT/api/bench" "$lb_pid")
     b=$(run "http://127.0.0.1:$NGINX_PORT/api/bench" "$nginx_proxy_pid")
-    echo "$round $a $b" | tee -a "$work/proxy.results"
+    c=$(run "http://127.0.0.1:$SAMPLED_PORT/api/bench" "$lb_sampled_pid")
+    echo "$round $a $b $c" | tee -a "$work/proxy.results"
   done
+  echo "trace rows written: ratio 1 $(curl -fs "http://127.0.0.1:$LB_PORT/metrics" | awk '$1 == "trace_records_written_total" {print $2}'), ratio $SAMPLED_RATIO $(curl -fs "http://127.0.0.1:$SAMPLED_PORT/metrics" | awk '$1 == "trace_records_written_total" {print $2}') (unsampled, not recorded: $(curl -fs "http://127.0.0.1:$SAMPLED_PORT/metrics" | awk '$1 == "trace_records_unsampled_total" {print $2}'))"
 fi
 if [[ " $PARTS " == *" breakdown "* ]]; then
   echo "round lb_rps lb_p99_ms lb_cpu_us notrace_rps notrace_p99_ms notrace_cpu_us bare_rps bare_p99_ms bare_cpu_us oneloop_rps oneloop_p99_ms oneloop_cpu_us"
@@ -368,7 +380,7 @@ print(f"CPU µs per request, median: floor chain hop 1 / hop 2 / blog {split(9)}
 PY
 fi
 
-python3 - "$work" "$RATE" <<'PY'
+SAMPLED_RATIO="$SAMPLED_RATIO" python3 - "$work" "$RATE" <<'PY'
 import os, statistics, sys
 work, rate = sys.argv[1], int(sys.argv[2])
 errors = len(open(f"{work}/errors").read().split())
@@ -377,7 +389,7 @@ def load(name):
     if not os.path.exists(path):
         return None
     rows = [list(map(float, line.split()[1:])) for line in open(path)]
-    return [statistics.median(r[i] for r in rows) for i in range(6)] + [rows]
+    return [statistics.median(r[i] for r in rows) for i in range(6)] + [rows] + [statistics.median(r[i] for r in rows) for i in range(6, len(rows[0]))]
 proxy, chain, fixed = load("proxy"), load("chain"), load("rate")
 verdict = lambda ok: "met" if ok else "NOT MET"
 per_round = lambda rows: ", ".join(f"{r[0] / r[3]:.3f}" for r in rows)
@@ -389,9 +401,13 @@ print()
 print("| target | requests/s | p99 ms | CPU µs/request |")
 print("|---|---|---|---|")
 if proxy:
-    lb, lb99, lbcpu, ng, ng99, ngcpu, _ = proxy
+    lb, lb99, lbcpu, ng, ng99, ngcpu = proxy[:6]
     print(f"| nginx proxy_pass → nginx return 200 | {ng:,.0f} | {ng99:.2f} | {ngcpu:.0f} (nginx proxy) |")
     print(f"| load balancer → nginx return 200 | {lb:,.0f} | {lb99:.2f} | {lbcpu:.0f} (load balancer) |")
+    if len(proxy) >= 10:
+        sa, sa99, sacpu = proxy[7:10]
+        ratio = os.environ.get("SAMPLED_RATIO", "0.01")
+        print(f"| load balancer, TRACE_SAMPLE_RATIO={ratio} → nginx return 200 | {sa:,.0f} | {sa99:.2f} | {sacpu:.0f} (load balancer) |")
 if chain:
     ch, ch99, chcpu, di, di99, dicpu, _ = chain
     print(f"| blog-service GET /api/posts, direct | {di:,.0f} | {di99:.2f} | {dicpu:.0f} (blog) |")
@@ -403,6 +419,9 @@ if fixed:
 print()
 if proxy:
     print(f"lb/nginx throughput: {lb / ng:.3f} (per round: {per_round(proxy[6])}); p99 lb/nginx: {lb99 / ng99:.2f}; CPU per request lb/nginx: {lbcpu / ngcpu:.1f}")
+    if len(proxy) >= 10:
+        print(f"sampled lb/nginx throughput: {sa / ng:.3f} (per round: {', '.join(f'{r[6] / r[3]:.3f}' for r in proxy[6])}); "
+              f"sampled/ratio-1 lb: {sa / lb:.3f}; CPU per request sampled/ratio-1: {sacpu / lbcpu:.2f}")
 if chain:
     print(f"chain/direct throughput: {ch / di:.3f} (per round: {per_round(chain[6])}); p99 chain/direct: {ch99 / di99:.2f}; CPU per request chain/direct: {chcpu / dicpu:.1f}")
 if proxy:

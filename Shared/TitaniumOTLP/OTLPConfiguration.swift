@@ -43,18 +43,22 @@ public struct OTLPConfiguration: Sendable, Equatable {
         } else {
             return nil
         }
-        let protocolKey = settings.optionalString("otel.exporter.otlp.traces.protocol") != nil
-            ? "otel.exporter.otlp.traces.protocol" : "otel.exporter.otlp.protocol"
-        if let wire = settings.optionalString(protocolKey), wire != "http/json" {
-            throw ConfigurationError(key: protocolKey, value: wire, expected: "http/json (the only OTLP encoding Titanium sends)")
+        // The `TRACES_` variant of each variable wins over the general one.
+        let tracesProtocol = settings.optionalString("otel.exporter.otlp.traces.protocol")
+        if let wire = tracesProtocol ?? settings.optionalString("otel.exporter.otlp.protocol"), wire != "http/json" {
+            throw ConfigurationError(
+                key: tracesProtocol != nil ? "otel.exporter.otlp.traces.protocol" : "otel.exporter.otlp.protocol", value: wire,
+                expected: "http/json (the only OTLP encoding Titanium sends)"
+            )
         }
         var configuration = OTLPConfiguration(tracesURL: url)
-        let headersKey = settings.optionalString("otel.exporter.otlp.traces.headers") != nil
-            ? "otel.exporter.otlp.traces.headers" : "otel.exporter.otlp.headers"
-        configuration.headers = try Self.headers(settings.optionalString(headersKey), key: headersKey)
-        let timeoutKey = settings.optionalString("otel.exporter.otlp.traces.timeout") != nil
-            ? "otel.exporter.otlp.traces.timeout" : "otel.exporter.otlp.timeout"
-        configuration.timeout = .milliseconds(try settings.int(timeoutKey, default: 10_000, range: 1...600_000))
+        if let headers = settings.optionalString("otel.exporter.otlp.traces.headers") {
+            configuration.headers = try Self.headers(headers, key: "otel.exporter.otlp.traces.headers")
+        } else {
+            configuration.headers = try Self.headers(settings.optionalString("otel.exporter.otlp.headers"), key: "otel.exporter.otlp.headers")
+        }
+        let timeout = try settings.int("otel.exporter.otlp.timeout", default: 10_000, range: 1...600_000)
+        configuration.timeout = .milliseconds(try settings.int("otel.exporter.otlp.traces.timeout", default: timeout, range: 1...600_000))
         configuration.maxQueueSize = try settings.int("otel.bsp.max.queue.size", default: 2048, range: 1...1_000_000)
         configuration.maxBatchSize = try settings.int(
             "otel.bsp.max.export.batch.size", default: min(512, configuration.maxQueueSize), range: 1...configuration.maxQueueSize
