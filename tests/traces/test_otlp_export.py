@@ -119,8 +119,10 @@ def test_with_the_receiver_down_requests_keep_their_latency_and_failures_are_cou
     p90_up, p90_down = sorted(up)[int(len(up) * 0.9)], sorted(down)[int(len(down) * 0.9)]
     print(f"latency with the receiver up: median {median_up * 1000:.2f} ms, p90 {p90_up * 1000:.2f} ms; "
           f"down: median {median_down * 1000:.2f} ms, p90 {p90_down * 1000:.2f} ms")
-    assert median_down <= median_up * 1.5 + 0.005, f"median {median_up:.4f}s → {median_down:.4f}s with the receiver down"
-    assert p90_down <= p90_up * 2 + 0.010, f"p90 {p90_up:.4f}s → {p90_down:.4f}s with the receiver down"
+    # Loose bounds (other work shares this machine): an export on the request path would cost a
+    # refused connection's retries or the 10 s export timeout, far beyond them.
+    assert median_down <= median_up * 2 + 0.010, f"median {median_up:.4f}s → {median_down:.4f}s with the receiver down"
+    assert p90_down <= p90_up * 3 + 0.020, f"p90 {p90_up:.4f}s → {p90_down:.4f}s with the receiver down"
     assert_alive(*chain.values())
     # And export resumes once the receiver is back.
     response = http_request(lb.port, "GET", "/api/posts")

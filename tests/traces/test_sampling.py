@@ -23,6 +23,7 @@ from edge_harness import (assert_alive, balancer_env, closed_redis_url, dashboar
 RATIO = 0.1
 PLAIN, SLOW, FAILED = 2000, 40, 40
 HOPS = ("lb", "gateway", "blog")
+KEEP_SLOWER_THAN_US = 500_000  # TRACE_KEEP_SLOWER_THAN_MS's default
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +112,14 @@ def test_the_edge_samples_the_ratio_and_every_hop_follows_while_5xx_and_slow_are
 
     problems = [p for p in (chain_problem(t) for _, _, t, _ in sampled) if p]
     assert not problems, f"{len(problems)} sampled traces incomplete, e.g. {problems[:5]}"
-    recorded_unsampled = [t for _, _, t, _ in unsampled if any(t in by_trace[hop] for hop in HOPS)]
-    assert not recorded_unsampled, f"{len(recorded_unsampled)} unsampled fast 200s were recorded, e.g. {recorded_unsampled[:3]}"
+    # An unsampled request leaves a row only where it was slow (a busy machine can make a plain
+    # request take 500 ms): each such row must say so.
+    unkept = [row for _, _, t, _ in unsampled for hop in HOPS for row in by_trace[hop].get(t, [])
+              if row["status_code"] < 500 and row["latency_us"] < KEEP_SLOWER_THAN_US]
+    assert not unkept, f"{len(unkept)} rows of unsampled fast 200s were recorded, e.g. {unkept[:3]}"
+    kept_slow = {t for _, _, t, _ in unsampled if t in by_trace["lb"]}
+    if kept_slow:
+        print(f"{len(kept_slow)} unsampled plain requests kept for taking 500 ms or more")
 
     # Slow: all three hops were slow, so all three kept it. 5xx: blog-service answered 503 and
     # both proxies relayed it; each keeps its row (blog-service's, unless the gateway stopped
@@ -131,5 +138,5 @@ def test_the_edge_samples_the_ratio_and_every_hop_follows_while_5xx_and_slow_are
     assert len(lines) == total, f"{len(lines)} access lines for {total} requests"
     counted = counter(lb, r'http_requests_total\{[^}]*route="/api/\*\*"[^}]*\}') - requests_before
     assert counted == total, f"http_requests_total counted {counted} of {total}"
-    assert counter(lb, "trace_records_unsampled_total") == len(unsampled)
+    assert counter(lb, "trace_records_unsampled_total") == len(unsampled) - len(kept_slow)
     assert_alive(*chain.values())
