@@ -39,13 +39,16 @@ public struct RequestAccounting: Sendable {
         if countsInWindow {
             self.window.record(latencyNanos: elapsed, isError: status >= 500, isRateLimited: status == 429, nowNanos: now)
         }
-        recorder?.record(
-            FinishedRequest(
-                spanContext: span, method: method, route: route, path: path, status: status, latencyMicroseconds: elapsed / 1_000,
-                startedAtMilliseconds: wallClockMilliseconds() - Int64(elapsed / 1_000_000),
-                remoteAddress: remoteAddress, userAgent: userAgent, userID: userID
+        if let recorder {
+            let startedAt = wallClockNanoseconds() - Int64(elapsed)
+            recorder.record(
+                FinishedRequest(
+                    spanContext: span, method: method, route: route, path: path, status: status, latencyMicroseconds: elapsed / 1_000,
+                    startedAtMilliseconds: startedAt / 1_000_000, startedAtNanoseconds: startedAt,
+                    remoteAddress: remoteAddress, userAgent: userAgent, userID: userID
+                )
             )
-        )
+        }
         if self.accessLog.isEnabled {
             // The client address becomes text only here, when a line is written.
             self.accessLog.write(
@@ -59,11 +62,11 @@ public struct RequestAccounting: Sendable {
     }
 }
 
-/// Milliseconds since the epoch (CLOCK_REALTIME).
-func wallClockMilliseconds() -> Int64 {
+/// Nanoseconds since the epoch (CLOCK_REALTIME).
+func wallClockNanoseconds() -> Int64 {
     var spec = timespec()
     clock_gettime(CLOCK_REALTIME, &spec)
-    return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
 }
 
 extension String {

@@ -15,13 +15,16 @@ public struct FinishedRequest: Sendable {
     public var latencyMicroseconds: UInt64
     /// Milliseconds since the epoch when the request arrived.
     public var startedAtMilliseconds: Int64
+    /// The same instant in nanoseconds (an OTLP span's start: children inside their parents).
+    public var startedAtNanoseconds: Int64
     public var remoteAddress: SocketAddress?
     public var userAgent: String?
     public var userID: String?
 
     public init(
         spanContext: W3CSpanContext, method: String, route: String, path: String, status: Int, latencyMicroseconds: UInt64,
-        startedAtMilliseconds: Int64, remoteAddress: SocketAddress?, userAgent: String?, userID: String?
+        startedAtMilliseconds: Int64, startedAtNanoseconds: Int64? = nil, remoteAddress: SocketAddress?, userAgent: String?,
+        userID: String?
     ) {
         self.spanContext = spanContext
         self.method = method
@@ -30,6 +33,7 @@ public struct FinishedRequest: Sendable {
         self.status = status
         self.latencyMicroseconds = latencyMicroseconds
         self.startedAtMilliseconds = startedAtMilliseconds
+        self.startedAtNanoseconds = startedAtNanoseconds ?? startedAtMilliseconds * 1_000_000
         self.remoteAddress = remoteAddress
         self.userAgent = userAgent
         self.userID = userID

@@ -70,7 +70,7 @@ public enum OTLPTraceEncoder {
     }
 
     static func span(_ request: FinishedRequest, into json: inout JSONWriter) {
-        let start = UInt64(max(request.startedAtMilliseconds, 0)) * 1_000_000
+        let start = UInt64(max(request.startedAtNanoseconds, 0))
         json.beginObject()
         json.key("traceId")
         json.string(request.spanContext.traceID)

@@ -92,6 +92,8 @@ class OTLPReceiver:
         self.invalid: list[str] = []
         self.requests = 0
         self.content_types: set[str] = set()
+        self._failures_left = 0
+        self._failure_status = 503
         self._server: ThreadingHTTPServer | None = None
         self._connections: set = set()
 
@@ -121,7 +123,13 @@ class OTLPReceiver:
                     receiver.requests += 1
                     receiver.content_types.add(self.headers.get("Content-Type", ""))
                 status, answer = 200, b"{}"
-                if self.path != "/v1/traces":
+                with receiver.lock:
+                    failing = receiver._failures_left > 0
+                    if failing:
+                        receiver._failures_left -= 1
+                if failing:
+                    status, answer = receiver._failure_status, b'{"error":"failing on purpose"}'
+                elif self.path != "/v1/traces":
                     status, answer = 404, b"{}"
                 else:
                     try:
@@ -157,6 +165,11 @@ class OTLPReceiver:
                 connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        """Answers the next `count` exports with `status` (their spans are not kept)."""
+        with self.lock:
+            self._failures_left, self._failure_status = count, status
 
     @property
     def url(self) -> str:

@@ -7,6 +7,7 @@ requests keep their latency and ``otlp_export_failures_total`` rises on every se
 
 import json
 import re
+import signal
 import statistics
 import time
 
@@ -85,10 +86,27 @@ def test_one_request_is_one_trace_of_three_spans_matching_the_trace_store(chain,
             f"row {rows[0]['span_id']} (parent {rows[0].get('parent_span_id')})")
         assert span["attributes"]["url.path"] == rows[0]["path"] == "/api/posts"
 
-    # The edge starts the trace; each hop is the child of the one in front of it.
+    # The edge starts the trace; each hop is the child of the one in front of it, and lies
+    # within it in time (nanosecond times; 1 ms of slack for the wall clock read after the fact).
     assert spans["load-balancer"]["parent_span_id"] is None
     assert spans["api-gateway"]["parent_span_id"] == spans["load-balancer"]["span_id"]
     assert spans["blog-service"]["parent_span_id"] == spans["api-gateway"]["span_id"]
+    slack = 1_000_000
+    for parent, child in (("load-balancer", "api-gateway"), ("api-gateway", "blog-service")):
+        assert spans[parent]["start"] - slack <= spans[child]["start"] <= spans[child]["end"] <= spans[parent]["end"] + slack, (
+            f"{child} [{spans[child]['start']}, {spans[child]['end']}] is not within {parent} "
+            f"[{spans[parent]['start']}, {spans[parent]['end']}]")
+
+
+def test_an_export_the_collector_refuses_with_503_is_retried(chain, receiver):
+    before = sum(metric(chain[name], "otlp_export_failures_total") for name in SERVICES)
+    receiver.fail_next(2)
+    response = http_request(chain["load-balancer"].port, "GET", "/api/posts")
+    trace_id = trace_id_of(response)
+    # Back-off 0.5 s, then 1 s: the spans arrive on a later attempt.
+    assert wait_until(lambda: len(receiver.spans_of(trace_id)) >= 3, timeout=15), "spans not delivered after 503s"
+    after = sum(metric(chain[name], "otlp_export_failures_total") for name in SERVICES)
+    assert after - before >= 2, f"otlp_export_failures_total rose by {after - before}, expected 2 or more"
 
 
 def latencies(port, n=60):
@@ -128,3 +146,19 @@ def test_with_the_receiver_down_requests_keep_their_latency_and_failures_are_cou
     response = http_request(lb.port, "GET", "/api/posts")
     trace_id = trace_id_of(response)
     assert wait_until(lambda: len(receiver.spans_of(trace_id)) >= 3, timeout=15), "no spans after the receiver came back"
+
+
+def test_spans_waiting_at_shutdown_are_exported_before_the_process_exits(fn_procs, receiver):
+    """A batch that is not full waits for OTEL_BSP_SCHEDULE_DELAY (here 10 minutes); SIGTERM sends it."""
+    blog = fn_procs.start("blog-service", {
+        "JWKS_URL": refused_url() + "/.well-known/jwks.json", "REDIS_URL": closed_redis_url(),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "600000", "SHUTDOWN_DELAY_SECONDS": "0",
+    }, label="blog-shutdown")
+    response = http_request(blog.port, "GET", "/api/posts")
+    trace_id = trace_id_of(response)
+    time.sleep(0.5)
+    assert receiver.spans_of(trace_id) == [], "exported before the schedule delay"
+    blog.signal(signal.SIGTERM)
+    assert blog.wait_exit(15) == 0, blog.tail(20)
+    spans = receiver.spans_of(trace_id)
+    assert [s["resource"]["service.name"] for s in spans] == ["blog-service"], spans
