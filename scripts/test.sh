@@ -11,7 +11,7 @@
 #      processes: framing and smuggling, slow clients, stalled bodies, drain on SIGTERM, rate-limit
 #      spellings, bounded records; and the Kubernetes users.db backup and restore scripts against
 #      a live user-service through a read-only bind mount (needs root);
-#   3b. the traces suite (tests/traces, scripts/traces-test.sh, about 15 s): spans exported over
+#   3b. the traces suite (tests/traces, scripts/traces-test.sh, 15-30 s): spans exported over
 #      OTLP/HTTP to a receiver that checks them against opentelemetry-proto, and
 #      TRACE_SAMPLE_RATIO=0.1 keeping 200 ± 60 of 2,000 traces, complete, plus every 5xx and slow one;
 #   4. the dashboard in headless Chromium against a real stack;
@@ -56,7 +56,7 @@ echo "== edge suite: hostile clients against the real processes"
 python3 -c 'import pytest, yaml' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check pytest PyYAML
 python3 -m pytest -q -p no:cacheprovider tests/edge
 
-echo "== traces: OTLP export to a receiver, and sampling (about 15 s)"
+echo "== traces: OTLP export to a receiver, and sampling (15-30 s)"
 bash scripts/traces-test.sh
 
 echo "== dashboard in headless Chromium"

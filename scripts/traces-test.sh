@@ -8,7 +8,7 @@
 #     otlp_export_failures_total rises;
 #   - sampling: TRACE_SAMPLE_RATIO=0.1, 2,000 requests → 200 ± 60 complete traces, nothing of
 #     the others recorded, every slow and every 5xx request kept at every hop.
-# About 15 s with a debug build (measured: export 3 s, sampling 9 s).
+# 11-15 s with a debug build on an idle machine, 30 s under other builds (measured; 5 tests).
 #
 #   TITANIUM_BIN_DIR=$(swift build --show-bin-path) bash scripts/traces-test.sh [pytest arguments]
 #
