@@ -7,7 +7,8 @@
 #                                    in temporary directories and never use the system one, which
 #                                    the package creates but, with package scripts starting no
 #                                    daemons, does not start)
-#   scripts/install-deps.sh bench    plus the load generators (wrk, nginx for comparisons)
+#   scripts/install-deps.sh bench    plus the load generators (wrk, nginx for comparisons) and
+#                                    PostgreSQL (Benchmarks/services starts its own cluster)
 set -euo pipefail
 # install_apt (as root; package scripts start no daemons), shared with the other scripts.
 # shellcheck source=scripts/lib/tools.sh
@@ -16,7 +17,7 @@ set -euo pipefail
 packages=(libhiredis-dev libsqlite3-dev libssl-dev redis-server curl libjs-chart.js)
 case "${1:-run}" in
   test) packages+=(prometheus jq sqlite3 python3 python3-venv postgresql) ;;
-  bench) packages+=(prometheus jq sqlite3 wrk nginx-light hey) ;;
+  bench) packages+=(prometheus jq sqlite3 wrk nginx-light hey postgresql) ;;
 esac
 
 install_apt "${packages[@]}"
