@@ -28,6 +28,9 @@
 # server is reachable only from its container (DATABASE_URL is then read in there); the script
 # hands it the URL, arguments and its standard input, no files.
 #
+# The rows pass through temporary files in $TMPDIR (about twice their size), mode 0700 (they
+# hold password hashes), removed at the end.
+#
 # Exit: 0 copied; 1 failed (rolled back: nothing copied); 2 refused (usage, schema missing, a
 # target table not empty - e.g. a second run - or a SQLite file missing). Needs python3 (standard
 # library only) and psql (Debian: postgresql-client).
