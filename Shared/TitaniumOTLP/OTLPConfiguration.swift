@@ -29,6 +29,15 @@ public struct OTLPConfiguration: Sendable, Equatable {
     public var maxBatchSize = 512
     public var scheduleDelay: Duration = .seconds(5)
 
+    /// The URL without user, password or query (where collectors take API keys), for logs.
+    public var loggableURL: String {
+        guard var components = URLComponents(string: self.tracesURL) else { return "(unparseable URL)" }
+        components.user = nil
+        components.password = nil
+        components.query = nil
+        return components.string ?? "(unparseable URL)"
+    }
+
     public init(tracesURL: String) {
         self.tracesURL = tracesURL
     }
@@ -67,19 +76,22 @@ public struct OTLPConfiguration: Sendable, Equatable {
         return configuration
     }
 
-    /// `key=value,key=value`, each value percent-decoded (the OpenTelemetry format).
+    /// `key=value,key=value`, each value percent-decoded (the OpenTelemetry format). An error shows
+    /// the names only: values are often API keys.
     static func headers(_ text: String?, key: String) throws(ConfigurationError) -> [Header] {
         guard let text else { return [] }
+        let shown = text.split(separator: ",").map { pair in pair.split(separator: "=", maxSplits: 1).first.map { "\($0)=***" } ?? "***" }
+            .joined(separator: ",")
         var headers: [Header] = []
         for pair in text.split(separator: ",") {
             let parts = pair.split(separator: "=", maxSplits: 1)
             let name = parts.first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
             guard parts.count == 2, !name.isEmpty, name.utf8.allSatisfy(Self.isTokenByte) else {
-                throw ConfigurationError(key: key, value: text, expected: "comma-separated name=value pairs")
+                throw ConfigurationError(key: key, value: shown, expected: "comma-separated name=value pairs")
             }
             let raw = parts[1].trimmingCharacters(in: .whitespaces)
             guard let value = raw.removingPercentEncoding, !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
-                throw ConfigurationError(key: key, value: text, expected: "comma-separated name=value pairs (values percent-encoded)")
+                throw ConfigurationError(key: key, value: shown, expected: "comma-separated name=value pairs (values percent-encoded)")
             }
             headers.append(Header(name: name, value: value))
         }

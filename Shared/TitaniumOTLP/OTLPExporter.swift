@@ -90,7 +90,7 @@ public final class OTLPExporter: Service, Sendable {
         let client = Self.makeClient(self.configuration)
         self.logger.notice(
             "exporting spans over OTLP/HTTP",
-            metadata: ["otlp.url": .string(self.configuration.tracesURL), "otlp.batch": "\(self.configuration.maxBatchSize)"]
+            metadata: ["otlp.url": .string(self.configuration.loggableURL), "otlp.batch": "\(self.configuration.maxBatchSize)"]
         )
         await withGracefulShutdownHandler {
             await self.exportUntilStopped(client)
@@ -155,7 +155,7 @@ public final class OTLPExporter: Service, Sendable {
             case .accepted:
                 self.exported.increment(by: Int64(batch.count))
                 if self.failing.exchange(false, ordering: .relaxed) {
-                    self.logger.notice("OTLP export recovered", metadata: ["otlp.url": .string(self.configuration.tracesURL)])
+                    self.logger.notice("OTLP export recovered", metadata: ["otlp.url": .string(self.configuration.loggableURL)])
                 }
                 return
             case .rejected(let reason):
@@ -180,7 +180,7 @@ public final class OTLPExporter: Service, Sendable {
             self.logger.warning(
                 "OTLP export failing; spans dropped (logged again only after it recovers)",
                 metadata: [
-                    "otlp.url": .string(self.configuration.tracesURL), "error": .string(reason), "attempts": "\(attempts)",
+                    "otlp.url": .string(self.configuration.loggableURL), "error": .string(reason), "attempts": "\(attempts)",
                     "spans": "\(batch.count)",
                 ]
             )

@@ -17,7 +17,7 @@ import TitaniumHTTP
 /// | `DATABASE_CONNECT_TIMEOUT_MS` | 3000 | to open one connection |
 /// | `DATABASE_QUERY_TIMEOUT_MS` | 5000 | one query or transaction, waiting for a connection included; also the server's `statement_timeout` |
 /// | `DATABASE_STARTUP_TIMEOUT_S` | 60 | how long a starting service waits for PostgreSQL (to migrate) before it exits 1 |
-public enum DatabaseLocation: Sendable, Equatable {
+public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
     case sqlite(path: String)
     case postgres(PostgresSettings)
 
@@ -58,7 +58,7 @@ public enum DatabaseLocation: Sendable, Equatable {
 }
 
 /// A PostgreSQL server and how to use it, from a `postgres://` URL and the pool settings.
-public struct PostgresSettings: Sendable, Equatable {
+public struct PostgresSettings: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
     public var username: String
@@ -76,6 +76,9 @@ public struct PostgresSettings: Sendable, Equatable {
 
     public static let urlForm = "postgres://user:password@host:port/database?sslmode=disable|require"
 
+    /// Host, port, database and user; never the password.
+    public var description: String { "postgres://\(self.username)@\(self.host):\(self.port)/\(self.database)" }
+
     public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String, requireTLS: Bool = false) {
         self.host = host
         self.port = port
@@ -90,10 +93,15 @@ public struct PostgresSettings: Sendable, Equatable {
     public init?(url: String) {
         guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme),
             let host = components.host, !host.isEmpty,
-            let username = components.user.flatMap({ $0.removingPercentEncoding }), !username.isEmpty
+            let username = components.percentEncodedUser.flatMap({ $0.removingPercentEncoding }), !username.isEmpty
         else { return nil }
         let database = String(components.path.drop(while: { $0 == "/" }))
         guard !database.isEmpty, !database.contains("/") else { return nil }
+        var password: String?
+        if let encoded = components.percentEncodedPassword {
+            guard let decoded = encoded.removingPercentEncoding else { return nil }  // a stray %
+            password = decoded
+        }
         var requireTLS = false
         for item in components.queryItems ?? [] where item.name == "sslmode" {
             switch item.value {
@@ -106,16 +114,23 @@ public struct PostgresSettings: Sendable, Equatable {
             host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host,
             port: components.port ?? 5432,
             username: username,
-            password: components.password.flatMap { $0.removingPercentEncoding },
+            password: password,
             database: database,
             requireTLS: requireTLS
         )
     }
 
-    /// The URL with its password replaced by `***`, for error messages and logs.
+    /// The URL with its password replaced by `***`, for error messages and logs. A URL that does
+    /// not parse loses everything between `//` and the last `@` instead.
     public static func redacted(_ url: String) -> String {
-        guard var components = URLComponents(string: url), components.password != nil else { return url }
-        components.password = "***"
-        return components.string ?? "(unparseable URL)"
+        if var components = URLComponents(string: url) {
+            guard components.password != nil else { return url }
+            components.password = "***"
+            if let redacted = components.string { return redacted }
+        }
+        guard let scheme = url.range(of: "//"), let at = url.range(of: "@", options: .backwards), scheme.upperBound <= at.lowerBound else {
+            return url
+        }
+        return url.replacingCharacters(in: scheme.upperBound..<at.lowerBound, with: "***")
     }
 }

@@ -38,13 +38,14 @@ public struct PostgresMigration: Sendable {
                     try? await connection.close()
                     throw error
                 }
-            } catch let error as PSQLError where error.code == .server && !Self.retryable(error) {
-                throw error  // a statement PostgreSQL refused: retrying will not help
             } catch {
-                guard ContinuousClock.now < deadline else { throw error }
+                let cause = Self.cause(of: error)
+                // A statement PostgreSQL refused (a permission, a syntax error): retrying will not help.
+                if let refused = cause as? PSQLError, refused.code == .server, !Self.retryable(refused) { throw refused }
+                guard ContinuousClock.now < deadline else { throw cause }
                 logger.warning(
                     "waiting for PostgreSQL",
-                    metadata: ["attempt": "\(attempt)", "error": "\(String(reflecting: error))", "database": "\(settings.host):\(settings.port)/\(settings.database)"]
+                    metadata: ["attempt": "\(attempt)", "error": "\(String(reflecting: cause))", "database": "\(settings.host):\(settings.port)/\(settings.database)"]
                 )
                 try await Task.sleep(for: .seconds(1))
             }
@@ -54,6 +55,9 @@ public struct PostgresMigration: Sendable {
     private static func apply(_ migrations: [PostgresMigration], on connection: PostgresConnection, logger: Logger) async throws {
         for migration in migrations {
             try await connection.withTransaction(logger: logger) { connection in
+                // No statement timeout here: waiting for another replica's migration, or building an
+                // index on a large table, may take longer than a request's query may.
+                try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.advisoryLock))", logger: logger)
                 try await connection.query(
                     "CREATE TABLE IF NOT EXISTS titanium_migrations (name text PRIMARY KEY, applied_at bigint NOT NULL)", logger: logger
@@ -68,6 +72,12 @@ public struct PostgresMigration: Sendable {
                 logger.info("migration applied", metadata: ["migration": "\(migration.name)"])
             }
         }
+    }
+
+    /// The error inside a transaction's wrapper: the first of BEGIN, the body, COMMIT, ROLLBACK that failed.
+    static func cause(of error: any Error) -> any Error {
+        guard let wrapped = error as? PostgresTransactionError else { return error }
+        return wrapped.beginError ?? wrapped.closureError ?? wrapped.commitError ?? wrapped.rollbackError ?? error
     }
 
     /// Errors worth waiting out at start: PostgreSQL starting up or shutting down (57P03, 57P01),

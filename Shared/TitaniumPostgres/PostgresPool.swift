@@ -87,10 +87,13 @@ public final class PostgresPool: Service, Sendable {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.watch() }
                 for await pool in self.pools {
+                    let grace = self.settings.queryTimeout
                     group.addTask {
                         await withDiscardingTaskGroup { running in
                             running.addTask { await pool.client.run() }
                             for await _ in pool.retirement {}
+                            // Queries still on a retired pool may finish (closing it cuts them).
+                            try? await Task.sleep(for: grace)
                             running.cancelAll()
                         }
                     }
@@ -111,17 +114,22 @@ public final class PostgresPool: Service, Sendable {
                 let connection = try await PostgresConnection.connect(configuration: try PostgresMigration.configuration(self.settings), id: 1, logger: self.logger)
                 try? await connection.close()
                 reachable = true
+            } catch let error as PSQLError where error.code == .server {
+                // The server answered (too many connections, a password refused): it is there.
+                reachable = true
             } catch {
                 reachable = false
             }
+            // Made before taking the lock (with TLS it reads the CA bundle); unused unless needed.
+            let fresh = reachable && self.state.withLock({ $0.down }) ? Self.makePool(self.settings, logger: self.logger) : nil
             let (replaced, wentDown): (Pool?, Bool) = self.state.withLock { state in
                 let wasDown = state.down
                 state.down = !reachable
                 state.suspect = !reachable
-                guard reachable, wasDown else { return (nil, !reachable && !wasDown) }
+                guard reachable, wasDown, let fresh else { return (nil, !reachable && !wasDown) }
                 let old = state.pool
-                state.pool = Self.makePool(self.settings, logger: self.logger)
-                self.newPools.yield(state.pool)
+                state.pool = fresh
+                self.newPools.yield(fresh)
                 return (old, false)
             }
             if let replaced {
@@ -139,7 +147,7 @@ public final class PostgresPool: Service, Sendable {
         return try await self.withDeadline(timeout) { client, leased in
             try await client.withConnection { connection in
                 leased.set()
-                return try await connection.query(query, logger: logger).collect()
+                return try await Self.closingOnCancel(connection) { try await connection.query(query, logger: logger).collect() }
             }
         }
     }
@@ -150,7 +158,9 @@ public final class PostgresPool: Service, Sendable {
         return try await self.withDeadline(nil) { client, leased in
             try await client.withConnection { connection in
                 leased.set()
-                return try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
+                return try await Self.closingOnCancel(connection) {
+                    try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
+                }
             }
         }
     }
@@ -163,6 +173,11 @@ public final class PostgresPool: Service, Sendable {
     /// Runs `body` on the current pool until `timeout` (the query timeout when nil); errors become
     /// what a request should answer (see the type's comment). `body` sets `leased` once it holds a
     /// connection: a timeout before that, like a lost connection, makes the watcher look.
+    ///
+    /// At the deadline `body` is cancelled, which closes its connection (postgres-nio lets a
+    /// running query wait for the server otherwise, for as long as TCP takes to give up on a
+    /// silent network), and its end is awaited: a statement that committed just before answers
+    /// with its result, not with a 503 that would make a client repeat it.
     private func withDeadline<Result: Sendable>(
         _ timeout: Duration?, _ body: @escaping @Sendable (PostgresClient, LeaseFlag) async throws -> Result
     ) async throws -> Result {
@@ -170,6 +185,7 @@ public final class PostgresPool: Service, Sendable {
         let (client, down) = self.state.withLock { ($0.pool.client, $0.down) }
         guard !down else { throw Self.unavailable }
         let leased = LeaseFlag()
+        let expired = LeaseFlag()
         do {
             return try await withThrowingTaskGroup(of: Result?.self) { group in
                 group.addTask { try await body(client, leased) }
@@ -181,18 +197,32 @@ public final class PostgresPool: Service, Sendable {
                         try await Task.sleep(for: min(.milliseconds(100), ContinuousClock.now.duration(to: deadline)))
                         if !leased.isSet, self.state.withLock({ $0.down }) { break }
                     }
+                    expired.set()
                     return nil
                 }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let result = first else {
-                    throw DatabaseTimeout(timeout: timeout, leased: leased.isSet)
+                while let next = try await group.next() {
+                    if let result = next {
+                        group.cancelAll()
+                        return result
+                    }
+                    group.cancelAll()  // the deadline: body's connection is closed under it
                 }
-                return result
+                throw DatabaseTimeout(timeout: timeout, leased: leased.isSet)
             }
         } catch {
-            let (classified, lost) = Self.classify(error)
+            let (classified, lost) = Self.classify(expired.isSet ? DatabaseTimeout(timeout: timeout, leased: leased.isSet) : error)
             if lost { self.state.withLock { $0.suspect = true } }
             throw classified
+        }
+    }
+
+    /// Runs `body`; a cancellation closes `connection`, which fails the query under way (and rolls
+    /// back an open transaction) instead of waiting for the server.
+    private static func closingOnCancel<Result: Sendable>(
+        _ connection: PostgresConnection, _ body: () async throws -> Result
+    ) async throws -> Result {
+        try await withTaskCancellationHandler(operation: body) {
+            _ = connection.close() as EventLoopFuture<Void>
         }
     }
 
@@ -201,6 +231,9 @@ public final class PostgresPool: Service, Sendable {
     /// suggests the server is gone.
     static func classify(_ error: any Error) -> (error: any Error, lost: Bool) {
         switch error {
+        case let error as PostgresTransactionError:
+            let cause = PostgresMigration.cause(of: error)
+            return cause is PostgresTransactionError ? (Self.unavailable, false) : Self.classify(cause)
         case let error as PSQLError where error.code == .server:
             let state = error.serverInfo?[.sqlState] ?? ""
             if state == "23505" { return (UniqueViolation(constraint: error.serverInfo?[.constraintName] ?? ""), false) }
@@ -232,7 +265,8 @@ public final class PostgresPool: Service, Sendable {
     )
 }
 
-/// Whether a query got its connection; a class so the deadline's task and the query's share it.
+/// A flag the deadline's task and the query's share: whether the query got its connection,
+/// whether the deadline passed.
 final class LeaseFlag: Sendable {
     private let value = Mutex(false)
     func set() { self.value.withLock { $0 = true } }

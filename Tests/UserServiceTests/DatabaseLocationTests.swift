@@ -32,6 +32,11 @@ import Testing
         #expect(settings.username == "ti@tan" && settings.password == "p:ss" && settings.requireTLS)
         #expect(settings.poolSize == 4 && settings.queryTimeout == .milliseconds(1500) && settings.connectTimeout == .seconds(3))
         #expect(location.description == "postgres://db.internal:6543/titanium")
+        #expect(!"\(settings)".contains("p:ss") && !String(reflecting: location).contains("p:ss"))
+
+        // Decoded once: %2541 is "%41", not "A".
+        let literal = try Self.location(["DATABASE_URL": "postgres://u:a%2541@h/db"])
+        #expect(literal == .postgres(PostgresSettings(host: "h", username: "u", password: "a%41", database: "db")))
 
         let plain = try Self.location(["DATABASE_URL": "postgres://titanium@127.0.0.1/titanium"])
         #expect(plain == .postgres(PostgresSettings(host: "127.0.0.1", username: "titanium", database: "titanium")))
@@ -49,6 +54,11 @@ import Testing
                 #expect(error.variable == "DATABASE_URL")
                 #expect(!error.description.contains("secret"), "\(error.description)")
             }
+        }
+        // Foundation's parser takes a space or a stray % in a password literally; redacted all the same.
+        for (url, password) in [("postgres://user:sec ret@host/db", "sec ret"), ("postgres://user:100%secret@host/db", "100%secret")] {
+            #expect(PostgresSettings(url: url)?.password == password, "\(url)")
+            #expect(!PostgresSettings.redacted(url).contains(password), "\(PostgresSettings.redacted(url))")
         }
         #expect(throws: ConfigurationError.self) {
             try Self.location(["DATABASE_URL": "postgres://u@h/db", "DATABASE_POOL_SIZE": "0"])
