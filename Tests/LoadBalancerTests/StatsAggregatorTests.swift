@@ -105,7 +105,8 @@ import TitaniumMetrics
             let start = ContinuousClock.now
             let stats = await Self.aggregator(["user-service": silent.port], client: client, timeout: .milliseconds(300)).collect()
             let elapsed = start.duration(to: .now)
-            #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(1), "\(elapsed)")
+            // Bounded well above 300 ms: on a loaded 2-core machine the fan-out itself took 1.6 s once.
+            #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(3), "\(elapsed)")
             #expect(stats.services.first?.status == "OFFLINE")
             // The client's deadline or the fan-out's own timer, whichever fires first.
             #expect(stats.services.first?.error?.isEmpty == false, "\(stats.services)")
