@@ -87,13 +87,15 @@ def test_one_request_is_one_trace_of_three_spans_matching_the_trace_store(chain,
         assert span["attributes"]["url.path"] == rows[0]["path"] == "/api/posts"
 
     # The edge starts the trace; each hop is the child of the one in front of it, and lies
-    # within it in time (nanosecond times; 1 ms of slack for the wall clock read after the fact).
+    # within it in time (nanosecond times; 1 ms of slack for the wall clock read after the fact at
+    # the start; 10 ms at the end: a hop reads its end after writing its last byte, which the hop in
+    # front may already have relayed and ended on — 1.2 ms past it was seen in a CI run).
     assert spans["load-balancer"]["parent_span_id"] is None
     assert spans["api-gateway"]["parent_span_id"] == spans["load-balancer"]["span_id"]
     assert spans["blog-service"]["parent_span_id"] == spans["api-gateway"]["span_id"]
-    slack = 1_000_000
+    slack, end_slack = 1_000_000, 10_000_000
     for parent, child in (("load-balancer", "api-gateway"), ("api-gateway", "blog-service")):
-        assert spans[parent]["start"] - slack <= spans[child]["start"] <= spans[child]["end"] <= spans[parent]["end"] + slack, (
+        assert spans[parent]["start"] - slack <= spans[child]["start"] <= spans[child]["end"] <= spans[parent]["end"] + end_slack, (
             f"{child} [{spans[child]['start']}, {spans[child]['end']}] is not within {parent} "
             f"[{spans[parent]['start']}, {spans[parent]['end']}]")
 
