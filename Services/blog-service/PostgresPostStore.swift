@@ -77,7 +77,7 @@ struct PostgresPostStore: PostStore {
             try await Self.bumpVersion(connection)
             return id
         }
-        guard let id else { throw PostgresPostStoreError.noRowReturned }
+        guard let id else { throw NoRowReturned() }
         return Post(
             id: id, author_id: authorID, author: author, title: title, body: body,
             created_at: SQLiteDatabase.timestamp(now), updated_at: SQLiteDatabase.timestamp(now)
@@ -145,9 +145,4 @@ struct PostgresPostStore: PostStore {
 
     /// Statements inside a transaction log nothing of their own (the request's access line is the record).
     static let quiet = Logger(label: "postgres", factory: { _ in SwiftLogNoOpLogHandler() })
-}
-
-enum PostgresPostStoreError: Error {
-    /// `INSERT … RETURNING` returned nothing: PostgreSQL broke its promise.
-    case noRowReturned
 }

@@ -34,7 +34,7 @@ struct PostgresUserStore: UserStore {
                 VALUES (\(username), \(email), \(passwordHash), \(createdAt)) RETURNING id
                 """
             )
-            guard let id = try rows.first?.decode(Int64.self) else { throw PostgresUserStoreError.noRowReturned }
+            guard let id = try rows.first?.decode(Int64.self) else { throw NoRowReturned() }
             return UserRecord(id: id, username: username, email: email, created_at: SQLiteDatabase.timestamp(createdAt))
         } catch let violation as UniqueViolation {
             throw UserStoreError.taken(field: violation.constraint.contains("email") ? "email" : "username")
@@ -95,9 +95,4 @@ struct PostgresUserStore: UserStore {
         let (id, username, email, createdAt) = try row.decode((Int64, String, String, Int64).self)
         return UserRecord(id: id, username: username, email: email, created_at: SQLiteDatabase.timestamp(createdAt))
     }
-}
-
-enum PostgresUserStoreError: Error {
-    /// `INSERT … RETURNING` returned nothing: PostgreSQL broke its promise.
-    case noRowReturned
 }

@@ -179,13 +179,13 @@ public final class PostgresPool: Service, Sendable {
     /// silent network), and its end is awaited: a statement that committed just before answers
     /// with its result, not with a 503 that would make a client repeat it.
     private func withDeadline<Result: Sendable>(
-        _ timeout: Duration?, _ body: @escaping @Sendable (PostgresClient, LeaseFlag) async throws -> Result
+        _ timeout: Duration?, _ body: @escaping @Sendable (PostgresClient, SharedFlag) async throws -> Result
     ) async throws -> Result {
         let timeout = timeout ?? self.settings.queryTimeout
         let (client, down) = self.state.withLock { ($0.pool.client, $0.down) }
         guard !down else { throw Self.unavailable }
-        let leased = LeaseFlag()
-        let expired = LeaseFlag()
+        let leased = SharedFlag()
+        let expired = SharedFlag()
         do {
             return try await withThrowingTaskGroup(of: Result?.self) { group in
                 group.addTask { try await body(client, leased) }
@@ -267,7 +267,7 @@ public final class PostgresPool: Service, Sendable {
 
 /// A flag the deadline's task and the query's share: whether the query got its connection,
 /// whether the deadline passed.
-final class LeaseFlag: Sendable {
+final class SharedFlag: Sendable {
     private let value = Mutex(false)
     func set() { self.value.withLock { $0 = true } }
     var isSet: Bool { self.value.withLock { $0 } }
@@ -276,6 +276,11 @@ final class LeaseFlag: Sendable {
 /// A statement broke a unique index; `constraint` names it (e.g. `users_email_unique`).
 public struct UniqueViolation: Error, Sendable {
     public let constraint: String
+}
+
+/// `INSERT … RETURNING` returned no row: PostgreSQL broke its promise (the stores' one such error).
+public struct NoRowReturned: Error, Sendable {
+    public init() {}
 }
 
 /// No answer within the query timeout; `leased` tells whether a connection was had.
