@@ -16,9 +16,9 @@ import TitaniumRedis
     static func withGateway(
         _ environment: [String: String], _ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void
     ) async throws {
-        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+        let refused = "http://127.0.0.1:\(try Ports.refused())"
         let settings = Settings.fromEnvironment(
-            ["AUTH_SERVICE_URL": refused, "USER_SERVICE_URL": refused, "BLOG_SERVICE_URL": refused, "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())"]
+            ["AUTH_SERVICE_URL": refused, "USER_SERVICE_URL": refused, "BLOG_SERVICE_URL": refused, "REDIS_URL": "redis://127.0.0.1:\(try Ports.refused())"]
                 .merging(environment) { $1 }
         )
         let configuration = try GatewayConfiguration(settings: settings)

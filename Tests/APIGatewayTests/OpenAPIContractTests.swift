@@ -19,10 +19,10 @@ import TitaniumRedis
     /// Runs `test` with the gateway router's public routes (read before `makeApplication` adds
     /// the operational ones) and a client of it; the services behind it refuse.
     static func withGateway(_ test: @escaping @Sendable (Set<String>, any TestClientProtocol) async throws -> Void) async throws {
-        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+        let refused = "http://127.0.0.1:\(try Ports.refused())"
         let settings = Settings.fromEnvironment([
             "AUTH_SERVICE_URL": refused, "USER_SERVICE_URL": refused, "BLOG_SERVICE_URL": refused,
-            "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())",
+            "REDIS_URL": "redis://127.0.0.1:\(try Ports.refused())",
         ])
         let configuration = try GatewayConfiguration(settings: settings)
         let kit = try makeTestKit(service: "api-gateway")

@@ -112,7 +112,7 @@ import TitaniumHTTP
     }
 
     @Test func anUnreachableUserServiceIsABadGateway() async throws {
-        try await Self.withAuthService(userServicePort: try RedisServer.freePort()) { client, _ in
+        try await Self.withAuthService(userServicePort: try Ports.refused()) { client, _ in
             let login = try await Self.login(client, #"{"username":"alice","password":"right"}"#)
             #expect(login.status == .badGateway)
             #expect(try login.apiError().code == "bad_gateway")

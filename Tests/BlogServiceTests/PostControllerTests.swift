@@ -148,7 +148,7 @@ import TitaniumHTTP
                 #expect(unknown.status == .unauthorized)
             }
         }
-        try await Self.withBlogService(userServicePort: try RedisServer.freePort()) { client, token in
+        try await Self.withBlogService(userServicePort: try Ports.refused()) { client, token in
             let answer = try await Self.send(client, .post, "/api/posts", token: try await token(1, "alice"), json: #"{"title":"t","body":"b"}"#)
             #expect(answer.status == .badGateway)
             #expect(try answer.apiError().code == "bad_gateway")

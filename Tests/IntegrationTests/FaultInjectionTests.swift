@@ -16,7 +16,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dataDir) }
         try await withRedisServer { redis in
             let admin = ["ADMIN_TOKEN": Self.token]
-            let authPort = try RedisServer.freePort()
+            let authPort = try Ports.free()
             let jwks = "http://127.0.0.1:\(authPort)/.well-known/jwks.json"
             let users = try ServiceProcess("user-service", environment: admin.merging([
                 "DATA_DIR": dataDir.appendingPathComponent("users").path, "REDIS_URL": redis.url, "BCRYPT_COST": "4", "JWKS_URL": jwks,

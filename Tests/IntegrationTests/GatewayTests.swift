@@ -11,11 +11,11 @@ import Testing
     @Test func routesTheAPIAndKeepsTraceAndRequestID() async throws {
         let dataDir = try temporaryDirectory("titanium-gateway")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let authPort = try RedisServer.freePort()
+        let authPort = try Ports.free()
         let jwks = "http://127.0.0.1:\(authPort)/.well-known/jwks.json"
         let users = try ServiceProcess("user-service", environment: [
             "DATA_DIR": dataDir.appendingPathComponent("users").path, "BCRYPT_COST": "4", "JWKS_URL": jwks,
-            "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())",
+            "REDIS_URL": "redis://127.0.0.1:\(try Ports.refused())",
         ])
         let usersURL = "http://127.0.0.1:\(try await users.port())"
         let auth = try ServiceProcess("auth-service", environment: [
@@ -94,7 +94,7 @@ import Testing
                     group.addTask {
                         for id in ids[(worker * 6)..<(worker * 6 + 6)] {
                             // curl, because it sends a body-less DELETE without Content-Length.
-                            let status = try await curlStatus("-X", "DELETE", "-H", "Authorization: Bearer \(token)", "\(base)/api/posts/\(id)")
+                            let status = try curlStatus("-X", "DELETE", "-H", "Authorization: Bearer \(token)", "\(base)/api/posts/\(id)")
                             #expect(status == "204")
                             #expect(try await get(client, "\(base)/api/posts?limit=1").status == .ok)
                         }
@@ -109,7 +109,7 @@ import Testing
 
     @Test func hangingUpstreamIs504AndRefusedIs502WithinTheTimeout() async throws {
         let silent = try SilentServer()
-        let refused = try RedisServer.freePort()
+        let refused = try Ports.refused()
         let gateway = try ServiceProcess("api-gateway", environment: [
             "AUTH_SERVICE_URL": "http://127.0.0.1:\(silent.port)", "USER_SERVICE_URL": "http://127.0.0.1:\(refused)",
             "BLOG_SERVICE_URL": "http://127.0.0.1:\(refused)",
@@ -141,7 +141,7 @@ extension GatewayTests {
     /// with an https:// URL does not stop the gateway from starting: it is proxied by the router.
     @Test func aRefusedReplicaIsRetriedAndHTTPSUpstreamsStayWithTheRouter() async throws {
         try await LoadBalancerUpstreamTests.withUpstream { port in
-            let refused = try RedisServer.freePort()
+            let refused = try Ports.refused()
             let gateway = try ServiceProcess("api-gateway", environment: [
                 "BLOG_SERVICE_URL": "http://127.0.0.1:\(refused),http://127.0.0.1:\(port)",
                 "USER_SERVICE_URL": "https://127.0.0.1:\(refused)", "AUTH_SERVICE_URL": "http://127.0.0.1:\(refused)",
@@ -165,14 +165,6 @@ extension GatewayTests {
 }
 
 /// The status code curl reports for one request.
-func curlStatus(_ arguments: String...) async throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-    process.arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5"] + arguments
-    let output = Pipe()
-    process.standardOutput = output
-    try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    while process.isRunning { try await Task.sleep(for: .milliseconds(5)) }
-    return text
+func curlStatus(_ arguments: String...) throws -> String {
+    try ChildProcess.run(["/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5"] + arguments).output
 }

@@ -10,7 +10,7 @@ import Testing
 /// The load balancer's WebSocket heartbeat: answered, counted as activity, closed after silence.
 @Suite(.serialized) struct HeartbeatTests {
     @Test func heartbeatAnswersCountsAndClosesAfterSilence() async throws {
-        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+        let refused = "http://127.0.0.1:\(try Ports.refused())"
         let balancer = try ServiceProcess("load-balancer", environment: [
             "GATEWAY_URLS": refused, "STATS_TARGETS": "blog-service=\(refused)", "HEARTBEAT_SILENCE_SECONDS": "2",
         ])

@@ -13,7 +13,7 @@ import Testing
         let blog = try ServiceProcess("blog-service", environment: ["DATA_DIR": dataDir.path])
         let blogURL = "http://127.0.0.1:\(try await blog.port())"
         let silent = try SilentServer()
-        let refused = try RedisServer.freePort()
+        let refused = try Ports.refused()
         let balancer = try ServiceProcess("load-balancer", environment: [
             "GATEWAY_URLS": "http://127.0.0.1:\(refused)",
             "STATS_TARGETS": "blog-service=\(blogURL),user-service=http://127.0.0.1:\(silent.port),auth-service=http://127.0.0.1:\(refused)",
@@ -120,7 +120,7 @@ import Testing
         let script = "/* Chart.js stand-in */ window.Chart = function () {};"
         let chartJS = root.appendingPathComponent("chart.min.js")
         try Data(script.utf8).write(to: chartJS)
-        let refused = try RedisServer.freePort()
+        let refused = try Ports.refused()
         func balancer(chartJSPath: String) throws -> ServiceProcess {
             try ServiceProcess("load-balancer", environment: [
                 "DATA_DIR": root.path, "DASHBOARD_DIR": dashboard.path, "CHARTJS_PATH": chartJSPath,

@@ -45,7 +45,7 @@ import Testing
 
     @Test func theGatewayRelaysWebSocketUpgradesToTheRoutesService() async throws {
         try await Self.withUpstream { upstreamPort in
-            let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+            let refused = "http://127.0.0.1:\(try Ports.refused())"
             let gateway = try ServiceProcess("api-gateway", environment: [
                 "BLOG_SERVICE_URL": "http://127.0.0.1:\(upstreamPort)", "AUTH_SERVICE_URL": refused, "USER_SERVICE_URL": refused,
                 "RATE_LIMIT_ENABLED": "false",
@@ -71,7 +71,7 @@ import Testing
 
     @Test func webSocketUpgradesAreRelayedToTheGatewayPool() async throws {
         try await Self.withUpstream { upstreamPort in
-            let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+            let refused = "http://127.0.0.1:\(try Ports.refused())"
             let balancer = try ServiceProcess("load-balancer", environment: [
                 "GATEWAY_URLS": "http://127.0.0.1:\(upstreamPort)", "STATS_TARGETS": "blog-service=\(refused)",
             ])
@@ -108,7 +108,7 @@ import Testing
     }
 
     @Test func unreachableGatewayClosesTheClientSocket() async throws {
-        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+        let refused = "http://127.0.0.1:\(try Ports.refused())"
         let balancer = try ServiceProcess("load-balancer", environment: ["GATEWAY_URLS": refused, "STATS_TARGETS": "blog-service=\(refused)"])
         let port = try await balancer.port()
         let close = try await withDeadline(.seconds(20), "websocket") { try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/echo", logger: Logger(label: "ws-test")) { inbound, _, _ in
@@ -120,7 +120,7 @@ import Testing
 
     @Test func dashboardIsProxiedToTheUIPoolWhenSet() async throws {
         try await Self.withUpstream { upstreamPort in
-            let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+            let refused = "http://127.0.0.1:\(try Ports.refused())"
             let balancer = try ServiceProcess("load-balancer", environment: [
                 "GATEWAY_URLS": refused, "STATS_TARGETS": "blog-service=\(refused)", "UI_URLS": "http://127.0.0.1:\(upstreamPort)",
             ])

@@ -100,7 +100,7 @@ import Testing
             try postgres.createDatabase("titanium")
             // The cache is off (nothing listens on REDIS_URL): every read needs the database.
             let service = try ServiceProcess("user-service", environment: [
-                "DATABASE_URL": postgres.url(database: "titanium"), "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())",
+                "DATABASE_URL": postgres.url(database: "titanium"), "REDIS_URL": "redis://127.0.0.1:\(try Ports.refused())",
                 "BCRYPT_COST": "4", "DATA_DIR": dataDir.path, "SHUTDOWN_DELAY_SECONDS": "0",
             ])
             let base = "http://127.0.0.1:\(try await service.port())"
@@ -216,7 +216,7 @@ import Testing
         try await withPostgresServer { postgres in
             try postgres.createDatabase("titanium")
             let service = try ServiceProcess("user-service", environment: [
-                "DATABASE_URL": postgres.url(database: "titanium"), "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())",
+                "DATABASE_URL": postgres.url(database: "titanium"), "REDIS_URL": "redis://127.0.0.1:\(try Ports.refused())",
                 "BCRYPT_COST": "4", "DATA_DIR": dataDir.path, "SHUTDOWN_DELAY_SECONDS": "0",
             ])
             let base = "http://127.0.0.1:\(try await service.port())"
@@ -253,7 +253,7 @@ import Testing
             try postgres.createDatabase("titanium")
             let databaseURL = postgres.url(database: "titanium")
             try await withRedisServer { redis in
-                let authPort = try RedisServer.freePort()
+                let authPort = try Ports.free()
                 let authURL = "http://127.0.0.1:\(authPort)"
                 let jwks = "\(authURL)/.well-known/jwks.json"
                 let users = try ServiceProcess("user-service", environment: [

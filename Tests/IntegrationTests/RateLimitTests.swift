@@ -10,7 +10,7 @@ import Testing
 @Suite(.serialized) struct RateLimitTests {
     @Test func loginIsLimitedPerUsernameAndPerAddressSpoofingDoesNotHelpAndRedisDownFailsOpen() async throws {
         try await withRedisServer { redis in
-            let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+            let refused = "http://127.0.0.1:\(try Ports.refused())"
             let upstreams = [
                 "AUTH_SERVICE_URL": refused, "USER_SERVICE_URL": refused, "BLOG_SERVICE_URL": refused, "REDIS_URL": redis.url,
                 "RATE_LIMIT_LOGIN_IP": "7/60",

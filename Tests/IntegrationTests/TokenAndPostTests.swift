@@ -15,7 +15,7 @@ import TitaniumAuth
         let dataDir = try temporaryDirectory("titanium-tokens")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         try await withRedisServer { redis in
-            let authPort = try RedisServer.freePort()
+            let authPort = try Ports.free()
             let authURL = "http://127.0.0.1:\(authPort)"
             let users = try ServiceProcess("user-service", environment: [
                 "DATA_DIR": dataDir.appendingPathComponent("users").path, "REDIS_URL": redis.url, "BCRYPT_COST": "4",

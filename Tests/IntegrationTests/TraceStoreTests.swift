@@ -21,7 +21,7 @@ import Testing
         let admin = "test-admin-token"
         let common = ["TRACE_FLUSH_INTERVAL": "100ms", "ADMIN_TOKEN": admin]
         let user = try ServiceProcess("user-service", environment: common.merging([
-            "DATA_DIR": root.appendingPathComponent("user").path, "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())", "BCRYPT_COST": "4",
+            "DATA_DIR": root.appendingPathComponent("user").path, "REDIS_URL": "redis://127.0.0.1:\(try Ports.refused())", "BCRYPT_COST": "4",
         ]) { $1 })
         let userURL = "http://127.0.0.1:\(try await user.port())"
         let gateway = try ServiceProcess("api-gateway", environment: common.merging([

@@ -38,7 +38,7 @@ import TitaniumAuth
             self.dataDir = dataDir
             self.redis = redis
             self.client = client
-            let authPort = try RedisServer.freePort()
+            let authPort = try Ports.free()
             self.authURL = "http://127.0.0.1:\(authPort)"
             self.users = try ServiceProcess("user-service", environment: [
                 "DATA_DIR": self.dataDir.appendingPathComponent("users").path, "REDIS_URL": self.redis.url, "BCRYPT_COST": "4",

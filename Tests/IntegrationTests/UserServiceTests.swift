@@ -66,7 +66,7 @@ import Testing
         let dataDir = try temporaryDirectory("titanium-users")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let environment = [
-            "DATA_DIR": dataDir.path, "REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())", "BCRYPT_COST": "4",
+            "DATA_DIR": dataDir.path, "REDIS_URL": "redis://127.0.0.1:\(try Ports.refused())", "BCRYPT_COST": "4",
             "SHUTDOWN_DELAY_SECONDS": "0",
         ]
         try await withHTTPClient { client in

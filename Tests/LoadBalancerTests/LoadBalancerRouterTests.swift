@@ -17,7 +17,7 @@ import TitaniumHTTP
         _ environment: [String: String], _ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void
     ) async throws {
         let kit = try makeTestKit(service: "load-balancer", environment: environment)
-        let refused = "http://127.0.0.1:\(try RedisServer.freePort())"
+        let refused = "http://127.0.0.1:\(try Ports.refused())"
         let settings = Settings.fromEnvironment(
             ["GATEWAY_URLS": refused, "STATS_TARGETS": "auth-service=\(refused)", "DASHBOARD_DIR": "/nonexistent"].merging(environment) { $1 }
         )
@@ -33,7 +33,7 @@ import TitaniumHTTP
         let users = StatsAggregatorTests.service("user-service", ["database": "ONLINE", "cache": "OFFLINE"])
         try await withServer(users) { userPort in
             try await withServer(StatsAggregatorTests.service("blog-service", ["database": "ONLINE"], calls: blogCalls)) { blogPort in
-                let refused = try RedisServer.freePort()
+                let refused = try Ports.refused()
                 let targets = "user-service=http://127.0.0.1:\(userPort),blog-service=http://127.0.0.1:\(blogPort),auth-service=http://127.0.0.1:\(refused)"
                 try await Self.withLoadBalancer(["STATS_TARGETS": targets, "GATEWAY_URLS": "http://127.0.0.1:\(refused)"]) { client in
                     let answer = try await client.execute(uri: "/stats", method: .get)

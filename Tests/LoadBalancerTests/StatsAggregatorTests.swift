@@ -69,7 +69,7 @@ import TitaniumMetrics
     }
 
     @Test func theSystemIsHealthyDegradedOrDown() async throws {
-        let refused = try RedisServer.freePort()
+        let refused = try Ports.refused()
         try await withServer(Self.service("user-service", ["database": "ONLINE", "cache": "ONLINE"])) { users in
             try await withServer(Self.service("blog-service", ["database": "ONLINE"])) { blog in
                 try await Self.withClient { client in

@@ -11,7 +11,7 @@ public final class PostgresServer: @unchecked Sendable {
     public let port: Int
     /// Holds `data/` (the cluster), the Unix socket and `postgres.log`.
     public let directory: URL
-    private var process: Process?
+    private var process: ChildProcess?
 
     public var dataDirectory: URL { self.directory.appendingPathComponent("data") }
     public var logFile: URL { self.directory.appendingPathComponent("postgres.log") }
@@ -19,7 +19,7 @@ public final class PostgresServer: @unchecked Sendable {
     /// A new cluster in a new temporary directory, started.
     public init(port: Int? = nil) async throws {
         let binaries = try PostgresCLI.binaries()
-        self.port = try port ?? RedisServer.freePort()
+        self.port = try port ?? Ports.free()
         self.directory = try temporaryDirectory("titanium-postgres")
         do {
             try PostgresCLI.handToServerUser(self.directory)
@@ -28,7 +28,7 @@ public final class PostgresServer: @unchecked Sendable {
                 ["-D", self.dataDirectory.path, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"],
                 asServerUser: true, workingDirectory: self.directory, timeout: .seconds(60)
             )
-            guard initdb.status == 0 else { throw PostgresServerError("initdb failed (\(initdb.status)): \(initdb.output)") }
+            guard initdb.status == 0 else { throw PostgresServerError("initdb failed (\(initdb.status)): \(initdb.output)\n\(initdb.errors)") }
             try await self.start()
         } catch {
             try? FileManager.default.removeItem(at: self.directory)
@@ -46,33 +46,18 @@ public final class PostgresServer: @unchecked Sendable {
     public func start() async throws {
         guard self.process == nil else { return }
         let binaries = try PostgresCLI.binaries()
-        if !FileManager.default.fileExists(atPath: self.logFile.path) {
-            guard FileManager.default.createFile(atPath: self.logFile.path, contents: nil) else {
-                throw PostgresServerError("cannot create \(self.logFile.path)")
-            }
-        }
-        let log = try FileHandle(forWritingTo: self.logFile)
-        defer { try? log.close() }
-        try log.seekToEnd()
-        let process = Process()
         let server = [
             binaries.appendingPathComponent("postgres").path, "-D", self.dataDirectory.path, "-p", String(self.port),
             "-k", self.directory.path, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=300",
         ]
-        let command = PostgresCLI.asServerUser(server)
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        process.currentDirectoryURL = self.directory
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        // The log is opened (appending) before setpriv drops to the postgres user.
+        let process = try ChildProcess(PostgresCLI.asServerUser(server), workingDirectory: self.directory.path, output: self.logFile.path)
         self.process = process
         // Accepting connections is not enough: a starting server answers "the database system is
         // starting up". pg_isready says when it takes queries.
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
-            if PostgresCLI.exitStatus(of: process) != nil {
+            if process.exitStatus != nil {
                 self.process = nil
                 throw PostgresServerError("postgres exited at start; its log:\n\(self.logTail())")
             }
@@ -97,19 +82,18 @@ public final class PostgresServer: @unchecked Sendable {
     /// The data stays: ``start()`` brings it back on the same port.
     public func stop(_ mode: StopMode = .fast) async throws {
         guard let process = self.process else { return }
-        let pid = process.processIdentifier
-        Glibc.kill(pid, mode == .fast ? SIGINT : SIGKILL)
+        process.signal(mode == .fast ? SIGINT : SIGKILL)
         let deadline = ContinuousClock.now + .seconds(30)
-        while PostgresCLI.exitStatus(of: process) == nil || RedisServer.accepts(port: self.port) {
+        while process.isRunning || Ports.accepts(self.port) {
             if ContinuousClock.now > deadline {
-                Glibc.kill(pid, SIGKILL)
-                throw PostgresServerError("postgres (pid \(pid)) did not stop within 30 s")
+                process.signal(SIGKILL)
+                throw PostgresServerError("postgres (pid \(process.pid)) did not stop within 30 s")
             }
             try await Task.sleep(for: .milliseconds(10))
         }
         self.process = nil
-        // After SIGKILL the lock file stays, naming a pid that (until Foundation reaps it) still
-        // exists as a zombie, which a new postmaster would take for a running server.
+        // After SIGKILL the lock file stays, and a new postmaster checks the shared memory it
+        // names, which the killed server's backends may hold for a moment more.
         if mode == .kill {
             try? FileManager.default.removeItem(at: self.dataDirectory.appendingPathComponent("postmaster.pid"))
         }
@@ -140,9 +124,7 @@ public final class PostgresServer: @unchecked Sendable {
     }
 
     deinit {
-        if let process = self.process, PostgresCLI.exitStatus(of: process) == nil {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-        }
+        self.process?.signal(SIGKILL)
         try? FileManager.default.removeItem(at: self.directory)
     }
 }
@@ -195,39 +177,12 @@ public enum PostgresCLI {
         }
     }
 
-    /// Runs a program to its end (output and errors together, read from a file: a pipe could be
-    /// held open by a process another test starts meanwhile) and returns its status and output.
+    /// Runs a program to its end, as the `postgres` user when asked (see ``asServerUser(_:)``).
     public static func run(
         _ executable: URL, _ arguments: [String], asServerUser: Bool = false, workingDirectory: URL? = nil, timeout: Duration = .seconds(30)
-    ) throws -> (status: Int32, output: String) {
-        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("titanium-pg-\(UUID().uuidString).out")
-        guard FileManager.default.createFile(atPath: outputFile.path, contents: nil) else {
-            throw PostgresServerError("cannot create \(outputFile.path)")
-        }
-        defer { try? FileManager.default.removeItem(at: outputFile) }
-        let output = try FileHandle(forWritingTo: outputFile)
-        defer { try? output.close() }
-        let command = asServerUser ? Self.asServerUser([executable.path] + arguments) : [executable.path] + arguments
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        if let workingDirectory { process.currentDirectoryURL = workingDirectory }
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let deadline = ContinuousClock.now + timeout
-        var status = Self.exitStatus(of: process)
-        while status == nil {
-            if ContinuousClock.now > deadline {
-                Glibc.kill(process.processIdentifier, SIGKILL)
-                throw PostgresServerError("\(command.joined(separator: " ")) did not finish within \(timeout)")
-            }
-            usleep(5_000)
-            status = Self.exitStatus(of: process)
-        }
-        let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
-        return (status ?? -1, text.trimmingCharacters(in: .whitespacesAndNewlines))
+    ) throws -> ChildProcess.Outcome {
+        let command = [executable.path] + arguments
+        return try ChildProcess.run(asServerUser ? Self.asServerUser(command) : command, workingDirectory: workingDirectory?.path, timeout: timeout)
     }
 
     /// `psql` with `url` as its connection: `sql` in one transaction, unaligned tuples only.
@@ -237,7 +192,7 @@ public enum PostgresCLI {
             Self.binaries().appendingPathComponent("psql"),
             ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql]
         )
-        guard result.status == 0 else { throw PostgresServerError("psql \(sql): \(result.output)") }
+        guard result.status == 0 else { throw PostgresServerError("psql \(sql): \(result.errors)") }
         return result.output
     }
 
@@ -248,16 +203,5 @@ public enum PostgresCLI {
             throw PostgresServerError("not a plain database name: \(name)")
         }
         try Self.psql(url: serverURL, "CREATE DATABASE \(name)")
-    }
-
-    /// The exit status, or nil while it runs; asks the kernel too (see ServiceProcess.exitStatus).
-    static func exitStatus(of process: Process) -> Int32? {
-        if !process.isRunning { return process.terminationStatus }
-        var info = siginfo_t()
-        let pid = process.processIdentifier
-        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0,
-              info._sifields._sigchld.si_pid == pid
-        else { return nil }
-        return info._sifields._sigchld.si_status
     }
 }

@@ -1,14 +1,14 @@
 import Foundation
-import NIOConcurrencyHelpers
 
 /// One built service executable, started as a real process on 127.0.0.1 with `HTTP_PORT=0`;
-/// its JSON log lines are collected and the port is learned from its "listening" line.
+/// its output goes to a file of its own, and the port is learned from its "listening" line.
 /// In the PostgreSQL pass of the tests, user-service and blog-service get a PostgreSQL
 /// database (``TestDatabase``).
 public final class ServiceProcess: Sendable {
     public let name: String
-    private let process: Process
-    private let output = NIOLockedValueBox<[UInt8]>([])
+    private let child: ChildProcess
+    /// Holds `output.log` (standard output and error); removed with the object.
+    private let directory: URL
 
     public static var binaryDirectory: URL {
         if let dir = ProcessInfo.processInfo.environment["TITANIUM_BIN_DIR"], !dir.isEmpty {
@@ -21,8 +21,6 @@ public final class ServiceProcess: Sendable {
 
     public init(_ name: String, environment: [String: String] = [:]) throws {
         self.name = name
-        let process = Process()
-        process.executableURL = Self.binaryDirectory.appendingPathComponent(name)
         var env = ProcessInfo.processInfo.environment
         env["HTTP_HOST"] = "127.0.0.1"
         env["HTTP_PORT"] = "0"
@@ -31,22 +29,25 @@ public final class ServiceProcess: Sendable {
         if let databaseURL = try TestDatabase.databaseURL(service: name, environment: env) {
             env["DATABASE_URL"] = databaseURL
         }
-        process.environment = env
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let output = self.output
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if !data.isEmpty { output.withLockedValue { $0.append(contentsOf: data) } }
+        self.directory = try temporaryDirectory("titanium-\(name)")
+        do {
+            self.child = try ChildProcess(
+                [Self.binaryDirectory.appendingPathComponent(name).path], environment: env,
+                output: self.directory.appendingPathComponent("output.log").path
+            )
+        } catch {
+            try? FileManager.default.removeItem(at: self.directory)
+            throw error
         }
-        self.process = process
-        try process.run()
     }
 
-    public var text: String { String(decoding: self.output.withLockedValue { $0 }, as: UTF8.self) }
+    /// Everything the process has written so far.
+    public var text: String {
+        let data = (try? Data(contentsOf: self.directory.appendingPathComponent("output.log"))) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
 
-    /// Every stdout line that parses as a JSON object.
+    /// Every output line that parses as a JSON object.
     public var logObjects: [[String: Any]] {
         self.text.split(separator: "\n").compactMap { line in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
@@ -60,8 +61,8 @@ public final class ServiceProcess: Sendable {
             if let line = self.logObjects.first(where: { $0["message"] as? String == "listening" }), let port = line["port"] as? Int {
                 return port
             }
-            if !self.process.isRunning {
-                throw ProcessFailure("\(self.name) exited with \(self.process.terminationStatus): \(self.text)")
+            if let status = self.child.exitStatus {
+                throw ProcessFailure("\(self.name) exited with \(status): \(self.text)")
             }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -70,45 +71,29 @@ public final class ServiceProcess: Sendable {
 
     /// SIGKILL, as a crash would.
     public func kill() {
-        if self.process.isRunning { Glibc.kill(self.process.processIdentifier, SIGKILL) }
+        self.child.signal(SIGKILL)
     }
 
     /// Sends SIGTERM and waits for the exit status.
     public func terminate(timeout: Duration = .seconds(10)) async throws -> Int32 {
-        if self.process.isRunning { self.process.terminate() }
+        self.child.signal(SIGTERM)
         return try await self.waitForExit(timeout: timeout)
     }
 
+    /// The exit status (the signal's number for a killed process); after `timeout` the process
+    /// is killed and this throws with its last lines.
     public func waitForExit(timeout: Duration = .seconds(10)) async throws -> Int32 {
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            if let status = self.exitStatus { return status }
-            if ContinuousClock.now > deadline {
-                Glibc.kill(self.process.processIdentifier, SIGKILL)
-                let tail = self.text.split(separator: "\n").suffix(8).joined(separator: "\n")
-                throw ProcessFailure("\(self.name) did not exit within \(timeout); its last lines:\n\(tail)")
-            }
-            try await Task.sleep(for: .milliseconds(20))
+        do {
+            return try await self.child.waitForExit(timeout: timeout)
+        } catch let failure as ProcessFailure {
+            let tail = self.text.split(separator: "\n").suffix(8).joined(separator: "\n")
+            throw ProcessFailure("\(self.name): \(failure.description); its last lines:\n\(tail)")
         }
     }
 
-    /// The exit status (the signal's number for a killed process, as `Process` reports it), or nil
-    /// while it runs. `Process` on Linux notices an exit only when a socket it gave the child closes,
-    /// and a process another test spawns at the same moment can inherit that socket
-    /// (swift-corelibs-foundation#4795): `isRunning` then stays true until that other process ends.
-    /// So the kernel is asked too, with `WNOWAIT`, which leaves the child for `Process` to reap.
-    private var exitStatus: Int32? {
-        if !self.process.isRunning { return self.process.terminationStatus }
-        var info = siginfo_t()
-        let pid = self.process.processIdentifier
-        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0,
-              info._sifields._sigchld.si_pid == pid
-        else { return nil }
-        return info._sifields._sigchld.si_status
-    }
-
     deinit {
-        if self.process.isRunning { Glibc.kill(self.process.processIdentifier, SIGKILL) }
+        self.child.signal(SIGKILL)
+        try? FileManager.default.removeItem(at: self.directory)
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import TestSupport
 import Testing
 import TitaniumHTTP
 import TitaniumMetrics
@@ -88,20 +89,12 @@ func parseExposition(_ text: String) throws -> [Sample] {
             try await client.execute(uri: "/api/posts/1", method: .get) { _ in }
             try await client.execute(uri: "/api/boom", method: .get) { _ in }
             try await client.execute(uri: "/metrics", method: .get) { response in
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: promtool)
-                process.arguments = ["check", "metrics"]
-                let input = Pipe()
-                let output = Pipe()
-                process.standardInput = input
-                process.standardOutput = output
-                process.standardError = output
-                try process.run()
-                input.fileHandleForWriting.write(Data(response.body.readableBytesView))
-                try input.fileHandleForWriting.close()
-                process.waitUntilExit()
-                let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                #expect(process.terminationStatus == 0, "promtool check metrics: \(report)")
+                let directory = try temporaryDirectory("titanium-metrics")
+                defer { try? FileManager.default.removeItem(at: directory) }
+                let exposition = directory.appendingPathComponent("metrics.txt")
+                try Data(response.body.readableBytesView).write(to: exposition)
+                let check = try ChildProcess.run([promtool, "check", "metrics"], input: exposition.path)
+                #expect(check.status == 0, "promtool check metrics: \(check.output)\n\(check.errors)")
             }
         }
     }

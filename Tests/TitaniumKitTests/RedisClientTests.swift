@@ -57,7 +57,7 @@ import TitaniumRedis
     }
 
     @Test func unreachableServerAnswersWithinTheConnectTimeout() async throws {
-        let port = try RedisServer.freePort()  // nothing listens there
+        let port = try Ports.refused()  // nothing listens there
         let client = RedisClient(configuration: RedisConfiguration(port: port))
         let start = ContinuousClock.now
         await #expect(throws: RedisError.self) { try await client.get("k") }

@@ -19,7 +19,7 @@ import TitaniumRedis
         defer { try? FileManager.default.removeItem(at: directory) }
         let kit = try makeTestKit(service: "user-service")
         let store = try SQLiteUserStore(path: directory.appendingPathComponent("users.db").path)
-        let redis = RedisClient(configuration: RedisConfiguration(port: try RedisServer.freePort()))
+        let redis = RedisClient(configuration: RedisConfiguration(port: try Ports.refused()))
         let cache = UserCache(redis: redis, ttlSeconds: 60, registry: kit.registry, logger: kit.logger)
         let issuer = try await TokenIssuer(key: ES256PrivateKey(), policy: TokenPolicy(), lifetime: .seconds(60))
         let router = try await buildRouter(kit: kit, store: store, cache: cache, verifier: .local(issuer), bcryptCost: 4)

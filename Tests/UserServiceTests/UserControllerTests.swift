@@ -30,7 +30,7 @@ import TitaniumRedis
         defer { try? FileManager.default.removeItem(at: directory) }
         let kit = try makeTestKit(service: "user-service")
         let store = try SQLiteUserStore(path: directory.appendingPathComponent("users.db").path)
-        let redis = RedisClient(configuration: RedisConfiguration(port: try RedisServer.freePort()))
+        let redis = RedisClient(configuration: RedisConfiguration(port: try Ports.refused()))
         let cache = UserCache(redis: redis, ttlSeconds: 60, registry: kit.registry, logger: kit.logger)
         let issuer = try await TokenIssuer(key: ES256PrivateKey(), policy: TokenPolicy(), lifetime: .seconds(60))
         let router = try await buildRouter(kit: kit, store: store, cache: cache, verifier: .local(issuer), bcryptCost: 4)
@@ -160,7 +160,7 @@ import TitaniumRedis
         let directory = try temporaryDirectory("user-service-app")
         defer { try? FileManager.default.removeItem(at: directory) }
         let kit = try makeTestKit(service: "user-service", environment: ["DATA_DIR": directory.path])
-        let settings = Settings.fromEnvironment(["REDIS_URL": "redis://127.0.0.1:\(try RedisServer.freePort())", "BCRYPT_COST": "4"])
+        let settings = Settings.fromEnvironment(["REDIS_URL": "redis://127.0.0.1:\(try Ports.refused())", "BCRYPT_COST": "4"])
         try await buildApplication(kit: kit, settings: settings).test(.router) { client in
             #expect(try await Self.register(client, #"{"username":"dave","email":"dave@example.com","password":"long enough"}"#).status == .created)
             let ready = try await client.execute(uri: "/health/ready", method: .get)
