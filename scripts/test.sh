@@ -9,8 +9,9 @@
 #      on a port of its own; a database for each service process, Tests/TestSupport/TestDatabase.swift);
 #   3. the edge suite (tests/edge, pytest): hostile clients on raw sockets against the real
 #      processes: framing and smuggling, slow clients, stalled bodies, drain on SIGTERM, rate-limit
-#      spellings, bounded records; and the Kubernetes users.db backup and restore scripts against
-#      a live user-service through a read-only bind mount (needs root);
+#      spellings, bounded records, PostgreSQL behind a network that goes silent; and the Kubernetes
+#      users.db backup and restore scripts against a live user-service through a read-only bind
+#      mount (needs root);
 #   3b. the traces suite (tests/traces, scripts/traces-test.sh, 15-30 s): spans exported over
 #      OTLP/HTTP to a receiver that checks them against opentelemetry-proto, and
 #      TRACE_SAMPLE_RATIO=0.1 keeping 200 ± 60 of 2,000 traces, complete, plus every 5xx and slow one;

@@ -27,9 +27,11 @@ import collections
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -95,6 +97,12 @@ class Service:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> "Service":
+        self.start_without_waiting()
+        self.port = self._wait_for_port(timeout)
+        return self
+
+    def start_without_waiting(self) -> "Service":
+        """Starts the process and returns at once (``port`` stays None)."""
         exe = binary(self.name)
         env = dict(os.environ)
         env.update({"HTTP_HOST": HOST, "HTTP_PORT": str(self.fixed_port), "LOG_LEVEL": "info"})
@@ -111,7 +119,6 @@ class Service:
         proc = self.proc
         self._reader = threading.Thread(target=self._read, args=(proc,), name=f"{self.label}-stdout", daemon=True)
         self._reader.start()
-        self.port = self._wait_for_port(timeout)
         return self
 
     def _read(self, proc: subprocess.Popen) -> None:
@@ -1027,3 +1034,39 @@ def trace_rows(db_path: Path, where: str = "1", args: tuple = ()) -> list[dict]:
         finally:
             db.close()
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL (Debian's, throwaway: scripts/lib/postgres.sh)
+# --------------------------------------------------------------------------------------------
+
+def postgres_start(directory: Path) -> str:
+    script = '. scripts/lib/postgres.sh && postgres_start "$1" >&2 && printf "%s" "$POSTGRES_URL"'
+    proc = subprocess.run(["bash", "-c", script, "postgres", str(directory)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    if proc.returncode != 0:
+        pytest.fail(f"PostgreSQL did not start (scripts/install-deps.sh test installs it):\n{proc.stderr}", pytrace=False)
+    return proc.stdout.strip()
+
+
+def postgres_stop(directory: Path) -> None:
+    subprocess.run(["bash", "-c", '. scripts/lib/postgres.sh && postgres_stop "$1"', "postgres", str(directory)],
+                   cwd=REPO, capture_output=True, timeout=90)
+
+
+def psql(url: str, sql: str) -> str:
+    proc = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"psql {sql!r}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL for one test; its URL (superuser postgres, database postgres)."""
+    directory = Path(tempfile.mkdtemp(prefix="titanium-edge-pg-"))
+    try:
+        yield postgres_start(directory)
+    finally:
+        postgres_stop(directory)
+        shutil.rmtree(directory, ignore_errors=True)

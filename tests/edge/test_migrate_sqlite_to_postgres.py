@@ -26,15 +26,12 @@ Needs Debian's postgresql (scripts/install-deps.sh test), sqlite3 is not needed 
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import BIN_DIR, REPO, free_port, json_request
+from conftest import BIN_DIR, REPO, free_port, json_request, psql
 
 SCRIPT = REPO / "scripts" / "migrate-sqlite-to-postgres.sh"
 
@@ -55,39 +52,8 @@ USERS = [
 ] + [(f"user{i:02d}", f"user{i:02d}@example.com", f"user{i:02d} password") for i in range(12)]
 
 
-def postgres_start(directory: Path) -> str:
-    script = '. scripts/lib/postgres.sh && postgres_start "$1" >&2 && printf "%s" "$POSTGRES_URL"'
-    proc = subprocess.run(["bash", "-c", script, "postgres", str(directory)], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
-    if proc.returncode != 0:
-        pytest.fail(f"PostgreSQL did not start (scripts/install-deps.sh test installs it):\n{proc.stderr}", pytrace=False)
-    return proc.stdout.strip()
-
-
-def postgres_stop(directory: Path) -> None:
-    subprocess.run(["bash", "-c", '. scripts/lib/postgres.sh && postgres_stop "$1"', "postgres", str(directory)],
-                   cwd=REPO, capture_output=True, timeout=90)
-
-
-def psql(url: str, sql: str) -> str:
-    proc = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, f"psql {sql!r}: {proc.stderr}"
-    return proc.stdout.strip()
-
-
 def migrate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture
-def postgres():
-    directory = Path(tempfile.mkdtemp(prefix="titanium-migrate-pg-"))
-    try:
-        yield postgres_start(directory)
-    finally:
-        postgres_stop(directory)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def database(server_url: str, name: str) -> str:
