@@ -98,8 +98,14 @@ class Service:
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> "Service":
         self.start_without_waiting()
-        self.port = self._wait_for_port(timeout)
+        self.wait_for_port(timeout)
         return self
+
+    def wait_for_port(self, timeout: float = 20.0) -> int:
+        """After ``start_without_waiting``: the port from the "listening" line (fails the test if
+        the process exits or says nothing in time)."""
+        self.port = self._wait_for_port(timeout)
+        return self.port
 
     def start_without_waiting(self) -> "Service":
         """Starts the process and returns at once (``port`` stays None)."""
