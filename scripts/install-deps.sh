@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Titanium needs, only those that are missing.
 #   scripts/install-deps.sh          packages to build and run the stack
-#   scripts/install-deps.sh test     plus what the test suite uses (promtool, jq, sqlite3,
+#   scripts/install-deps.sh test     plus what the test suite uses (promtool, jq, sqlite3, openssl,
 #                                    python3-venv for the virtualenvs of its Python tools, and
 #                                    Debian's PostgreSQL server: the tests start their own clusters
 #                                    in temporary directories and never use the system one, which
@@ -16,7 +16,7 @@ set -euo pipefail
 
 packages=(libhiredis-dev libsqlite3-dev libssl-dev redis-server curl libjs-chart.js)
 case "${1:-run}" in
-  test) packages+=(prometheus jq sqlite3 python3 python3-venv postgresql) ;;
+  test) packages+=(prometheus jq sqlite3 python3 python3-venv postgresql openssl) ;;
   bench) packages+=(prometheus jq sqlite3 wrk nginx-light hey postgresql) ;;
 esac
 

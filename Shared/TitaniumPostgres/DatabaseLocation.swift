@@ -8,6 +8,7 @@ import TitaniumHTTP
 /// | unset or empty | SQLite at the service's default path (`USER_DB_PATH`, `BLOG_DB_PATH`) |
 /// | `sqlite:///path/to/file.db`, `sqlite:relative.db` or a plain path | SQLite at that path |
 /// | `postgres://user:password@host:port/database?sslmode=disable` (or `postgresql://`) | PostgreSQL |
+/// | `…?sslmode=require&sslrootcert=/path/ca.pem` | PostgreSQL over TLS, trusting only that CA file's certificates |
 ///
 /// With PostgreSQL, these tune the pool (per process):
 ///
@@ -29,6 +30,11 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
         if raw.hasPrefix("postgres://") || raw.hasPrefix("postgresql://") {
             guard var postgres = PostgresSettings(url: raw) else {
                 throw ConfigurationError(key: "database.url", value: PostgresSettings.redacted(raw), expected: PostgresSettings.urlForm)
+            }
+            if let path = postgres.rootCertificatePath, !FileManager.default.isReadableFile(atPath: path) {
+                throw ConfigurationError(
+                    key: "database.url", value: PostgresSettings.redacted(raw), expected: "an sslrootcert that names a readable PEM file"
+                )
             }
             postgres.poolSize = try settings.int("database.pool.size", default: 10, range: 1...100)
             postgres.connectTimeout = .milliseconds(try settings.int("database.connect.timeout.ms", default: 3000, range: 100...60_000))
@@ -69,27 +75,36 @@ public struct PostgresSettings: Sendable, Equatable, CustomStringConvertible {
     /// than libpq's `require`, which does not verify). `disable` (the default), `allow` and
     /// `prefer` connect in clear text, as on a private network or loopback.
     public var requireTLS: Bool
+    /// `sslrootcert=/path/ca.pem` (with TLS only): the PEM file of the certificates trusted
+    /// instead of the system's, as for a private CA or a cloud provider's bundle; nil (absent
+    /// or `sslrootcert=system`): the system's roots.
+    public var rootCertificatePath: String?
     public var poolSize = 10
     public var connectTimeout: Duration = .seconds(3)
     public var queryTimeout: Duration = .seconds(5)
     public var startupTimeout: Duration = .seconds(60)
 
-    public static let urlForm = "postgres://user:password@host:port/database?sslmode=disable|require"
+    public static let urlForm = "postgres://user:password@host:port/database?sslmode=disable|require[&sslrootcert=/path/ca.pem]"
 
     /// Host, port, database and user; never the password.
     public var description: String { "postgres://\(self.username)@\(self.host):\(self.port)/\(self.database)" }
 
-    public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String, requireTLS: Bool = false) {
+    public init(
+        host: String, port: Int = 5432, username: String, password: String? = nil, database: String, requireTLS: Bool = false,
+        rootCertificatePath: String? = nil
+    ) {
         self.host = host
         self.port = port
         self.username = username
         self.password = password
         self.database = database
         self.requireTLS = requireTLS
+        self.rootCertificatePath = rootCertificatePath
     }
 
-    /// Parses `postgres://user[:password]@host[:port]/database[?sslmode=…]`; nil when a part is
-    /// missing or the `sslmode` is unknown. User and password may be percent-encoded.
+    /// Parses `postgres://user[:password]@host[:port]/database[?sslmode=…&sslrootcert=…]`; nil
+    /// when a part is missing, the `sslmode` is unknown, or an `sslrootcert` comes without TLS
+    /// (it would be ignored). User and password may be percent-encoded.
     public init?(url: String) {
         guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme),
             let host = components.host, !host.isEmpty,
@@ -103,20 +118,27 @@ public struct PostgresSettings: Sendable, Equatable, CustomStringConvertible {
             password = decoded
         }
         var requireTLS = false
-        for item in components.queryItems ?? [] where item.name == "sslmode" {
-            switch item.value {
-            case "disable", "allow", "prefer": requireTLS = false
-            case "require", "verify-ca", "verify-full": requireTLS = true
-            default: return nil
+        var rootCertificatePath: String?
+        for item in components.queryItems ?? [] {
+            switch (item.name, item.value) {
+            case ("sslmode", "disable"), ("sslmode", "allow"), ("sslmode", "prefer"): requireTLS = false
+            case ("sslmode", "require"), ("sslmode", "verify-ca"), ("sslmode", "verify-full"): requireTLS = true
+            case ("sslmode", _): return nil
+            case ("sslrootcert", "system"): rootCertificatePath = nil
+            case ("sslrootcert", let path?) where !path.isEmpty: rootCertificatePath = path
+            case ("sslrootcert", _): return nil
+            default: continue
             }
         }
+        if rootCertificatePath != nil && !requireTLS { return nil }
         self.init(
             host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host,
             port: components.port ?? 5432,
             username: username,
             password: password,
             database: database,
-            requireTLS: requireTLS
+            requireTLS: requireTLS,
+            rootCertificatePath: rootCertificatePath
         )
     }
 

@@ -22,7 +22,7 @@ public struct PostgresMigration: Sendable {
     /// Applies the migrations not yet applied, each in its own transaction, on one connection of
     /// its own, under a transaction-scoped advisory lock so that replicas starting together do not
     /// race. Until `settings.startupTimeout`, a refused or failing connection is retried every
-    /// second (PostgreSQL may start after the service); then the last error is thrown.
+    /// second (PostgreSQL may start after the service); then it throws, with the last error.
     static func apply(_ migrations: [PostgresMigration], settings: PostgresSettings, logger: Logger) async throws {
         let deadline = ContinuousClock.now + settings.startupTimeout
         var attempt = 0
@@ -40,9 +40,17 @@ public struct PostgresMigration: Sendable {
                 }
             } catch {
                 let cause = Self.cause(of: error)
+                let database = "PostgreSQL at \(settings.host):\(settings.port)/\(settings.database)"
                 // A statement PostgreSQL refused (a permission, a syntax error): retrying will not help.
-                if let refused = cause as? PSQLError, refused.code == .server, !Self.retryable(refused) { throw refused }
-                guard ContinuousClock.now < deadline else { throw cause }
+                if let refused = cause as? PSQLError, refused.code == .server, !Self.retryable(refused) {
+                    throw MigrationFailure(description: "\(database) refused a migration: \(String(reflecting: refused))")
+                }
+                guard ContinuousClock.now < deadline else {
+                    throw MigrationFailure(
+                        description: "\(database) could not be migrated within DATABASE_STARTUP_TIMEOUT_S "
+                            + "(\(settings.startupTimeout)); the last error: \(String(reflecting: cause))"
+                    )
+                }
                 logger.warning(
                     "waiting for PostgreSQL",
                     metadata: ["attempt": "\(attempt)", "error": "\(String(reflecting: cause))", "database": "\(settings.host):\(settings.port)/\(settings.database)"]
@@ -91,10 +99,17 @@ public struct PostgresMigration: Sendable {
         var configuration = PostgresConnection.Configuration(
             host: settings.host, port: settings.port, username: settings.username, password: settings.password,
             database: settings.database,
-            tls: settings.requireTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
+            tls: try settings.clientTLS.map { .require(try NIOSSLContext(configuration: $0)) } ?? .disable
         )
         configuration.options.connectTimeout = .milliseconds(Int64(settings.connectTimeout.milliseconds))
         configuration.options.additionalStartupParameters = PostgresPool.startupParameters(settings)
         return configuration
     }
+}
+
+/// Why a service could not migrate its database at start, with PostgreSQL's own words (a
+/// `PSQLError` describes itself only as "Generic description…" to keep queries out of logs;
+/// migrations hold no secrets).
+struct MigrationFailure: Error, CustomStringConvertible {
+    let description: String
 }

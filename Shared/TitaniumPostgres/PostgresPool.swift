@@ -65,7 +65,7 @@ public final class PostgresPool: Service, Sendable {
     static func makePool(_ settings: PostgresSettings, logger: Logger) -> Pool {
         var configuration = PostgresClient.Configuration(
             host: settings.host, port: settings.port, username: settings.username, password: settings.password,
-            database: settings.database, tls: settings.requireTLS ? .require(.makeClientConfiguration()) : .disable
+            database: settings.database, tls: settings.clientTLS.map { .require($0) } ?? .disable
         )
         configuration.options.maximumConnections = settings.poolSize
         configuration.options.connectTimeout = settings.connectTimeout
@@ -144,9 +144,9 @@ public final class PostgresPool: Service, Sendable {
     /// The rows of one statement, within `timeout` (the query timeout when nil).
     public func rows(_ query: PostgresQuery, timeout: Duration? = nil) async throws -> [PostgresRow] {
         let logger = self.logger
-        return try await self.withDeadline(timeout) { client, leased in
+        return try await self.withDeadline(timeout) { client, deadline in
             try await client.withConnection { connection in
-                leased.set()
+                try deadline.acquired()
                 return try await Self.closingOnCancel(connection) { try await connection.query(query, logger: logger).collect() }
             }
         }
@@ -155,9 +155,9 @@ public final class PostgresPool: Service, Sendable {
     /// Runs `body` in one transaction (BEGIN … COMMIT, ROLLBACK when it throws), within the deadline.
     public func transaction<Result: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> Result) async throws -> Result {
         let logger = self.logger
-        return try await self.withDeadline(nil) { client, leased in
+        return try await self.withDeadline(nil) { client, deadline in
             try await client.withConnection { connection in
-                leased.set()
+                try deadline.acquired()
                 return try await Self.closingOnCancel(connection) {
                     try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
                 }
@@ -171,46 +171,64 @@ public final class PostgresPool: Service, Sendable {
     }
 
     /// Runs `body` on the current pool until `timeout` (the query timeout when nil); errors become
-    /// what a request should answer (see the type's comment). `body` sets `leased` once it holds a
-    /// connection: a timeout before that, like a lost connection, makes the watcher look.
+    /// what a request should answer (see the type's comment). `body` calls `acquired()` on its
+    /// ``QueryDeadline`` once it holds a connection: a timeout before that, like a lost
+    /// connection, makes the watcher look.
     ///
-    /// At the deadline `body` is cancelled, which closes its connection (postgres-nio lets a
-    /// running query wait for the server otherwise, for as long as TCP takes to give up on a
-    /// silent network), and its end is awaited: a statement that committed just before answers
-    /// with its result, not with a 503 that would make a client repeat it.
+    /// At the deadline, a query that has its connection is cancelled, which closes the connection
+    /// (postgres-nio lets a running query wait for the server otherwise, for as long as TCP takes
+    /// to give up on a silent network), and its end is awaited for up to ``cancelGrace``: a
+    /// statement that committed just before answers with its result, not with a 503 that would
+    /// make a client repeat it. A query still waiting for a connection is answered at once, and
+    /// never runs. `body` runs in a task of its own that the request does not wait for beyond
+    /// that: postgres-nio's pool does not always resume a lease request cancelled while its
+    /// connections are being made, and a query written to a connection being closed never ends
+    /// (both seen behind a silent network, tests/edge/test_postgres_partition.py).
+    /// How long a query cancelled at its deadline may take to end (its connection closing).
+    static let cancelGrace: Duration = .seconds(1)
+
     private func withDeadline<Result: Sendable>(
-        _ timeout: Duration?, _ body: @escaping @Sendable (PostgresClient, SharedFlag) async throws -> Result
+        _ timeout: Duration?, _ body: @escaping @Sendable (PostgresClient, QueryDeadline) async throws -> Result
     ) async throws -> Result {
         let timeout = timeout ?? self.settings.queryTimeout
         let (client, down) = self.state.withLock { ($0.pool.client, $0.down) }
         guard !down else { throw Self.unavailable }
-        let leased = SharedFlag()
-        let expired = SharedFlag()
-        do {
-            return try await withThrowingTaskGroup(of: Result?.self) { group in
-                group.addTask { try await body(client, leased) }
-                group.addTask {
-                    // The deadline, cut short when the watcher finds the server gone while this
-                    // query still waits for a connection.
-                    let deadline = ContinuousClock.now + timeout
-                    while ContinuousClock.now < deadline {
-                        try await Task.sleep(for: min(.milliseconds(100), ContinuousClock.now.duration(to: deadline)))
-                        if !leased.isSet, self.state.withLock({ $0.down }) { break }
-                    }
-                    expired.set()
-                    return nil
-                }
-                while let next = try await group.next() {
-                    if let result = next {
-                        group.cancelAll()
-                        return result
-                    }
-                    group.cancelAll()  // the deadline: body's connection is closed under it
-                }
-                throw DatabaseTimeout(timeout: timeout, leased: leased.isSet)
+        let deadline = QueryDeadline()
+        let answer = FirstAnswer<Result>()
+        let work = Task {
+            do { answer.give(.success(try await body(client, deadline))) } catch { answer.give(.failure(error)) }
+        }
+        let timer = Task {
+            // Cut short when the watcher finds the server gone while this query still waits for
+            // a connection.
+            let end = ContinuousClock.now + timeout
+            while ContinuousClock.now < end {
+                guard (try? await Task.sleep(for: min(.milliseconds(100), ContinuousClock.now.duration(to: end)))) != nil else { return }
+                if !deadline.isLeased, self.state.withLock({ $0.down }) { break }
             }
+            if deadline.expire() {
+                answer.give(.failure(DatabaseTimeout(timeout: timeout, leased: false)))
+                work.cancel()
+                return
+            }
+            work.cancel()
+            // Its end answers, a late success included; but a query written to a connection that
+            // another query's deadline is closing is dropped by postgres-nio and never ends.
+            guard (try? await Task.sleep(for: Self.cancelGrace)) != nil else { return }
+            answer.give(.failure(DatabaseTimeout(timeout: timeout, leased: true)))
+        }
+        do {
+            let result = try await withTaskCancellationHandler {
+                try await answer.value
+            } onCancel: {
+                work.cancel()
+            }
+            timer.cancel()
+            return result
         } catch {
-            let (classified, lost) = Self.classify(expired.isSet ? DatabaseTimeout(timeout: timeout, leased: leased.isSet) : error)
+            timer.cancel()
+            work.cancel()
+            let (classified, lost) = Self.classify(deadline.hasExpired ? DatabaseTimeout(timeout: timeout, leased: deadline.isLeased) : error)
             if lost { self.state.withLock { $0.suspect = true } }
             throw classified
         }
@@ -221,7 +239,10 @@ public final class PostgresPool: Service, Sendable {
     private static func closingOnCancel<Result: Sendable>(
         _ connection: PostgresConnection, _ body: () async throws -> Result
     ) async throws -> Result {
-        try await withTaskCancellationHandler(operation: body) {
+        // The pool may lease a connection another query's deadline has just closed; a query
+        // written to it would never end.
+        guard !connection.isClosed else { throw ConnectionClosed() }
+        return try await withTaskCancellationHandler(operation: body) {
             _ = connection.close() as EventLoopFuture<Void>
         }
     }
@@ -265,13 +286,79 @@ public final class PostgresPool: Service, Sendable {
     )
 }
 
-/// A flag the deadline's task and the query's share: whether the query got its connection,
-/// whether the deadline passed.
-final class SharedFlag: Sendable {
-    private let value = Mutex(false)
-    func set() { self.value.withLock { $0 = true } }
-    var isSet: Bool { self.value.withLock { $0 } }
+/// One query's race with its deadline, decided once under a lock: whether it got its connection
+/// before the deadline passed.
+final class QueryDeadline: Sendable {
+    private enum State { case waiting, leased, expiredWaiting, expiredLeased }
+    private let state = Mutex(State.waiting)
+
+    /// The query holds its connection; throws when the deadline passed first (it must not run:
+    /// its request has been answered 503).
+    func acquired() throws {
+        let ran = self.state.withLock { state in
+            guard state == .waiting else { return false }
+            state = .leased
+            return true
+        }
+        if !ran { throw CancellationError() }
+    }
+
+    /// The deadline passed; true when the query had no connection (its request answers at once).
+    func expire() -> Bool {
+        self.state.withLock { state in
+            switch state {
+            case .waiting:
+                state = .expiredWaiting
+                return true
+            case .leased:
+                state = .expiredLeased
+                return false
+            case .expiredWaiting, .expiredLeased:
+                return false
+            }
+        }
+    }
+
+    var isLeased: Bool { self.state.withLock { $0 == .leased || $0 == .expiredLeased } }
+    var hasExpired: Bool { self.state.withLock { $0 == .expiredWaiting || $0 == .expiredLeased } }
 }
+
+/// The first of two answers to one request, the query's own or its deadline's; the later one is
+/// dropped. (A task group would wait for the query's task, which may never end; see
+/// ``PostgresPool`` `withDeadline`.)
+final class FirstAnswer<Value: Sendable>: Sendable {
+    private struct State {
+        var answer: Result<Value, any Error>?
+        var waiter: CheckedContinuation<Value, any Error>?
+    }
+    private let state = Mutex(State())
+
+    func give(_ answer: Result<Value, any Error>) {
+        let waiter = self.state.withLock { state -> CheckedContinuation<Value, any Error>? in
+            guard state.answer == nil else { return nil }
+            state.answer = answer
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(with: answer)
+    }
+
+    var value: Value {
+        get async throws {
+            try await withCheckedThrowingContinuation { continuation in
+                let answer = self.state.withLock { state -> Result<Value, any Error>? in
+                    if let answer = state.answer { return answer }
+                    state.waiter = continuation
+                    return nil
+                }
+                if let answer { continuation.resume(with: answer) }
+            }
+        }
+    }
+}
+
+/// The pool leased a connection that was already closed (a 503, and the watcher looks).
+struct ConnectionClosed: Error {}
 
 /// A statement broke a unique index; `constraint` names it (e.g. `users_email_unique`).
 public struct UniqueViolation: Error, Sendable {
@@ -288,4 +375,15 @@ public struct DatabaseTimeout: Error, CustomStringConvertible {
     public let timeout: Duration
     public let leased: Bool
     public var description: String { "no answer from PostgreSQL within \(self.timeout)" + (self.leased ? "" : " (no connection)") }
+}
+
+extension PostgresSettings {
+    /// TLS for connections to the server (nil: clear text), always verifying the certificate and
+    /// the host name: against the system's roots, or only `sslrootcert`'s certificates.
+    var clientTLS: TLSConfiguration? {
+        guard self.requireTLS else { return nil }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let path = self.rootCertificatePath { configuration.trustRoots = .file(path) }
+        return configuration
+    }
 }

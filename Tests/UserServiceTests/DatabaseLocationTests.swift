@@ -1,3 +1,5 @@
+import Foundation
+import TestSupport
 import TitaniumHTTP
 import TitaniumPostgres
 import Testing
@@ -42,10 +44,28 @@ import Testing
         #expect(plain == .postgres(PostgresSettings(host: "127.0.0.1", username: "titanium", database: "titanium")))
     }
 
+    @Test func sslrootcertNamesTheCertificatesTrustedInsteadOfTheSystems() throws {
+        let directory = try temporaryDirectory("titanium-sslrootcert")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("ca.pem")
+        try Data("-----BEGIN CERTIFICATE-----\n".utf8).write(to: file)
+        let location = try Self.location(["DATABASE_URL": "postgres://u@h/db?sslmode=verify-full&sslrootcert=\(file.path)"])
+        #expect(location == .postgres(PostgresSettings(host: "h", username: "u", database: "db", requireTLS: true, rootCertificatePath: file.path)))
+        // libpq's spelling of the default.
+        let system = try Self.location(["DATABASE_URL": "postgres://u@h/db?sslrootcert=system&sslmode=require"])
+        #expect(system == .postgres(PostgresSettings(host: "h", username: "u", database: "db", requireTLS: true)))
+        // A file that is not there stops the service at start, not at its first query.
+        #expect(throws: ConfigurationError.self) {
+            try Self.location(["DATABASE_URL": "postgres://u@h/db?sslmode=require&sslrootcert=\(file.path).missing"])
+        }
+    }
+
     @Test func aWrongURLIsRefusedWithoutItsPassword() {
         for url in [
             "postgres://user:secret@host:5432/", "postgres://:secret@host/db", "postgres://user:secret@host/db?sslmode=maybe",
             "mysql://user:secret@host/db",
+            // A CA file without TLS would be ignored, and an empty one names nothing.
+            "postgres://user:secret@host/db?sslrootcert=/etc/ssl/ca.pem", "postgres://user:secret@host/db?sslmode=require&sslrootcert=",
         ] {
             do {
                 _ = try Self.location(["DATABASE_URL": url])
