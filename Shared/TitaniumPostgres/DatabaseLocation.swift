@@ -119,7 +119,9 @@ public struct PostgresSettings: Sendable, Equatable, CustomStringConvertible {
         }
         var requireTLS = false
         var rootCertificatePath: String?
+        var rootCertificateGiven = false
         for item in components.queryItems ?? [] {
+            if item.name == "sslrootcert" { rootCertificateGiven = true }
             switch (item.name, item.value) {
             case ("sslmode", "disable"), ("sslmode", "allow"), ("sslmode", "prefer"): requireTLS = false
             case ("sslmode", "require"), ("sslmode", "verify-ca"), ("sslmode", "verify-full"): requireTLS = true
@@ -130,7 +132,7 @@ public struct PostgresSettings: Sendable, Equatable, CustomStringConvertible {
             default: continue
             }
         }
-        if rootCertificatePath != nil && !requireTLS { return nil }
+        if rootCertificateGiven && !requireTLS { return nil }
         self.init(
             host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host,
             port: components.port ?? 5432,

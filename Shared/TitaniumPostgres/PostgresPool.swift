@@ -170,6 +170,9 @@ public final class PostgresPool: Service, Sendable {
         _ = try await self.rows("SELECT 1", timeout: .seconds(1))
     }
 
+    /// How long a query cancelled at its deadline may take to end (its connection closing).
+    static let cancelGrace: Duration = .seconds(1)
+
     /// Runs `body` on the current pool until `timeout` (the query timeout when nil); errors become
     /// what a request should answer (see the type's comment). `body` calls `acquired()` on its
     /// ``QueryDeadline`` once it holds a connection: a timeout before that, like a lost
@@ -177,16 +180,13 @@ public final class PostgresPool: Service, Sendable {
     ///
     /// At the deadline, a query that has its connection is cancelled, which closes the connection
     /// (postgres-nio lets a running query wait for the server otherwise, for as long as TCP takes
-    /// to give up on a silent network), and its end is awaited for up to ``cancelGrace``: a
-    /// statement that committed just before answers with its result, not with a 503 that would
-    /// make a client repeat it. A query still waiting for a connection is answered at once, and
-    /// never runs. `body` runs in a task of its own that the request does not wait for beyond
+    /// to give up on a silent network), and its end is awaited for up to ``cancelGrace``: a result
+    /// that had already arrived is answered rather than a 503. (A statement whose result had not
+    /// arrived may still have committed: the client is told 503 then.) A query still waiting for
+    /// a connection is answered at once, and never runs. `body` runs in a task of its own that the request does not wait for beyond
     /// that: postgres-nio's pool does not always resume a lease request cancelled while its
     /// connections are being made, and a query written to a connection being closed never ends
     /// (both seen behind a silent network, tests/edge/test_postgres_partition.py).
-    /// How long a query cancelled at its deadline may take to end (its connection closing).
-    static let cancelGrace: Duration = .seconds(1)
-
     private func withDeadline<Result: Sendable>(
         _ timeout: Duration?, _ body: @escaping @Sendable (PostgresClient, QueryDeadline) async throws -> Result
     ) async throws -> Result {
@@ -222,13 +222,18 @@ public final class PostgresPool: Service, Sendable {
                 try await answer.value
             } onCancel: {
                 work.cancel()
+                answer.give(.failure(CancellationError()))
             }
             timer.cancel()
             return result
         } catch {
             timer.cancel()
             work.cancel()
-            let (classified, lost) = Self.classify(deadline.hasExpired ? DatabaseTimeout(timeout: timeout, leased: deadline.isLeased) : error)
+            // After the deadline, what the cancellation caused (a closed connection, a cancelled
+            // lease) is the timeout; PostgreSQL's own answer (a unique violation) stays itself.
+            let serverAnswered = (error as? PSQLError)?.code == .server
+            let timedOut = deadline.hasExpired && !serverAnswered
+            let (classified, lost) = Self.classify(timedOut ? DatabaseTimeout(timeout: timeout, leased: deadline.isLeased) : error)
             if lost { self.state.withLock { $0.suspect = true } }
             throw classified
         }
@@ -242,6 +247,9 @@ public final class PostgresPool: Service, Sendable {
         // The pool may lease a connection another query's deadline has just closed; a query
         // written to it would never end.
         guard !connection.isClosed else { throw ConnectionClosed() }
+        // Cancelled already (its request answered): a query written now to the connection the
+        // handler below closes would never end.
+        try Task.checkCancellation()
         return try await withTaskCancellationHandler(operation: body) {
             _ = connection.close() as EventLoopFuture<Void>
         }

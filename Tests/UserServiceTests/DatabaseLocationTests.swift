@@ -66,6 +66,7 @@ import Testing
             "mysql://user:secret@host/db",
             // A CA file without TLS would be ignored, and an empty one names nothing.
             "postgres://user:secret@host/db?sslrootcert=/etc/ssl/ca.pem", "postgres://user:secret@host/db?sslmode=require&sslrootcert=",
+            "postgres://user:secret@host/db?sslrootcert=system", "postgres://user:secret@host/db?sslmode=disable&sslrootcert=system",
         ] {
             do {
                 _ = try Self.location(["DATABASE_URL": url])
