@@ -1067,6 +1067,18 @@ def psql(url: str, sql: str) -> str:
     return proc.stdout.strip()
 
 
+def reachable_directory(prefix: str) -> Iterable[Path]:
+    """A new directory under /tmp, mode 0755, removed afterwards: for files another user (the
+    postgres user, a job's user) must reach, which pytest's own temporary folders (private to
+    root) are not. Use it as a fixture body: ``yield from reachable_directory("titanium-x-")``."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture
 def postgres():
     """A throwaway PostgreSQL for one test; its URL (superuser postgres, database postgres)."""

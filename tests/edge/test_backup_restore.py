@@ -30,7 +30,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, json_request, refused_url
+from conftest import REPO, json_request, reachable_directory, refused_url
 
 JOB_UID = 10001
 RESTORE_JOB = REPO / "k8s-manifests" / "base" / "user-service-restore-job.yaml"
@@ -154,13 +153,8 @@ def work():
     for tool in ("unshare", "setpriv", "sqlite3", "mount"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed", pytrace=False)
-    # Readable by the jobs' user all the way down (pytest's own temporary folders are not).
-    path = Path(tempfile.mkdtemp(prefix="titanium-backup-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    # Readable by the jobs' user all the way down.
+    yield from reachable_directory("titanium-backup-")
 
 
 def test_backup_of_a_live_database_through_a_read_only_mount_restores(fn_procs, work):

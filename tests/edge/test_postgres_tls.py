@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import Service, closed_redis_url, http_request, psql
+from conftest import Service, closed_redis_url, http_request, psql, reachable_directory
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -58,13 +56,8 @@ def start_refused(fn_procs, url: str, label: str) -> tuple[int | None, float, Se
 
 @pytest.fixture
 def certificates():
-    """A directory the postgres user can reach (pytest's own are private to root)."""
-    directory = Path(tempfile.mkdtemp(prefix="titanium-edge-tls-"))
-    directory.chmod(0o755)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    """The test CA's and the server's files, where the postgres user can read them."""
+    yield from reachable_directory("titanium-edge-tls-")
 
 
 def test_tls_is_verified_against_sslrootcert_or_the_system_roots(postgres, fn_procs, certificates):
