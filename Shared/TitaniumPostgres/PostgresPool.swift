@@ -183,10 +183,11 @@ public final class PostgresPool: Service, Sendable {
     /// to give up on a silent network), and its end is awaited for up to ``cancelGrace``: a result
     /// that had already arrived is answered rather than a 503. (A statement whose result had not
     /// arrived may still have committed: the client is told 503 then.) A query still waiting for
-    /// a connection is answered at once, and never runs. `body` runs in a task of its own that the request does not wait for beyond
-    /// that: postgres-nio's pool does not always resume a lease request cancelled while its
-    /// connections are being made, and a query written to a connection being closed never ends
-    /// (both seen behind a silent network, tests/edge/test_postgres_partition.py).
+    /// a connection is answered at once, and never runs. `body` runs in a task of its own that
+    /// the request does not wait for beyond that: postgres-nio's pool does not always resume a
+    /// lease request cancelled while its connections are being made, and a query written to a
+    /// connection being closed never ends (both seen behind a silent network,
+    /// tests/edge/test_postgres_partition.py).
     private func withDeadline<Result: Sendable>(
         _ timeout: Duration?, _ body: @escaping @Sendable (PostgresClient, QueryDeadline) async throws -> Result
     ) async throws -> Result {
