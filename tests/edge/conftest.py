@@ -73,6 +73,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Bound, never listening, open for the whole session: every connection to it is refused, and no
+# other server can take the port meanwhile (one that was merely free a moment ago can be taken,
+# and a test expecting a refusal then meets that server). TestSupport's Ports.refused() in Swift.
+_REFUSED_SOCKET = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_REFUSED_SOCKET.bind((HOST, 0))
+REFUSED_PORT: int = _REFUSED_SOCKET.getsockname()[1]
+
+
 def binary(name: str) -> Path:
     path = BIN_DIR / name
     if not path.exists():
@@ -327,7 +335,7 @@ def dashboard_dir(tmp: Path) -> str:
 
 def closed_redis_url() -> str:
     """A Redis URL nothing listens on (the gateway starts and fails open)."""
-    return f"redis://{HOST}:{free_port()}"
+    return f"redis://{HOST}:{REFUSED_PORT}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -998,7 +1006,7 @@ def get_stats(port: int) -> dict:
 
 def refused_url() -> str:
     """An http:// URL nothing listens on (a proxied request to it is answered 502)."""
-    return f"http://{HOST}:{free_port()}"
+    return f"http://{HOST}:{REFUSED_PORT}"
 
 
 def rate_limited_problem(resp: Response) -> str | None:

@@ -32,7 +32,7 @@ import time
 import pytest
 
 from conftest import (RawConnection, assert_alive, balancer_env, closed_redis_url, dashboard_dir, exchange,
-                      free_port, gateway_env, http_request)
+                      gateway_env, http_request, refused_url)
 
 HEADER, BODY, IDLE = 1.0, 2.0, 3.0
 SLACK = 1.5
@@ -49,7 +49,7 @@ def services(procs, upstream):
     gateway = procs.start("api-gateway", gateway_env(upstream.url, **TIMEOUTS))
     balancer = procs.start("load-balancer", balancer_env([gateway.url], dashboard_dir(procs.tmp), **TIMEOUTS))
     blog = procs.start("blog-service", {
-        "JWKS_URL": f"http://127.0.0.1:{free_port()}/.well-known/jwks.json", "REDIS_URL": closed_redis_url(), **TIMEOUTS,
+        "JWKS_URL": f"{refused_url()}/.well-known/jwks.json", "REDIS_URL": closed_redis_url(), **TIMEOUTS,
     })
     return {"lb": balancer, "gateway": gateway, "blog": blog}
 
